@@ -1,0 +1,98 @@
+//! The keyspace: every Redis key Millrace uses, derived from a prefix and a
+//! queue name. All keys of one queue share the hash tag `{queue}` so that
+//! multi-key scripts run on one Redis Cluster slot.
+
+use crate::error::ConfigError;
+
+/// Default key prefix (`millrace:{queue}:...`).
+pub const DEFAULT_PREFIX: &str = "millrace";
+/// Default consumer group name on every ready stream.
+pub const DEFAULT_GROUP: &str = "millrace";
+/// Longest queue name accepted.
+pub const MAX_QUEUE_NAME: usize = 128;
+
+/// The keys of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keys {
+    /// The queue's name.
+    pub queue: String,
+    /// Stream of ready and in-flight jobs, with one consumer group.
+    pub stream: String,
+    /// Sorted set: job id → due time (unix ms) of scheduled jobs and retries.
+    pub delayed: String,
+    /// Hash: job id → envelope (JSON array of fields) of delayed jobs.
+    pub jobs: String,
+    /// Stream of dead-lettered jobs (no group), trimmed by its retention.
+    pub dead: String,
+    /// Sorted set: consumer name → last heartbeat (unix ms).
+    pub workers: String,
+    /// String key whose presence pauses the queue.
+    pub paused: String,
+    /// Hash of counters: processed, retried, dead.
+    pub stats: String,
+    /// Set of all known queue names (shared by every queue under the prefix).
+    pub registry: String,
+}
+
+impl Keys {
+    /// The keys of `queue` under `prefix`; fails on an invalid queue name.
+    pub fn new(prefix: &str, queue: &str) -> Result<Self, ConfigError> {
+        validate_queue_name(queue)?;
+        let base = format!("{prefix}:{{{queue}}}");
+        Ok(Self {
+            queue: queue.to_owned(),
+            stream: format!("{base}:stream"),
+            delayed: format!("{base}:delayed"),
+            jobs: format!("{base}:jobs"),
+            dead: format!("{base}:dead"),
+            workers: format!("{base}:workers"),
+            paused: format!("{base}:paused"),
+            stats: format!("{base}:stats"),
+            registry: registry_key(prefix),
+        })
+    }
+}
+
+/// The key of the set of known queues under `prefix`.
+pub fn registry_key(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+/// Checks a queue name: 1 to 128 characters, none of them whitespace, `{`,
+/// `}` or `:`.
+pub fn validate_queue_name(queue: &str) -> Result<(), ConfigError> {
+    let bad = queue.is_empty()
+        || queue.len() > MAX_QUEUE_NAME
+        || queue
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '{' | '}' | ':'));
+    if bad {
+        return Err(ConfigError::Invalid(format!(
+            "invalid queue name {queue:?}: use 1 to {MAX_QUEUE_NAME} characters without spaces, ':', '{{' or '}}'"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = Keys::new("millrace", "billing").unwrap();
+        assert_eq!(k.stream, "millrace:{billing}:stream");
+        assert_eq!(k.delayed, "millrace:{billing}:delayed");
+        assert_eq!(k.dead, "millrace:{billing}:dead");
+        assert_eq!(k.registry, "millrace:queues");
+    }
+
+    #[test]
+    fn bad_queue_names_are_refused() {
+        for q in ["", "a b", "a{b", "x}", "a:b", &"x".repeat(129)] {
+            let err = Keys::new("millrace", q).unwrap_err().to_string();
+            assert!(err.contains("invalid queue name"), "{q}: {err}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! # millrace-core
+//!
+//! The protocol under Millrace, a background-job platform on Redis Streams:
+//! the keyspace ([`Keys`]), the wire format ([`Envelope`]), the Lua scripts
+//! and the atomic queue operations ([`Queue`]), the retry policy
+//! ([`RetryPolicy`]), the job contract ([`Job`], [`JobContext`],
+//! [`JobError`]) and connection setup ([`connect`]). It runs no tasks of its
+//! own and knows nothing of HTTP or command lines.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use millrace_core::{Envelope, JobId, Queue, connect};
+//! let mut conn = connect::command_connection("redis://127.0.0.1:6379").await?;
+//! let queue = Queue::new("default")?;
+//! queue.declare(&mut conn).await?;
+//! let job = Envelope::new(JobId::new().0, "noop", "{}".into());
+//! queue.enqueue(&mut conn, &[job]).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod connect;
+pub mod envelope;
+pub mod error;
+pub mod job;
+pub mod keys;
+pub mod queue;
+pub mod retry;
+pub mod scripts;
+
+pub use envelope::Envelope;
+pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
+pub use job::{Job, JobContext, JobError, JobId};
+pub use keys::Keys;
+pub use queue::{
+    DeadRetention, Delivery, Failure, Fenced, Promoted, Queue, ReadFrom, Reclaimed, When,
+};
+pub use retry::RetryPolicy;
+
+/// Re-exported so users name one version of these crates.
+pub use redis;
+pub use tokio_util::sync::CancellationToken;

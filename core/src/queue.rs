@@ -1,0 +1,613 @@
+//! The atomic queue operations on one queue's keys. Each is one round trip
+//! (a command, a pipeline or a script) and none spawns a task.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use crate::envelope::Envelope;
+use crate::error::{ConfigError, QueueError};
+use crate::keys::{DEFAULT_GROUP, DEFAULT_PREFIX, Keys};
+use crate::scripts;
+
+/// Where a read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// New entries never delivered to any consumer (`>`).
+    New,
+    /// This consumer's own pending entries with ids after the given one
+    /// (`0` for all): entries the server delivered but the client may not
+    /// have seen, e.g. before a reconnect.
+    OwnPendingAfter(String),
+}
+
+/// One stream entry handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Stream entry id.
+    pub entry_id: String,
+    /// The entry's fields; `None` when the entry was deleted while pending.
+    pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+/// What to do with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Schedule attempt `next_attempt` after `delay`.
+    Retry {
+        /// Backoff before the next attempt.
+        delay: Duration,
+        /// The next attempt's number.
+        next_attempt: u32,
+    },
+    /// Move the job to the dead-letter stream.
+    Dead,
+}
+
+/// Result of a fenced operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    /// Done.
+    Done,
+    /// Refused: this consumer no longer owns the entry (its lease was lost).
+    LeaseLost,
+}
+
+/// How the dead-letter stream is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadRetention {
+    /// Keep about this many entries (0 = no count limit). Defaults to 100,000.
+    pub max_len: u64,
+    /// Drop entries older than this (zero = no age limit). Defaults to 30 days.
+    pub max_age: Duration,
+}
+
+impl Default for DeadRetention {
+    fn default() -> Self {
+        Self {
+            max_len: 100_000,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl DeadRetention {
+    /// A retention of `max_len` entries and `max_age`.
+    pub fn new(max_len: u64, max_age: Duration) -> Self {
+        Self { max_len, max_age }
+    }
+}
+
+/// Result of one promote round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promoted {
+    /// Jobs moved to the ready stream.
+    pub moved: u64,
+    /// Time until the next delayed job is due, if any remain.
+    pub next_due_in: Option<Duration>,
+}
+
+/// Result of one reclaim round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Entries now owned by the reclaiming consumer, to run.
+    pub claimed: Vec<Delivery>,
+    /// Entries dead-lettered for passing max deliveries.
+    pub dead: u64,
+}
+
+/// One queue: its keys and its consumer group.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    keys: Keys,
+    group: String,
+}
+
+impl Queue {
+    /// The queue `name` under the default prefix and group.
+    pub fn new(name: &str) -> Result<Self, ConfigError> {
+        Self::with_prefix(DEFAULT_PREFIX, name)
+    }
+
+    /// The queue `name` under `prefix`, with the default group.
+    pub fn with_prefix(prefix: &str, name: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            keys: Keys::new(prefix, name)?,
+            group: DEFAULT_GROUP.to_owned(),
+        })
+    }
+
+    /// The queue's keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.keys.queue
+    }
+
+    /// The consumer group name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Creates the stream and its group if missing (from `0`, so nothing
+    /// enqueued earlier is skipped) and registers the queue. Idempotent.
+    pub async fn declare<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), QueueError> {
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(QueueError::redis("declare")(e)),
+        }
+        self.register(conn).await
+    }
+
+    /// Adds the queue to the registry of known queues.
+    pub async fn register<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), QueueError> {
+        redis::cmd("SADD")
+            .arg(&self.keys.registry)
+            .arg(&self.keys.queue)
+            .query_async::<()>(conn)
+            .await
+            .map_err(QueueError::redis("register"))
+    }
+
+    /// Appends jobs to the ready stream, pipelined: one round trip for the
+    /// whole batch. Never trims. Returns the entry ids.
+    pub async fn enqueue<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        jobs: &[Envelope],
+    ) -> Result<Vec<String>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::Pipeline::with_capacity(jobs.len());
+        for job in jobs {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&self.keys.stream).arg("*");
+            job.write_args(&mut cmd);
+            pipe.add_command(cmd);
+        }
+        pipe.query_async(conn)
+            .await
+            .map_err(QueueError::redis("enqueue"))
+    }
+
+    /// Stores a job to become ready at `when`; returns the due time (unix
+    /// ms). `When::In` is measured on the server's clock.
+    pub async fn schedule<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        job: &Envelope,
+        when: When,
+    ) -> Result<u64, QueueError> {
+        let (mode, ms) = match when {
+            When::In(d) => ("in", duration_ms(d)),
+            When::At(t) => ("at", unix_ms(t)),
+        };
+        let mut inv = scripts::SCHEDULE.prepare_invoke();
+        inv.key(&self.keys.jobs)
+            .key(&self.keys.delayed)
+            .arg(&job.id)
+            .arg(mode)
+            .arg(ms);
+        for (k, v) in job.fields() {
+            inv.arg(k).arg(v);
+        }
+        inv.invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("schedule"))
+    }
+
+    /// Reads up to `count` entries for `consumer` (never more: callers pass
+    /// their free slots), blocking up to `block` for new ones. Cancel-safe
+    /// in the sense that entries delivered to an abandoned read stay in this
+    /// consumer's pending list and are found by [`ReadFrom::OwnPendingAfter`]
+    /// or by reclaim.
+    pub async fn read<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+        from: &ReadFrom,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1));
+        let id = match from {
+            ReadFrom::New => {
+                cmd.arg("BLOCK").arg(duration_ms(block));
+                ">"
+            }
+            ReadFrom::OwnPendingAfter(after) => after.as_str(),
+        };
+        cmd.arg("STREAMS").arg(&self.keys.stream).arg(id);
+        let reply: Value = cmd
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("read"))?;
+        parse_read_reply(reply)
+    }
+
+    /// Acknowledges and deletes finished entries (XACK + XDEL in one
+    /// script), counting them as processed. Returns how many were pending.
+    pub async fn ack<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        entry_ids: &[String],
+    ) -> Result<u64, QueueError> {
+        if entry_ids.is_empty() {
+            return Ok(0);
+        }
+        scripts::ACK
+            .key(&self.keys.stream)
+            .key(&self.keys.stats)
+            .arg(&self.group)
+            .arg(entry_ids)
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("ack"))
+    }
+
+    /// Records a failed attempt: schedules the next one or dead-letters the
+    /// job, with `error`. Fenced: refused when `consumer` no longer owns the
+    /// entry.
+    pub async fn fail<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        entry_id: &str,
+        failure: Failure,
+        error: &str,
+        retention: DeadRetention,
+    ) -> Result<Fenced, QueueError> {
+        let (mode, delay, next) = match failure {
+            Failure::Retry {
+                delay,
+                next_attempt,
+            } => ("retry", duration_ms(delay), next_attempt),
+            Failure::Dead => ("dead", 0, 0),
+        };
+        let done: i64 = scripts::FAIL
+            .key(&self.keys.stream)
+            .key(&self.keys.jobs)
+            .key(&self.keys.delayed)
+            .key(&self.keys.dead)
+            .key(&self.keys.stats)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(entry_id)
+            .arg(mode)
+            .arg(delay)
+            .arg(next)
+            .arg(error)
+            .arg(retention.max_len)
+            .arg(duration_ms(retention.max_age))
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("fail"))?;
+        Ok(if done == 1 {
+            Fenced::Done
+        } else {
+            Fenced::LeaseLost
+        })
+    }
+
+    /// Moves up to `limit` due jobs from the delayed set to the ready
+    /// stream. Safe to run from any number of workers at once.
+    pub async fn promote<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        limit: usize,
+    ) -> Result<Promoted, QueueError> {
+        let (moved, wait): (u64, i64) = scripts::PROMOTE
+            .key(&self.keys.delayed)
+            .key(&self.keys.jobs)
+            .key(&self.keys.stream)
+            .arg(limit.max(1))
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("promote"))?;
+        Ok(Promoted {
+            moved,
+            next_due_in: u64::try_from(wait).ok().map(Duration::from_millis),
+        })
+    }
+
+    /// Renews the leases of `entry_ids` (resets their idle time) where
+    /// `consumer` still owns them; returns the ids whose lease was lost.
+    pub async fn renew<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Vec<String>, QueueError> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        scripts::RENEW
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(entry_ids)
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("renew"))
+    }
+
+    /// Claims up to `count` entries idle for at least `lease` for
+    /// `consumer`; entries already delivered `max_deliveries` times are
+    /// dead-lettered instead.
+    pub async fn reclaim<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        lease: Duration,
+        count: usize,
+        max_deliveries: u32,
+        retention: DeadRetention,
+    ) -> Result<Reclaimed, QueueError> {
+        let reply: Value = scripts::RECLAIM
+            .key(&self.keys.stream)
+            .key(&self.keys.dead)
+            .key(&self.keys.stats)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(duration_ms(lease))
+            .arg(count.max(1))
+            .arg(max_deliveries.max(1))
+            .arg(retention.max_len)
+            .arg(duration_ms(retention.max_age))
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("reclaim"))?;
+        let Value::Array(mut parts) = reply else {
+            return Err(protocol("reclaim", "expected an array"));
+        };
+        if parts.len() != 2 {
+            return Err(protocol("reclaim", "expected two elements"));
+        }
+        let dead = match parts.pop() {
+            Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
+            _ => return Err(protocol("reclaim", "expected a count")),
+        };
+        let claimed = match parts.pop() {
+            Some(v) => parse_entries(v, "reclaim")?,
+            None => Vec::new(),
+        };
+        Ok(Reclaimed { claimed, dead })
+    }
+
+    /// Hands owned entries back to the ready stream at once (attempt
+    /// unchanged); returns how many were handed back.
+    pub async fn release<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<u64, QueueError> {
+        if entry_ids.is_empty() {
+            return Ok(0);
+        }
+        scripts::RELEASE
+            .key(&self.keys.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(entry_ids)
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("release"))
+    }
+
+    /// The ids of up to `count` entries pending for `consumer`.
+    pub async fn pending_of<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(count.max(1))
+            .arg(consumer)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("pending"))?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Records that `consumer` is alive now (server time).
+    pub async fn heartbeat<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+    ) -> Result<(), QueueError> {
+        redis::cmd("ZADD")
+            .arg(&self.keys.workers)
+            .arg(unix_ms(SystemTime::now()))
+            .arg(consumer)
+            .query_async::<()>(conn)
+            .await
+            .map_err(QueueError::redis("heartbeat"))
+    }
+
+    /// Removes `consumer` from the group, but only when nothing is pending
+    /// for it (DELCONSUMER would drop its pending entries for good). Returns
+    /// whether it was removed.
+    pub async fn remove_consumer<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+    ) -> Result<bool, QueueError> {
+        if !self.pending_of(conn, consumer, 1).await?.is_empty() {
+            return Ok(false);
+        }
+        redis::pipe()
+            .cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .ignore()
+            .cmd("ZREM")
+            .arg(&self.keys.workers)
+            .arg(consumer)
+            .ignore()
+            .query_async::<()>(conn)
+            .await
+            .map_err(QueueError::redis("remove consumer"))?;
+        Ok(true)
+    }
+
+    /// True when the queue is paused (workers stop claiming).
+    pub async fn is_paused<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool, QueueError> {
+        redis::cmd("EXISTS")
+            .arg(&self.keys.paused)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("paused"))
+    }
+
+    /// Pauses or resumes the queue.
+    pub async fn set_paused<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        paused: bool,
+    ) -> Result<(), QueueError> {
+        let cmd = if paused {
+            let mut c = redis::cmd("SET");
+            c.arg(&self.keys.paused).arg("1");
+            c
+        } else {
+            let mut c = redis::cmd("DEL");
+            c.arg(&self.keys.paused);
+            c
+        };
+        cmd.query_async::<()>(conn)
+            .await
+            .map_err(QueueError::redis("pause"))?;
+        Ok(())
+    }
+}
+
+/// When a scheduled job becomes ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// After this delay, on the server's clock.
+    In(Duration),
+    /// At this time.
+    At(SystemTime),
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Unix time in ms (0 before the epoch).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(duration_ms)
+        .unwrap_or_default()
+}
+
+fn protocol(op: &'static str, detail: &str) -> QueueError {
+    QueueError::Protocol {
+        op,
+        detail: detail.to_owned(),
+    }
+}
+
+fn parse_read_reply(reply: Value) -> Result<Vec<Delivery>, QueueError> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
+        _ => return Err(protocol("read", "expected an array of streams")),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        out.extend(parse_entries(entries, "read")?);
+    }
+    Ok(out)
+}
+
+/// Parses `[[id, [f, v, ...] | nil], ...]` as XREADGROUP and XCLAIM return.
+fn parse_entries(v: Value, op: &'static str) -> Result<Vec<Delivery>, QueueError> {
+    let Value::Array(entries) = v else {
+        return Err(protocol(op, "expected an array of entries"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            continue; // XCLAIM may return nil for an entry deleted meanwhile
+        };
+        if parts.len() != 2 {
+            return Err(protocol(op, "expected [id, fields]"));
+        }
+        let fields = parts.pop();
+        let entry_id = match parts.pop() {
+            Some(Value::BulkString(b)) => {
+                String::from_utf8(b).map_err(|_| protocol(op, "entry id is not UTF-8"))?
+            }
+            Some(Value::SimpleString(s)) => s,
+            _ => return Err(protocol(op, "expected an entry id")),
+        };
+        let fields = match fields {
+            Some(Value::Array(flat)) => Some(pairs(flat)),
+            Some(Value::Map(map)) => Some(
+                map.into_iter()
+                    .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        out.push(Delivery { entry_id, fields });
+    }
+    Ok(out)
+}
+
+fn pairs(flat: Vec<Value>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+fn bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}

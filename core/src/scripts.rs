@@ -1,0 +1,33 @@
+//! The Lua scripts, each with the shared prelude prepended. Every script
+//! names every key it touches in KEYS, so all work on Redis Cluster.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+/// XACK + XDEL of finished entries, counting them as processed.
+pub static ACK: LazyLock<Script> = script!("ack.lua");
+/// Fenced retry-or-dead-letter of a failed attempt.
+pub static FAIL: LazyLock<Script> = script!("fail.lua");
+/// Store a job for later (delayed enqueue).
+pub static SCHEDULE: LazyLock<Script> = script!("schedule.lua");
+/// Move due delayed jobs to the ready stream.
+pub static PROMOTE: LazyLock<Script> = script!("promote.lua");
+/// Renew the leases of entries this consumer still owns.
+pub static RENEW: LazyLock<Script> = script!("renew.lua");
+/// Claim expired leases; dead-letter entries past max deliveries.
+pub static RECLAIM: LazyLock<Script> = script!("reclaim.lua");
+/// Hand owned entries back to the ready stream at once.
+pub static RELEASE: LazyLock<Script> = script!("release.lua");
