@@ -1,1 +1,304 @@
-//! placeholder
+//! # millrace-tests
+//!
+//! The test harness: [`RedisServer`] starts a private `redis-server` on a
+//! free port in a temporary directory (`--save "" --appendonly no` unless
+//! asked otherwise), waits until it answers PING, and kills it on drop. A
+//! test can stop, restart or pause its own server to test reconnects. The
+//! demo, the benchmark and the chaos run use it too, to start a local
+//! Redis when none is configured.
+//!
+//! ```no_run
+//! let redis = millrace_tests::RedisServer::start().unwrap();
+//! println!("test Redis at {}", redis.url());
+//! ```
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the harness failed to start a server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// `redis-server` is not installed.
+    #[error(
+        "redis-server not found on PATH: install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`) or set MILLRACE_REDIS_URL"
+    )]
+    NotInstalled,
+    /// The server did not come up; its log is attached.
+    #[error("redis-server did not start on port {port}: {reason}\n--- redis log ---\n{log}")]
+    NotStarted {
+        /// The port tried.
+        port: u16,
+        /// Why.
+        reason: String,
+        /// The server's log.
+        log: String,
+    },
+    /// A filesystem or process error.
+    #[error("harness i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Persistence of a test server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing on disk (`--save "" --appendonly no`).
+    None,
+    /// Append-only file with `appendfsync everysec`.
+    AofEverySec,
+    /// Append-only file with `appendfsync always`.
+    AofAlways,
+}
+
+/// A private `redis-server`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    persistence: Persistence,
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence on a free port.
+    pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(Persistence::None)
+    }
+
+    /// Starts a server with the given persistence on a free port.
+    pub fn start_with(persistence: Persistence) -> Result<Self, HarnessError> {
+        let mut dir = tempfile::Builder::new().prefix("millrace-redis").tempdir()?;
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+                persistence,
+            };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) => {
+                    dir = server.take_dir()?;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(HarnessError::NotStarted {
+            port: 0,
+            reason: "no free port".into(),
+            log: String::new(),
+        }))
+    }
+
+    fn take_dir(mut self) -> Result<tempfile::TempDir, HarnessError> {
+        self.kill();
+        let fresh = tempfile::Builder::new().prefix("millrace-redis").tempdir()?;
+        Ok(std::mem::replace(&mut self.dir, fresh))
+    }
+
+    fn spawn(&mut self) -> Result<(), HarnessError> {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .arg("--save")
+            .arg("")
+            .arg("--enable-debug-command")
+            .arg("yes")
+            .arg("--maxmemory-policy")
+            .arg("noeviction");
+        match self.persistence {
+            Persistence::None => {
+                cmd.arg("--appendonly").arg("no");
+            }
+            Persistence::AofEverySec | Persistence::AofAlways => {
+                let sync = if self.persistence == Persistence::AofAlways {
+                    "always"
+                } else {
+                    "everysec"
+                };
+                cmd.arg("--appendonly")
+                    .arg("yes")
+                    .arg("--appendfsync")
+                    .arg(sync);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HarnessError::NotInstalled);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(10))
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(self.not_started(format!("exited with {status}")));
+                }
+            }
+            if self.ping() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_started(format!("no PONG within {limit:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn not_started(&self, reason: String) -> HarnessError {
+        HarnessError::NotStarted {
+            port: self.port,
+            reason,
+            log: self.log(),
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        // While loading an AOF the server answers LOADING: not ready yet.
+        redis::cmd("PING").query::<String>(&mut conn).is_ok()
+    }
+
+    /// The server's URL, e.g. `redis://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A blocking connection, for test setup and checks.
+    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts it again on the same port and data
+    /// directory (an AOF, if any, is reloaded).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => {
+                    self.kill();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// True while the server process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A free TCP port on 127.0.0.1 (for a worker's metrics port, say).
+pub fn free_tcp_port() -> std::io::Result<u16> {
+    free_port()
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or fails after
+/// `limit` with `what` in the message.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {limit:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Path of a binary of this workspace built next to the running test (e.g.
+/// `millrace-worker`), building it with cargo first when it is missing.
+pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf, HarnessError> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test-exe> → target/<profile>/<bin>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = profile_dir.join(bin);
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!("cargo build of {bin} failed")).into());
+    }
+    Ok(path)
+}

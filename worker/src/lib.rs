@@ -1,1 +1,278 @@
-//! placeholder
+//! # millrace-worker
+//!
+//! The Millrace worker runtime: claims jobs from Redis Streams consumer
+//! groups, runs their handlers concurrently, acknowledges them in batches,
+//! retries failures with exponential backoff, dead-letters what keeps
+//! failing, renews the leases of long jobs, takes over the work of crashed
+//! workers and shuts down gracefully.
+//!
+//! ```no_run
+//! use millrace_core::{Job, JobContext, JobError};
+//! use millrace_worker::{Worker, WorkerConfig};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct SendInvoice { invoice_id: u64 }
+//! impl Job for SendInvoice { const NAME: &'static str = "send_invoice"; }
+//!
+//! async fn send_invoice(job: SendInvoice, ctx: JobContext) -> Result<(), JobError> {
+//!     tracing::info!(invoice = job.invoice_id, attempt = ctx.attempt, "sending");
+//!     Ok(())
+//! }
+//!
+//! # async fn run() -> Result<(), millrace_worker::WorkerError> {
+//! let worker = Worker::builder(WorkerConfig::new("redis://127.0.0.1:6379"))
+//!     .register(send_invoice)
+//!     .build()?;
+//! let shutdown = CancellationToken::new();
+//! worker.run(shutdown).await
+//! # }
+//! ```
+
+mod ack;
+mod backoff;
+pub mod config;
+mod fetch;
+mod lease;
+mod maintain;
+pub mod metrics;
+mod promote;
+mod registry;
+mod run;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use millrace_core::{ConfigError, ConnectError, Job, JobContext, JobError, Queue, QueueError};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::WorkerConfig;
+use registry::Handlers;
+use state::QueueCtx;
+
+/// Why a worker could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The configuration is invalid.
+    #[error("invalid worker configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Redis could not be reached at start.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A Redis operation failed at start (e.g. creating a group).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Builds a [`Worker`]: configuration plus one handler per job type.
+pub struct WorkerBuilder {
+    config: WorkerConfig,
+    handlers: Handlers,
+}
+
+impl WorkerBuilder {
+    /// Registers the handler of job type `J`. A handler returns `Ok(())`,
+    /// or a [`JobError`]: retry (the default for any error), retry after a
+    /// delay, or permanent. A panic counts as a retryable failure.
+    pub fn register<J, F, Fut>(mut self, handler: F) -> Self
+    where
+        J: Job,
+        F: Fn(J, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.handlers.insert::<J, F, Fut>(handler);
+        self
+    }
+
+    /// Validates the configuration and the handlers' retry policies.
+    pub fn build(self) -> Result<Worker, WorkerError> {
+        self.config.validate()?;
+        if self.handlers.is_empty() {
+            return Err(ConfigError::Invalid("no job handlers registered".into()).into());
+        }
+        for (name, policy) in self.handlers.policies() {
+            policy
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("retry policy of job `{name}`: {e}")))?;
+        }
+        let consumer = self
+            .config
+            .consumer
+            .clone()
+            .unwrap_or_else(default_consumer_name);
+        Ok(Worker {
+            config: Arc::new(self.config),
+            handlers: Arc::new(self.handlers),
+            consumer: consumer.into(),
+        })
+    }
+}
+
+/// A configured worker, ready to run.
+pub struct Worker {
+    config: Arc<WorkerConfig>,
+    handlers: Arc<Handlers>,
+    consumer: Arc<str>,
+}
+
+impl Worker {
+    /// Starts building a worker with `config`.
+    pub fn builder(config: WorkerConfig) -> WorkerBuilder {
+        WorkerBuilder {
+            config,
+            handlers: Handlers::default(),
+        }
+    }
+
+    /// This worker's consumer name in every queue's group.
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully: stop
+    /// claiming, let running jobs finish within the grace period, cancel and
+    /// hand back the rest, flush acks, hand back anything still pending for
+    /// this consumer and remove it from the groups. Fails only at start
+    /// (bad configuration, Redis unreachable); later Redis errors are
+    /// retried with backoff.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let cfg = self.config.clone();
+        let conn = millrace_core::connect::command_connection(&cfg.redis_url).await?;
+        let pool =
+            millrace_core::connect::reader_pool(&cfg.redis_url, cfg.block, cfg.queues.len() + 1)?;
+        check_server_settings(&mut conn.clone()).await;
+
+        let stop = shutdown.child_token();
+        let hard = CancellationToken::new();
+        let jobs_done = CancellationToken::new();
+        let mut queues = Vec::new();
+        let mut fetchers = JoinSet::new();
+        let mut background = JoinSet::new();
+        let mut ackers = JoinSet::new();
+        for name in &cfg.queues {
+            let queue = Queue::with_prefix(&cfg.prefix, name)?;
+            queue.declare(&mut conn.clone()).await?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let q = Arc::new(QueueCtx::new(
+                queue,
+                self.consumer.clone(),
+                conn.clone(),
+                self.handlers.clone(),
+                cfg.clone(),
+                tx,
+                stop.clone(),
+                hard.clone(),
+            ));
+            fetchers.spawn(fetch::fetch_loop(q.clone(), pool.clone()));
+            ackers.spawn(ack::ack_loop(q.clone(), rx, jobs_done.clone()));
+            background.spawn(lease::renew_loop(q.clone(), jobs_done.clone()));
+            background.spawn(lease::reclaim_loop(q.clone()));
+            background.spawn(promote::promote_loop(q.clone()));
+            background.spawn(maintain::maintain_loop(q.clone()));
+            queues.push(q);
+        }
+        info!(consumer = %self.consumer, queues = ?cfg.queues, concurrency = cfg.concurrency, "worker started");
+
+        stop.cancelled().await;
+        info!(grace = ?cfg.grace, "shutting down: no new jobs; waiting for running ones");
+        fetchers.join_all().await;
+        for q in &queues {
+            q.jobs.close();
+        }
+        let all_done = async {
+            for q in &queues {
+                q.jobs.wait().await;
+            }
+        };
+        if tokio::time::timeout(cfg.grace, all_done).await.is_err() {
+            let running: usize = queues.iter().map(|q| q.jobs.len()).sum();
+            warn!(running, "grace period over: cancelling running jobs and handing them back");
+            hard.cancel();
+            for q in &queues {
+                q.jobs.wait().await;
+            }
+        }
+        jobs_done.cancel();
+        ackers.join_all().await;
+        background.join_all().await;
+        for q in &queues {
+            hand_back_and_leave(q).await;
+        }
+        info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Hands back whatever is still pending for this consumer (entries the
+/// server delivered to a read cut short by shutdown) and removes the
+/// consumer from the group once nothing is pending.
+async fn hand_back_and_leave(q: &QueueCtx) {
+    let mut conn = q.conn();
+    loop {
+        match q.queue.pending_of(&mut conn, &q.consumer, 500).await {
+            Ok(ids) if ids.is_empty() => break,
+            Ok(ids) => match q.queue.release(&mut conn, &q.consumer, &ids).await {
+                Ok(n) => info!(queue = q.queue.name(), handed_back = n, "handed back pending entries"),
+                Err(e) => {
+                    warn!(queue = q.queue.name(), error = %e, "hand-back failed; entries will be reclaimed");
+                    return;
+                }
+            },
+            Err(e) => {
+                warn!(queue = q.queue.name(), error = %e, "could not list pending entries at shutdown");
+                return;
+            }
+        }
+    }
+    match q.queue.remove_consumer(&mut conn, &q.consumer).await {
+        Ok(true) => info!(queue = q.queue.name(), "left the consumer group"),
+        Ok(false) => warn!(queue = q.queue.name(), "entries still pending: staying in the group"),
+        Err(e) => warn!(queue = q.queue.name(), error = %e, "could not leave the consumer group"),
+    }
+}
+
+/// Warns when the server's settings can lose jobs (no AOF, or an eviction
+/// policy that can delete a stream with its group).
+async fn check_server_settings(conn: &mut redis::aio::ConnectionManager) {
+    let settings: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await;
+    let Ok(settings) = settings else {
+        return; // CONFIG may be denied by an ACL: nothing to say then
+    };
+    for pair in settings.chunks(2) {
+        match pair {
+            [k, v] if k == "appendonly" && v != "yes" => warn!(
+                "Redis runs with appendonly {v}: a Redis restart loses queued jobs; set `appendonly yes`"
+            ),
+            [k, v] if k == "maxmemory-policy" && v != "noeviction" => warn!(
+                "Redis maxmemory-policy is {v}: eviction can delete a queue's stream and group; set `noeviction`"
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process, so a restarted worker never
+/// inherits a live one's identity.
+fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        fastrand::u32(..0x100_0000)
+    )
+}

@@ -1,0 +1,283 @@
+//! The producer client.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use millrace_core::envelope::MAX_ATTEMPTS_LIMIT;
+use millrace_core::keys::DEFAULT_PREFIX;
+use millrace_core::queue::unix_ms;
+use millrace_core::{ConfigError, ConnectError, Envelope, Job, JobId, Queue, QueueError, When};
+use redis::aio::ConnectionManager;
+use tracing::warn;
+
+use crate::options::EnqueueOptions;
+
+/// Largest payload accepted by default: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Why an enqueue failed. Nothing was enqueued when this is returned,
+/// except possibly after a connection error mid-reply (see
+/// [`ClientBuilder::retries`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// Redis could not be reached at connect time.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The job could not be serialized to JSON.
+    #[error("cannot serialize job `{job}`: {source}")]
+    Serialize {
+        /// The job's name.
+        job: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The payload is larger than the limit.
+    #[error("payload too large: {size} bytes > {limit} bytes limit (job `{job}`)")]
+    PayloadTooLarge {
+        /// The job's name.
+        job: &'static str,
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An option or name is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Redis failed (after the configured retries).
+    #[error(transparent)]
+    Redis(#[from] QueueError),
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    prefix: String,
+    retries: u32,
+    max_payload: usize,
+}
+
+impl ClientBuilder {
+    /// Key prefix. Defaults to `millrace`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Times an enqueue is retried after a connection error (refused,
+    /// dropped, timed out), with backoff. Defaults to 3. A retry after a
+    /// reply was lost may enqueue a job twice (same job id): delivery is at
+    /// least once anyway.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Largest payload accepted. Defaults to 1 MiB.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Connects. Fails at once, in one line naming the URL (password
+    /// hidden) and the reason, when Redis cannot be reached.
+    pub async fn connect(self) -> Result<Client, EnqueueError> {
+        let conn = millrace_core::connect::command_connection(&self.url).await?;
+        Ok(Client {
+            conn,
+            prefix: self.prefix,
+            retries: self.retries,
+            max_payload: self.max_payload,
+            registered: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+/// Enqueues jobs. Cheap to share: one multiplexed connection pipelines
+/// concurrent calls.
+pub struct Client {
+    conn: ConnectionManager,
+    prefix: String,
+    retries: u32,
+    max_payload: usize,
+    /// Queues already added to the registry by this client.
+    registered: Mutex<HashSet<String>>,
+}
+
+impl Client {
+    /// Connects to `url` with the default options.
+    pub async fn connect(url: &str) -> Result<Self, EnqueueError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Starts building a client for `url`.
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            retries: 3,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// Enqueues `job` on its queue; returns its id.
+    pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, EnqueueError> {
+        self.enqueue_with(job, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues `job` to run after `delay`.
+    pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, EnqueueError> {
+        self.enqueue_with(job, EnqueueOptions::new().delay(delay))
+            .await
+    }
+
+    /// Enqueues `job` to run at `at`.
+    pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, EnqueueError> {
+        self.enqueue_with(job, EnqueueOptions::new().at(at)).await
+    }
+
+    /// Enqueues `job` with `options`.
+    pub async fn enqueue_with<J: Job>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<JobId, EnqueueError> {
+        let queue = self.queue_for::<J>(&options)?;
+        let (id, env) = self.envelope(job, &options)?;
+        let when = match (options.delay, options.at) {
+            (Some(d), _) => Some(When::In(d)),
+            (None, Some(t)) => Some(When::At(t)),
+            (None, None) => None,
+        };
+        self.ensure_registered(&queue).await?;
+        self.with_retries(|mut conn| {
+            let queue = &queue;
+            let env = &env;
+            async move {
+                match when {
+                    Some(w) => queue.schedule(&mut conn, env, w).await.map(drop),
+                    None => queue.enqueue(&mut conn, std::slice::from_ref(env)).await.map(drop),
+                }
+            }
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Enqueues many jobs of one type on their queue, pipelined: one round
+    /// trip per batch. Returns their ids in order.
+    pub async fn enqueue_many<J: Job>(&self, jobs: &[J]) -> Result<Vec<JobId>, EnqueueError> {
+        self.enqueue_many_with(jobs, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues many jobs with shared `options` (a `job_id` option is
+    /// refused here: each job gets its own id; `delay`/`at` are refused:
+    /// use [`enqueue_with`](Self::enqueue_with) per job).
+    pub async fn enqueue_many_with<J: Job>(
+        &self,
+        jobs: &[J],
+        options: EnqueueOptions,
+    ) -> Result<Vec<JobId>, EnqueueError> {
+        if options.job_id.is_some() || options.delay.is_some() || options.at.is_some() {
+            return Err(ConfigError::Invalid(
+                "enqueue_many takes no job_id, delay or at option: enqueue such jobs one by one".into(),
+            )
+            .into());
+        }
+        let queue = self.queue_for::<J>(&options)?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut envs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (id, env) = self.envelope(job, &options)?;
+            ids.push(id);
+            envs.push(env);
+        }
+        self.ensure_registered(&queue).await?;
+        self.with_retries(|mut conn| {
+            let queue = &queue;
+            let envs = &envs;
+            async move { queue.enqueue(&mut conn, envs).await.map(drop) }
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    fn queue_for<J: Job>(&self, options: &EnqueueOptions) -> Result<Queue, EnqueueError> {
+        let name = options.queue.as_deref().unwrap_or(J::QUEUE);
+        Ok(Queue::with_prefix(&self.prefix, name)?)
+    }
+
+    fn envelope<J: Job>(
+        &self,
+        job: &J,
+        options: &EnqueueOptions,
+    ) -> Result<(JobId, Envelope), EnqueueError> {
+        let payload = serde_json::to_string(job).map_err(|source| EnqueueError::Serialize {
+            job: J::NAME,
+            source,
+        })?;
+        if payload.len() > self.max_payload {
+            return Err(EnqueueError::PayloadTooLarge {
+                job: J::NAME,
+                size: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        let max_attempts = options.max_attempts.unwrap_or(J::retry().max_attempts);
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+            return Err(ConfigError::Invalid(format!(
+                "max_attempts ({max_attempts}) must be from 1 to {MAX_ATTEMPTS_LIMIT}"
+            ))
+            .into());
+        }
+        let id = options.job_id.clone().unwrap_or_default();
+        let mut env = Envelope::new(id.0.clone(), J::NAME, payload);
+        env.max_attempts = Some(max_attempts);
+        env.enqueued_at = Some(unix_ms(SystemTime::now()));
+        env.trace = options.trace.clone();
+        Ok((id, env))
+    }
+
+    async fn ensure_registered(&self, queue: &Queue) -> Result<(), EnqueueError> {
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(queue.name());
+        if known {
+            return Ok(());
+        }
+        self.with_retries(|mut conn| async move { queue.register(&mut conn).await })
+            .await?;
+        self.registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(queue.name().to_owned());
+        Ok(())
+    }
+
+    async fn with_retries<F, Fut>(&self, op: F) -> Result<(), EnqueueError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<(), QueueError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            match op(self.conn.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_connection() && tries < self.retries => {
+                    tries += 1;
+                    warn!(error = %e, try_ = tries, "enqueue failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Per-call enqueue options.
+
+use std::time::{Duration, SystemTime};
+
+use millrace_core::JobId;
+
+/// Options of one enqueue: everything defaults to the job type's settings.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EnqueueOptions {
+    /// Queue to use instead of the job's `QUEUE`.
+    pub queue: Option<String>,
+    /// Attempts allowed instead of the job's retry policy's.
+    pub max_attempts: Option<u32>,
+    /// Run no sooner than this delay from now (server clock).
+    pub delay: Option<Duration>,
+    /// Run no sooner than this time.
+    pub at: Option<SystemTime>,
+    /// The job id to use (e.g. derived from the caller's own key); a fresh
+    /// UUIDv7 when unset.
+    pub job_id: Option<JobId>,
+    /// The producer's W3C traceparent, to parent the worker's span.
+    pub trace: Option<String>,
+}
+
+impl EnqueueOptions {
+    /// No options: the job type's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends the job to `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Allows `n` attempts in all.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Runs the job after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Runs the job at `at`.
+    pub fn at(mut self, at: SystemTime) -> Self {
+        self.at = Some(at);
+        self
+    }
+
+    /// Uses `id` as the job id.
+    pub fn job_id(mut self, id: JobId) -> Self {
+        self.job_id = Some(id);
+        self
+    }
+
+    /// Carries the producer's trace context (`traceparent`).
+    pub fn trace(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace = Some(traceparent.into());
+        self
+    }
+}

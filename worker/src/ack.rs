@@ -1,0 +1,73 @@
+//! The ack batcher: finished entries are acknowledged and deleted in one
+//! round trip per batch (XACK + XDEL in a script). Under load a batch fills
+//! while the previous one is in flight; at low load each ack goes alone, so
+//! batching adds no latency.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::backoff::Backoff;
+use crate::metrics;
+use crate::state::QueueCtx;
+
+/// Tries to write one batch before giving the entries up to reclaim.
+const ACK_TRIES: u32 = 20;
+
+/// Runs until `done` fires, then flushes what is queued and returns.
+pub(crate) async fn ack_loop(
+    q: Arc<QueueCtx>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    done: CancellationToken,
+) {
+    let cap = q.cfg.ack_batch;
+    let mut batch: Vec<String> = Vec::with_capacity(cap);
+    loop {
+        let first = tokio::select! {
+            biased;
+            id = rx.recv() => id,
+            () = done.cancelled() => None,
+        };
+        let last_round = first.is_none();
+        batch.extend(first);
+        while batch.len() < cap {
+            match rx.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            flush(&q, &batch).await;
+            batch.clear();
+        }
+        if last_round && rx.is_empty() {
+            return;
+        }
+    }
+}
+
+async fn flush(q: &QueueCtx, batch: &[String]) {
+    let mut conn = q.conn();
+    let mut backoff = Backoff::default();
+    for attempt in 1..=ACK_TRIES {
+        match q.queue.ack(&mut conn, batch).await {
+            Ok(_) => break,
+            Err(e) if attempt < ACK_TRIES => {
+                metrics::redis_error(q.queue.name(), "ack");
+                warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+            Err(e) => {
+                metrics::redis_error(q.queue.name(), "ack");
+                error!(queue = q.queue.name(), error = %e, n = batch.len(),
+                    "ack failed for good; these entries will be reclaimed and run again");
+            }
+        }
+    }
+    let mut inflight = q.inflight();
+    for id in batch {
+        inflight.remove(id);
+    }
+}

@@ -1,0 +1,188 @@
+//! Worker configuration: every knob with its default, and `validate()` with
+//! exact messages. Binaries turn flags and environment into this struct;
+//! the library never reads the environment.
+
+use std::time::Duration;
+
+use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
+use millrace_core::{ConfigError, DeadRetention};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// Redis URL (`redis://`, `rediss://`, `redis+unix://`). Defaults to
+    /// `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Key prefix. Defaults to `millrace`.
+    pub prefix: String,
+    /// Queues to work, each with its own fetch loop. Defaults to `default`.
+    pub queues: Vec<String>,
+    /// Jobs run at once, per queue. Defaults to 64.
+    pub concurrency: usize,
+    /// Longest a read waits for new jobs. Defaults to 2 s.
+    pub block: Duration,
+    /// An entry's lease: a running job's entry idle this long is taken over
+    /// by another worker. Defaults to 30 s.
+    pub lease: Duration,
+    /// How often running jobs' leases are renewed. Defaults to 10 s.
+    pub renew_every: Duration,
+    /// How often expired leases are looked for. Defaults to 5 s.
+    pub reclaim_every: Duration,
+    /// Deliveries without an outcome (worker crashes) before an entry is
+    /// dead-lettered. Defaults to 5.
+    pub max_deliveries: u32,
+    /// Longest the promoter sleeps between looks at the delayed set; it wakes
+    /// sooner when a job is due. Defaults to 1 s.
+    pub promote_every: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are
+    /// cancelled and handed back. Defaults to 25 s.
+    pub grace: Duration,
+    /// Time limit of an attempt for jobs that set none. Defaults to none.
+    pub job_timeout: Option<Duration>,
+    /// Dead-letter stream retention. Defaults to 100,000 entries / 30 days.
+    pub dead_retention: DeadRetention,
+    /// Most entries acknowledged in one round trip. Defaults to 512.
+    pub ack_batch: usize,
+    /// Consumers silent this long with nothing pending are removed from the
+    /// group. Defaults to 1 h.
+    pub prune_consumers_after: Duration,
+    /// Consumer name; defaults to `host-pid-random`, unique per process.
+    pub consumer: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            queues: vec!["default".to_owned()],
+            concurrency: 64,
+            block: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            reclaim_every: Duration::from_secs(5),
+            max_deliveries: 5,
+            promote_every: Duration::from_secs(1),
+            grace: Duration::from_secs(25),
+            job_timeout: None,
+            dead_retention: DeadRetention::default(),
+            ack_batch: 512,
+            prune_consumers_after: Duration::from_secs(3600),
+            consumer: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The default configuration for a Redis URL.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the configuration; the message names the value and the rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.queues.is_empty() {
+            return bad("no queues to work: name at least one".into());
+        }
+        for q in &self.queues {
+            validate_queue_name(q)?;
+        }
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return bad(format!(
+                "concurrency ({}) must be from 1 to 10000",
+                self.concurrency
+            ));
+        }
+        if self.lease <= self.renew_every {
+            return bad(format!(
+                "lease ({}) must exceed the renew interval ({})",
+                fmt(self.lease),
+                fmt(self.renew_every)
+            ));
+        }
+        if self.block.is_zero() || self.block >= self.lease {
+            return bad(format!(
+                "block ({}) must be above zero and below the lease ({})",
+                fmt(self.block),
+                fmt(self.lease)
+            ));
+        }
+        for (name, d) in [
+            ("renew interval", self.renew_every),
+            ("reclaim interval", self.reclaim_every),
+            ("promote interval", self.promote_every),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be above zero"));
+            }
+        }
+        if self.max_deliveries == 0 {
+            return bad("max_deliveries must be at least 1".into());
+        }
+        if self.ack_batch == 0 || self.ack_batch > 4096 {
+            return bad(format!(
+                "ack batch ({}) must be from 1 to 4096",
+                self.ack_batch
+            ));
+        }
+        if self.job_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("job timeout must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    format!("{d:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(WorkerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn messages_name_the_values() {
+        let mut c = WorkerConfig {
+            lease: Duration::from_secs(10),
+            renew_every: Duration::from_secs(15),
+            ..WorkerConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "lease (10s) must exceed the renew interval (15s)"
+        );
+        c = WorkerConfig {
+            concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "concurrency (0) must be from 1 to 10000"
+        );
+        c = WorkerConfig {
+            queues: vec![],
+            ..WorkerConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("no queues"));
+        c = WorkerConfig {
+            queues: vec!["a b".into()],
+            ..WorkerConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("invalid queue name"));
+        c = WorkerConfig {
+            block: Duration::from_secs(40),
+            ..WorkerConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().starts_with("block (40s)"));
+    }
+}

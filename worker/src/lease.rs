@@ -1,0 +1,106 @@
+//! Leases. The renewer resets the idle time of every entry this worker is
+//! running (only where it still owns it), so a long job is never taken
+//! over while its worker lives; an entry found lost has its attempt
+//! cancelled. The reclaimer takes over entries idle past the lease (their
+//! worker crashed, froze or lost its network) into free slots, and
+//! dead-letters entries delivered `max_deliveries` times without outcome.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::metrics;
+use crate::run::run_delivery;
+use crate::state::QueueCtx;
+
+/// Most entries claimed in one reclaim round.
+const RECLAIM_BATCH: usize = 100;
+/// Most entries renewed by one script call.
+const RENEW_BATCH: usize = 500;
+
+/// Renews leases every `renew_every` until `done` fires (after the running
+/// jobs have finished at shutdown).
+pub(crate) async fn renew_loop(q: Arc<QueueCtx>, done: CancellationToken) {
+    let mut conn = q.conn();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(q.cfg.renew_every) => {}
+            () = done.cancelled() => return,
+        }
+        let ids: Vec<String> = q.inflight().keys().cloned().collect();
+        for chunk in ids.chunks(RENEW_BATCH) {
+            match q.queue.renew(&mut conn, &q.consumer, chunk).await {
+                Ok(lost) => {
+                    metrics::renewed(q.queue.name(), (chunk.len() - lost.len()) as u64);
+                    for id in lost {
+                        if let Some(token) = q.inflight().get(&id) {
+                            warn!(queue = q.queue.name(), entry = %id, "lease lost; cancelling the attempt");
+                            metrics::lease_lost(q.queue.name());
+                            token.cancel();
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::redis_error(q.queue.name(), "renew");
+                    warn!(queue = q.queue.name(), error = %e, "lease renewal failed");
+                }
+            }
+        }
+    }
+}
+
+/// Reclaims expired leases every `reclaim_every` until the stop token fires.
+pub(crate) async fn reclaim_loop(q: Arc<QueueCtx>) {
+    let mut conn = q.conn();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(q.cfg.reclaim_every) => {}
+            () = q.stop.cancelled() => return,
+        }
+        if q.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
+        let mut permits = Vec::new();
+        while permits.len() < RECLAIM_BATCH {
+            match q.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            continue;
+        }
+        let result = q
+            .queue
+            .reclaim(
+                &mut conn,
+                &q.consumer,
+                q.cfg.lease,
+                permits.len(),
+                q.cfg.max_deliveries,
+                q.cfg.dead_retention,
+            )
+            .await;
+        match result {
+            Ok(r) => {
+                if !r.claimed.is_empty() || r.dead > 0 {
+                    info!(queue = q.queue.name(), claimed = r.claimed.len(), dead = r.dead,
+                        "reclaimed entries with expired leases");
+                    metrics::reclaimed(q.queue.name(), r.claimed.len() as u64, r.dead);
+                }
+                for d in r.claimed {
+                    if q.inflight().contains_key(&d.entry_id) {
+                        continue; // our own, still running: the claim renewed it
+                    }
+                    let Some(permit) = permits.pop() else { break };
+                    q.jobs.spawn(run_delivery(q.clone(), d, permit));
+                }
+            }
+            Err(e) => {
+                metrics::redis_error(q.queue.name(), "reclaim");
+                warn!(queue = q.queue.name(), error = %e, "reclaim failed");
+            }
+        }
+    }
+}

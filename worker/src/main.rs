@@ -1,0 +1,203 @@
+//! `millrace-worker`: runs the job catalogue of `millrace-jobs` on the
+//! queues given by flags or `MILLRACE_*` environment variables. SIGINT or
+//! SIGTERM starts a graceful shutdown; a second signal exits at once.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use millrace_core::{DeadRetention, Job, JobContext, JobError};
+use millrace_jobs as jobs;
+use millrace_worker::{Worker, WorkerBuilder, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Runs Millrace jobs from Redis Streams.
+#[derive(Debug, Parser)]
+#[command(name = "millrace-worker", version)]
+struct Args {
+    /// Redis URL (password is never logged).
+    #[arg(long, env = "MILLRACE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Key prefix.
+    #[arg(long, env = "MILLRACE_PREFIX", default_value = "millrace")]
+    prefix: String,
+    /// Queues to work, comma-separated.
+    #[arg(long, env = "MILLRACE_QUEUES", default_value = "default", value_delimiter = ',')]
+    queues: Vec<String>,
+    /// Jobs run at once, per queue.
+    #[arg(long, env = "MILLRACE_CONCURRENCY", default_value_t = 64)]
+    concurrency: usize,
+    /// Lease of a running job's entry (e.g. 30s).
+    #[arg(long, env = "MILLRACE_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    lease: Duration,
+    /// How often leases are renewed; defaults to a third of the lease.
+    #[arg(long, env = "MILLRACE_RENEW_EVERY", value_parser = humantime::parse_duration)]
+    renew_every: Option<Duration>,
+    /// How often expired leases are reclaimed.
+    #[arg(long, env = "MILLRACE_RECLAIM_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    reclaim_every: Duration,
+    /// Deliveries without outcome before an entry is dead-lettered.
+    #[arg(long, env = "MILLRACE_MAX_DELIVERIES", default_value_t = 5)]
+    max_deliveries: u32,
+    /// How long running jobs may finish at shutdown.
+    #[arg(long, env = "MILLRACE_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// Longest a read blocks waiting for jobs.
+    #[arg(long, env = "MILLRACE_BLOCK", default_value = "2s", value_parser = humantime::parse_duration)]
+    block: Duration,
+    /// Time limit of an attempt for jobs that set none.
+    #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = humantime::parse_duration)]
+    job_timeout: Option<Duration>,
+    /// Dead-letter stream: keep about this many entries (0 = unbounded).
+    #[arg(long, env = "MILLRACE_DEAD_MAX_LEN", default_value_t = 100_000)]
+    dead_max_len: u64,
+    /// Dead-letter stream: drop entries older than this (0s = never).
+    #[arg(long, env = "MILLRACE_DEAD_MAX_AGE", default_value = "30days", value_parser = humantime::parse_duration)]
+    dead_max_age: Duration,
+    /// Append the id of every job that succeeds to this file (tests, chaos).
+    #[arg(long, env = "MILLRACE_RECORD_RUNS")]
+    record_runs: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            #[allow(clippy::print_stderr, reason = "the binary's one-line fatal error")]
+            {
+                eprintln!("millrace-worker: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let recorder = args.record_runs.as_deref().map(Recorder::open).transpose()?;
+    let mut config = WorkerConfig::new(args.redis_url);
+    config.prefix = args.prefix;
+    config.queues = args.queues;
+    config.concurrency = args.concurrency;
+    config.lease = args.lease;
+    config.renew_every = args.renew_every.unwrap_or(args.lease / 3);
+    config.reclaim_every = args.reclaim_every;
+    config.max_deliveries = args.max_deliveries;
+    config.grace = args.grace;
+    config.block = args.block;
+    config.job_timeout = args.job_timeout;
+    config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
+
+
+    let builder = Worker::builder(config);
+    let builder = register(builder, recorder.clone(), jobs::noop);
+    let builder = register(builder, recorder.clone(), jobs::sleep);
+    let builder = register(builder, recorder.clone(), jobs::flaky);
+    let builder = register(builder, recorder.clone(), jobs::fail);
+    let builder = register(builder, recorder.clone(), jobs::panic);
+    let builder = register(builder, recorder, jobs::crash);
+    let worker = builder.build()?;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    info!(consumer = worker.consumer_name(), "starting");
+    worker.run(shutdown).await?;
+    Ok(())
+}
+
+/// Registers a catalogue handler, recording each success when asked.
+fn register<J, F, Fut>(builder: WorkerBuilder, recorder: Option<Recorder>, handler: F) -> WorkerBuilder
+where
+    J: Job,
+    F: Fn(J, JobContext) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    builder.register(move |job: J, ctx: JobContext| {
+        let handler = handler.clone();
+        let recorder = recorder.clone();
+        async move {
+            let id = ctx.job_id.clone();
+            handler(job, ctx).await?;
+            if let Some(r) = recorder {
+                r.record(&id);
+            }
+            Ok(())
+        }
+    })
+}
+
+/// Appends job ids to a file, one line each, unbuffered (O_APPEND), so the
+/// record survives a SIGKILL of the process.
+#[derive(Clone)]
+struct Recorder(Arc<Mutex<File>>);
+
+impl Recorder {
+    fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the record file {}", path.display()))?;
+        Ok(Self(Arc::new(Mutex::new(file))))
+    }
+
+    fn record(&self, id: &str) {
+        let line = format!("{id}\n");
+        let mut file = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            error!("cannot record job {id}: {e}");
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            info!("signal received: shutting down gracefully (send again to exit at once)");
+            shutdown.cancel();
+        } else {
+            error!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+}

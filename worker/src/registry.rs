@@ -1,0 +1,70 @@
+//! Handler registry: job name → a type-erased handler that decodes the
+//! payload into the job type and runs the user's function.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use millrace_core::{Job, JobContext, JobError, RetryPolicy};
+
+/// A running handler's future.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+
+type Call = Box<dyn Fn(&str, JobContext) -> Result<HandlerFuture, JobError> + Send + Sync>;
+
+/// One registered job type.
+pub(crate) struct Handler {
+    pub call: Call,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+}
+
+/// All registered job types, by name.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    map: HashMap<&'static str, Handler>,
+}
+
+impl Handlers {
+    pub fn insert<J, F, Fut>(&mut self, handler: F)
+    where
+        J: Job,
+        F: Fn(J, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        let call: Call = Box::new(move |payload: &str, ctx: JobContext| {
+            let job: J = serde_json::from_str(payload).map_err(|e| {
+                JobError::permanent(format!("undecodable payload for job `{}`: {e}", J::NAME))
+            })?;
+            Ok(Box::pin(handler(job, ctx)) as HandlerFuture)
+        });
+        self.map.insert(
+            J::NAME,
+            Handler {
+                call,
+                retry: J::retry(),
+                timeout: J::timeout(),
+            },
+        );
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Handler> {
+        self.map.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The registered names, sorted, for messages.
+    pub fn names(&self) -> String {
+        let mut names: Vec<&str> = self.map.keys().copied().collect();
+        names.sort_unstable();
+        names.join(", ")
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = (&'static str, &RetryPolicy)> {
+        self.map.iter().map(|(k, h)| (*k, &h.retry))
+    }
+}

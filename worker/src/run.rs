@@ -1,0 +1,245 @@
+//! Running one delivered entry: decode, find the handler, run it with its
+//! timeout, a panic guard and its cancellation token, then write the
+//! outcome (ack, retry, dead-letter, or hand back on shutdown).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use millrace_core::{Delivery, Envelope, Failure, Fenced, JobContext, JobError};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use crate::backoff::Backoff;
+use crate::metrics;
+use crate::registry::Handler;
+use crate::state::QueueCtx;
+
+/// How an attempt ended.
+enum Outcome {
+    Success,
+    Failed(JobError),
+    /// The token fired: shutdown (hand back) or a lost lease.
+    Cancelled,
+}
+
+/// Runs one delivery to its outcome. `permit` is the job's slot, freed when
+/// this returns.
+pub(crate) async fn run_delivery(q: Arc<QueueCtx>, d: Delivery, permit: OwnedSemaphorePermit) {
+    let _permit = permit;
+    let token = q.hard.child_token();
+    let entry_id = d.entry_id;
+    q.inflight().insert(entry_id.clone(), token.clone());
+    let Some(fields) = d.fields else {
+        // Deleted while pending: nothing to run, just clear it.
+        let _ = q.acks.send(entry_id);
+        return;
+    };
+    let env = match Envelope::decode(fields) {
+        Ok(env) => env,
+        Err(e) => {
+            let reason = format!("undecodable entry: {e}");
+            warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
+            metrics::finished(q.queue.name(), "_undecodable", "dead");
+            record_failure(&q, &entry_id, Failure::Dead, &reason).await;
+            return;
+        }
+    };
+    let Some(handler) = q.handlers.get(&env.name) else {
+        let reason = format!(
+            "unknown job name `{}`: this worker runs {}",
+            env.name,
+            q.handlers.names()
+        );
+        warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
+        metrics::finished(q.queue.name(), "_unknown", "dead");
+        record_failure(&q, &entry_id, Failure::Dead, &reason).await;
+        return;
+    };
+    let span = info_span!(
+        "job",
+        queue = q.queue.name(),
+        job = %env.name,
+        job_id = %env.id,
+        attempt = env.attempt,
+        trace = env.trace.as_deref().unwrap_or(""),
+    );
+    run_envelope(&q, handler, env, entry_id, token)
+        .instrument(span)
+        .await;
+}
+
+async fn run_envelope(
+    q: &QueueCtx,
+    handler: &Handler,
+    env: Envelope,
+    entry_id: String,
+    token: CancellationToken,
+) {
+    let max_attempts = env.max_attempts.unwrap_or(handler.retry.max_attempts);
+    let mut ctx = JobContext::new(
+        env.id.clone(),
+        entry_id.clone(),
+        q.queue.name().to_owned(),
+        env.attempt,
+    );
+    ctx.max_attempts = max_attempts;
+    ctx.enqueued_at = env.enqueued_at;
+    ctx.trace = env.trace.clone();
+    ctx.cancel = token.clone();
+    let timeout = handler.timeout.or(q.cfg.job_timeout);
+    metrics::started(q.queue.name(), &env.name, env.enqueued_at);
+    let started = Instant::now();
+    let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
+    let elapsed = started.elapsed();
+    match outcome {
+        Outcome::Success => {
+            debug!(?elapsed, "done");
+            metrics::finished_in(q.queue.name(), &env.name, "success", elapsed);
+            // The ack batcher removes the entry from the in-flight map once
+            // the ack is written.
+            let _ = q.acks.send(entry_id);
+        }
+        Outcome::Failed(err) => {
+            let failure = next_step(&err, env.attempt, max_attempts, handler);
+            let outcome = match failure {
+                Failure::Retry { delay, .. } => {
+                    warn!(error = %err, ?delay, "attempt failed, retrying");
+                    "retry"
+                }
+                Failure::Dead => {
+                    warn!(error = %err, "attempt failed, dead-lettering");
+                    "dead"
+                }
+            };
+            metrics::finished_in(q.queue.name(), &env.name, outcome, elapsed);
+            record_failure(q, &entry_id, failure, err.message()).await;
+            if matches!(failure, Failure::Retry { .. }) {
+                q.promote_now.notify_one();
+            }
+        }
+        Outcome::Cancelled if q.hard.is_cancelled() => {
+            // Shutdown: hand the entry back so another worker runs it now.
+            let mut conn = q.conn();
+            match q
+                .queue
+                .release(&mut conn, &q.consumer, std::slice::from_ref(&entry_id))
+                .await
+            {
+                Ok(n) => debug!(handed_back = n, "cancelled by shutdown, handed back"),
+                Err(e) => warn!(error = %e, "hand-back failed; the entry will be reclaimed"),
+            }
+            q.inflight().remove(&entry_id);
+        }
+        Outcome::Cancelled => {
+            warn!("lease lost: another worker owns this entry now; result dropped");
+            metrics::finished_in(q.queue.name(), &env.name, "lost_lease", elapsed);
+            q.inflight().remove(&entry_id);
+        }
+    }
+}
+
+async fn run_handler(
+    handler: &Handler,
+    payload: &str,
+    ctx: JobContext,
+    timeout: Option<Duration>,
+    token: &CancellationToken,
+) -> Outcome {
+    let fut = match (handler.call)(payload, ctx) {
+        Ok(fut) => fut,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let guarded = AssertUnwindSafe(fut).catch_unwind();
+    let timed = async {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, guarded).await.map_err(|_| limit),
+            None => Ok(guarded.await),
+        }
+    };
+    tokio::select! {
+        biased;
+        () = token.cancelled() => Outcome::Cancelled,
+        result = timed => match result {
+            Ok(Ok(Ok(()))) => Outcome::Success,
+            Ok(Ok(Err(e))) => Outcome::Failed(e),
+            Ok(Err(panic)) => Outcome::Failed(JobError::retry(format!(
+                "handler panicked: {}",
+                panic_message(panic.as_ref())
+            ))),
+            Err(limit) => {
+                token.cancel();
+                Outcome::Failed(JobError::retry(format!("timed out after {limit:?}")))
+            }
+        },
+    }
+}
+
+/// Retry (with the policy's backoff, or the handler's explicit delay) or
+/// dead-letter (permanent error, or no attempts left).
+fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler) -> Failure {
+    let next_attempt = attempt.saturating_add(1);
+    match err {
+        JobError::Permanent { .. } => Failure::Dead,
+        _ if attempt >= max_attempts => Failure::Dead,
+        JobError::RetryAfter { delay, .. } => Failure::Retry {
+            delay: *delay,
+            next_attempt,
+        },
+        _ => Failure::Retry {
+            delay: handler.retry.delay(attempt),
+            next_attempt,
+        },
+    }
+}
+
+/// Writes a retry or dead-letter (fenced), retrying the write itself a few
+/// times; if it cannot be written the entry stays pending and is reclaimed
+/// after its lease, so nothing is lost.
+pub(crate) async fn record_failure(q: &QueueCtx, entry_id: &str, failure: Failure, error: &str) {
+    let mut conn = q.conn();
+    let mut backoff = Backoff::default();
+    for attempt in 1..=5 {
+        match q
+            .queue
+            .fail(
+                &mut conn,
+                &q.consumer,
+                entry_id,
+                failure,
+                error,
+                q.cfg.dead_retention,
+            )
+            .await
+        {
+            Ok(Fenced::Done) => break,
+            Ok(Fenced::LeaseLost) => {
+                warn!(entry = entry_id, "lease lost before the outcome was written; another worker owns the entry");
+                metrics::lease_lost(q.queue.name());
+                break;
+            }
+            Err(e) if attempt < 5 => {
+                metrics::redis_error(q.queue.name(), "fail");
+                warn!(error = %e, "writing the failure failed, retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+            Err(e) => {
+                metrics::redis_error(q.queue.name(), "fail");
+                error!(error = %e, entry = entry_id, "could not write the failure; the entry will be reclaimed after its lease");
+            }
+        }
+    }
+    q.inflight().remove(entry_id);
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,88 @@
+//! What the tasks of one queue share.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use millrace_core::Queue;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::WorkerConfig;
+use crate::registry::Handlers;
+
+/// Entries this consumer owns whose outcome is not yet written, with the
+/// cancellation token of the attempt running them.
+pub(crate) type InFlight = HashMap<String, CancellationToken>;
+
+/// Shared by the fetch loop, the job tasks and the background tasks of one
+/// queue.
+pub(crate) struct QueueCtx {
+    pub queue: Queue,
+    pub consumer: Arc<str>,
+    pub conn: ConnectionManager,
+    pub handlers: Arc<Handlers>,
+    pub cfg: Arc<WorkerConfig>,
+    /// One permit per free job slot.
+    pub slots: Arc<Semaphore>,
+    inflight: Mutex<InFlight>,
+    /// Finished entries waiting to be acknowledged in a batch.
+    pub acks: mpsc::UnboundedSender<String>,
+    /// Set while the queue is paused: the fetch loop stops claiming.
+    pub paused: AtomicBool,
+    /// Stop claiming (first stage of shutdown).
+    pub stop: CancellationToken,
+    /// Cancel running jobs and hand them back (second stage).
+    pub hard: CancellationToken,
+    /// Wakes the promoter early (a retry was just scheduled).
+    pub promote_now: Notify,
+    /// Tracks job tasks, so shutdown can wait for them.
+    pub jobs: TaskTracker,
+}
+
+impl QueueCtx {
+    #[allow(clippy::too_many_arguments, reason = "internal constructor, called once")]
+    pub fn new(
+        queue: Queue,
+        consumer: Arc<str>,
+        conn: ConnectionManager,
+        handlers: Arc<Handlers>,
+        cfg: Arc<WorkerConfig>,
+        acks: mpsc::UnboundedSender<String>,
+        stop: CancellationToken,
+        hard: CancellationToken,
+    ) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(cfg.concurrency)),
+            queue,
+            consumer,
+            conn,
+            handlers,
+            cfg,
+            inflight: Mutex::new(HashMap::new()),
+            acks,
+            paused: AtomicBool::new(false),
+            stop,
+            hard,
+            promote_now: Notify::new(),
+            jobs: TaskTracker::new(),
+        }
+    }
+
+    /// The in-flight map. The lock is held for map operations only, never
+    /// across an await.
+    pub fn inflight(&self) -> MutexGuard<'_, InFlight> {
+        // A panic while holding this lock cannot leave the map invalid (each
+        // operation is a single insert/remove), so a poisoned lock is reused.
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A clone of the shared command connection (cheap: it is multiplexed).
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
