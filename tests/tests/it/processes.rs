@@ -1,0 +1,104 @@
+//! Real worker processes.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use millrace::Client;
+use millrace_jobs::Noop;
+
+use crate::common::*;
+
+pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(worker_bin())
+        .env("MILLRACE_REDIS_URL", url)
+        .env("RUST_LOG", "warn")
+        .arg("--record-runs")
+        .arg(record)
+        .args(["--block", "500ms"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}"))
+}
+
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read_runs(paths: &[&std::path::Path]) -> HashMap<String, u32> {
+    let mut runs = HashMap::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        for line in text.lines() {
+            *runs.entry(line.to_owned()).or_insert(0) += 1;
+        }
+    }
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
+    let redis = redis();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (ra, rb) = (dir.path().join("a.runs"), dir.path().join("b.runs"));
+    let mut a = start_worker(&url, &ra, &[]);
+    let mut b = start_worker(&url, &rb, &[]);
+    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let batch: Vec<Noop> = (0..1000).map(|_| Noop::default()).collect();
+        ids.extend(client.enqueue_many(&batch).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = read_runs(&[&ra, &rb]);
+        if runs.values().sum::<u32>() >= 10_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} of 10000 ran", runs.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = conn(&url).await;
+    eventually("the queue to be empty", || {
+        let mut c = c.clone();
+        async move { left(&mut c, "default").await == Left::default() }
+    })
+    .await;
+    sigterm(&a);
+    sigterm(&b);
+    assert!(wait_exit(&mut a, Duration::from_secs(20)).success(), "worker a exit");
+    assert!(wait_exit(&mut b, Duration::from_secs(20)).success(), "worker b exit");
+    let runs = read_runs(&[&ra, &rb]);
+    let per_a = read_runs(&[&ra]).len();
+    let per_b = read_runs(&[&rb]).len();
+    assert_eq!(runs.len(), 10_000, "every job ran");
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} jobs ran more than once", twice.len());
+    for id in &ids {
+        assert!(runs.contains_key(id.as_str()), "job {id} never ran");
+    }
+    assert!(per_a > 0 && per_b > 0, "both workers took work ({per_a} / {per_b})");
+}
