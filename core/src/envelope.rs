@@ -147,7 +147,9 @@ impl Envelope {
             *slot = Some(text);
         }
         if let Some(v) = version {
-            let ok = v.parse::<u32>().is_ok_and(|n| (1..=WIRE_VERSION).contains(&n));
+            let ok = v
+                .parse::<u32>()
+                .is_ok_and(|n| (1..=WIRE_VERSION).contains(&n));
             if !ok {
                 return Err(DecodeError::Version {
                     found: v,
@@ -165,13 +167,11 @@ impl Envelope {
         let max_attempts = max_attempts
             .map(|m| parse_count(&m, "max_attempts"))
             .transpose()?;
-        if let Some(m) = max_attempts {
-            if attempt > m {
-                return Err(DecodeError::Invalid {
-                    field: "attempt",
-                    reason: format!("attempt {attempt} is past max_attempts {m}"),
-                });
-            }
+        if let Some(m) = max_attempts.filter(|m| attempt > *m) {
+            return Err(DecodeError::Invalid {
+                field: "attempt",
+                reason: format!("attempt {attempt} is past max_attempts {m}"),
+            });
         }
         let enqueued_at = enqueued_at
             .map(|t| {
@@ -279,7 +279,13 @@ mod tests {
 
     #[test]
     fn absurd_attempts_are_refused() {
-        for (a, m) in [("0", "5"), ("-1", "5"), ("abc", "5"), ("99999999999", "5"), ("6", "5")] {
+        for (a, m) in [
+            ("0", "5"),
+            ("-1", "5"),
+            ("abc", "5"),
+            ("99999999999", "5"),
+            ("6", "5"),
+        ] {
             let err = Envelope::decode(raw(&[
                 ("id", "x"),
                 ("name", "n"),
@@ -318,8 +324,13 @@ mod tests {
 
     #[test]
     fn newer_wire_versions_are_refused_not_misread() {
-        let err = Envelope::decode(raw(&[("v", "2"), ("id", "x"), ("name", "n"), ("payload", "{}")]))
-            .unwrap_err();
+        let err = Envelope::decode(raw(&[
+            ("v", "2"),
+            ("id", "x"),
+            ("name", "n"),
+            ("payload", "{}"),
+        ]))
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "unsupported wire version 2 (this build reads up to 1)"

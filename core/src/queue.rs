@@ -479,7 +479,10 @@ impl Queue {
     }
 
     /// True when the queue is paused (workers stop claiming).
-    pub async fn is_paused<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<bool, QueueError> {
+    pub async fn is_paused<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+    ) -> Result<bool, QueueError> {
         redis::cmd("EXISTS")
             .arg(&self.keys.paused)
             .query_async(conn)

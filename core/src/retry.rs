@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::error::ConfigError;
 use crate::envelope::MAX_ATTEMPTS_LIMIT;
+use crate::error::ConfigError;
 
 /// How a job is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(p.delay_with(3, 0.5), Duration::from_secs(6));
         for _ in 0..1000 {
             let d = p.delay(3);
-            assert!(d > Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d > Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
     }
 

@@ -130,7 +130,11 @@ impl Client {
     }
 
     /// Enqueues `job` to run after `delay`.
-    pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, EnqueueError> {
+    pub async fn enqueue_in<J: Job>(
+        &self,
+        job: &J,
+        delay: Duration,
+    ) -> Result<JobId, EnqueueError> {
         self.enqueue_with(job, EnqueueOptions::new().delay(delay))
             .await
     }
@@ -160,7 +164,10 @@ impl Client {
             async move {
                 match when {
                     Some(w) => queue.schedule(&mut conn, env, w).await.map(drop),
-                    None => queue.enqueue(&mut conn, std::slice::from_ref(env)).await.map(drop),
+                    None => queue
+                        .enqueue(&mut conn, std::slice::from_ref(env))
+                        .await
+                        .map(drop),
                 }
             }
         })
@@ -184,7 +191,8 @@ impl Client {
     ) -> Result<Vec<JobId>, EnqueueError> {
         if options.job_id.is_some() || options.delay.is_some() || options.at.is_some() {
             return Err(ConfigError::Invalid(
-                "enqueue_many takes no job_id, delay or at option: enqueue such jobs one by one".into(),
+                "enqueue_many takes no job_id, delay or at option: enqueue such jobs one by one"
+                    .into(),
             )
             .into());
         }

@@ -69,7 +69,9 @@ impl RedisServer {
 
     /// Starts a server with the given persistence on a free port.
     pub fn start_with(persistence: Persistence) -> Result<Self, HarnessError> {
-        let mut dir = tempfile::Builder::new().prefix("millrace-redis").tempdir()?;
+        let mut dir = tempfile::Builder::new()
+            .prefix("millrace-redis")
+            .tempdir()?;
         let mut last = None;
         for _ in 0..5 {
             let port = free_port()?;
@@ -96,7 +98,9 @@ impl RedisServer {
 
     fn take_dir(mut self) -> Result<tempfile::TempDir, HarnessError> {
         self.kill();
-        let fresh = tempfile::Builder::new().prefix("millrace-redis").tempdir()?;
+        let fresh = tempfile::Builder::new()
+            .prefix("millrace-redis")
+            .tempdir()?;
         Ok(std::mem::replace(&mut self.dir, fresh))
     }
 
@@ -149,10 +153,8 @@ impl RedisServer {
     fn wait_ready(&mut self, limit: Duration) -> Result<(), HarnessError> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(self.not_started(format!("exited with {status}")));
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(self.not_started(format!("exited with {status}")));
             }
             if self.ping() {
                 return Ok(());

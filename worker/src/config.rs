@@ -178,11 +178,21 @@ mod tests {
             queues: vec!["a b".into()],
             ..WorkerConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("invalid queue name"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("invalid queue name")
+        );
         c = WorkerConfig {
             block: Duration::from_secs(40),
             ..WorkerConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().starts_with("block (40s)"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("block (40s)")
+        );
     }
 }

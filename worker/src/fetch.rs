@@ -69,7 +69,10 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
                 }
             }
             Err(e) if e.is_no_group() => {
-                warn!(queue = q.queue.name(), "consumer group missing (Redis restarted?): recreating it");
+                warn!(
+                    queue = q.queue.name(),
+                    "consumer group missing (Redis restarted?): recreating it"
+                );
                 let mut conn = q.conn();
                 if let Err(e) = q.queue.declare(&mut conn).await {
                     metrics::redis_error(q.queue.name(), "declare");

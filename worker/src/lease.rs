@@ -85,8 +85,12 @@ pub(crate) async fn reclaim_loop(q: Arc<QueueCtx>) {
         match result {
             Ok(r) => {
                 if !r.claimed.is_empty() || r.dead > 0 {
-                    info!(queue = q.queue.name(), claimed = r.claimed.len(), dead = r.dead,
-                        "reclaimed entries with expired leases");
+                    info!(
+                        queue = q.queue.name(),
+                        claimed = r.claimed.len(),
+                        dead = r.dead,
+                        "reclaimed entries with expired leases"
+                    );
                     metrics::reclaimed(q.queue.name(), r.claimed.len() as u64, r.dead);
                 }
                 for d in r.claimed {

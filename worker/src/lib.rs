@@ -191,7 +191,10 @@ impl Worker {
         };
         if tokio::time::timeout(cfg.grace, all_done).await.is_err() {
             let running: usize = queues.iter().map(|q| q.jobs.len()).sum();
-            warn!(running, "grace period over: cancelling running jobs and handing them back");
+            warn!(
+                running,
+                "grace period over: cancelling running jobs and handing them back"
+            );
             hard.cancel();
             for q in &queues {
                 q.jobs.wait().await;
@@ -217,7 +220,11 @@ async fn hand_back_and_leave(q: &QueueCtx) {
         match q.queue.pending_of(&mut conn, &q.consumer, 500).await {
             Ok(ids) if ids.is_empty() => break,
             Ok(ids) => match q.queue.release(&mut conn, &q.consumer, &ids).await {
-                Ok(n) => info!(queue = q.queue.name(), handed_back = n, "handed back pending entries"),
+                Ok(n) => info!(
+                    queue = q.queue.name(),
+                    handed_back = n,
+                    "handed back pending entries"
+                ),
                 Err(e) => {
                     warn!(queue = q.queue.name(), error = %e, "hand-back failed; entries will be reclaimed");
                     return;
@@ -231,7 +238,10 @@ async fn hand_back_and_leave(q: &QueueCtx) {
     }
     match q.queue.remove_consumer(&mut conn, &q.consumer).await {
         Ok(true) => info!(queue = q.queue.name(), "left the consumer group"),
-        Ok(false) => warn!(queue = q.queue.name(), "entries still pending: staying in the group"),
+        Ok(false) => warn!(
+            queue = q.queue.name(),
+            "entries still pending: staying in the group"
+        ),
         Err(e) => warn!(queue = q.queue.name(), error = %e, "could not leave the consumer group"),
     }
 }

@@ -21,13 +21,22 @@ use tracing::{error, info};
 #[command(name = "millrace-worker", version)]
 struct Args {
     /// Redis URL (password is never logged).
-    #[arg(long, env = "MILLRACE_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "MILLRACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// Key prefix.
     #[arg(long, env = "MILLRACE_PREFIX", default_value = "millrace")]
     prefix: String,
     /// Queues to work, comma-separated.
-    #[arg(long, env = "MILLRACE_QUEUES", default_value = "default", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "MILLRACE_QUEUES",
+        default_value = "default",
+        value_delimiter = ','
+    )]
     queues: Vec<String>,
     /// Jobs run at once, per queue.
     #[arg(long, env = "MILLRACE_CONCURRENCY", default_value_t = 64)]
@@ -70,7 +79,10 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging(&args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
@@ -104,7 +116,11 @@ fn init_logging(format: &str) {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let recorder = args.record_runs.as_deref().map(Recorder::open).transpose()?;
+    let recorder = args
+        .record_runs
+        .as_deref()
+        .map(Recorder::open)
+        .transpose()?;
     let mut config = WorkerConfig::new(args.redis_url);
     config.prefix = args.prefix;
     config.queues = args.queues;
@@ -117,7 +133,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.block = args.block;
     config.job_timeout = args.job_timeout;
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
-
 
     let builder = Worker::builder(config);
     let builder = register(builder, recorder.clone(), jobs::noop);
@@ -136,7 +151,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Registers a catalogue handler, recording each success when asked.
-fn register<J, F, Fut>(builder: WorkerBuilder, recorder: Option<Recorder>, handler: F) -> WorkerBuilder
+fn register<J, F, Fut>(
+    builder: WorkerBuilder,
+    recorder: Option<Recorder>,
+    handler: F,
+) -> WorkerBuilder
 where
     J: Job,
     F: Fn(J, JobContext) -> Fut + Send + Sync + Clone + 'static,
@@ -173,7 +192,10 @@ impl Recorder {
 
     fn record(&self, id: &str) {
         let line = format!("{id}\n");
-        let mut file = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = file.write_all(line.as_bytes()) {
             error!("cannot record job {id}: {e}");
         }
@@ -183,7 +205,10 @@ impl Recorder {
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers");
         return;
     };

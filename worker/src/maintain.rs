@@ -23,7 +23,11 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
         match q.queue.is_paused(&mut conn).await {
             Ok(p) => {
                 if q.paused.swap(p, Ordering::Relaxed) != p {
-                    info!(queue = q.queue.name(), paused = p, "queue pause flag changed");
+                    info!(
+                        queue = q.queue.name(),
+                        paused = p,
+                        "queue pause flag changed"
+                    );
                 }
             }
             Err(e) => {
@@ -50,7 +54,10 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
 
 /// Removes consumers idle and silent (no heartbeat) past the threshold with
 /// nothing pending.
-async fn prune(q: &QueueCtx, conn: &mut ConnectionManager) -> Result<(), millrace_core::QueueError> {
+async fn prune(
+    q: &QueueCtx,
+    conn: &mut ConnectionManager,
+) -> Result<(), millrace_core::QueueError> {
     let infos: Vec<redis::Value> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(&q.queue.keys().stream)
@@ -61,11 +68,15 @@ async fn prune(q: &QueueCtx, conn: &mut ConnectionManager) -> Result<(), millrac
     let threshold = q.cfg.prune_consumers_after.as_millis() as i64;
     let now = millrace_core::queue::unix_ms(std::time::SystemTime::now()) as i64;
     for info in infos {
-        let Ok(map) = redis::from_redis_value::<std::collections::HashMap<String, redis::Value>>(info)
+        let Ok(map) =
+            redis::from_redis_value::<std::collections::HashMap<String, redis::Value>>(info)
         else {
             continue;
         };
-        let get = |k: &str| map.get(k).and_then(|v| redis::from_redis_value_ref::<i64>(v).ok());
+        let get = |k: &str| {
+            map.get(k)
+                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+        };
         let name = map
             .get("name")
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())

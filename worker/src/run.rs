@@ -155,7 +155,9 @@ async fn run_handler(
     let guarded = AssertUnwindSafe(fut).catch_unwind();
     let timed = async {
         match timeout {
-            Some(limit) => tokio::time::timeout(limit, guarded).await.map_err(|_| limit),
+            Some(limit) => tokio::time::timeout(limit, guarded)
+                .await
+                .map_err(|_| limit),
             None => Ok(guarded.await),
         }
     };
@@ -216,7 +218,10 @@ pub(crate) async fn record_failure(q: &QueueCtx, entry_id: &str, failure: Failur
         {
             Ok(Fenced::Done) => break,
             Ok(Fenced::LeaseLost) => {
-                warn!(entry = entry_id, "lease lost before the outcome was written; another worker owns the entry");
+                warn!(
+                    entry = entry_id,
+                    "lease lost before the outcome was written; another worker owns the entry"
+                );
                 metrics::lease_lost(q.queue.name());
                 break;
             }

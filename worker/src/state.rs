@@ -43,7 +43,10 @@ pub(crate) struct QueueCtx {
 }
 
 impl QueueCtx {
-    #[allow(clippy::too_many_arguments, reason = "internal constructor, called once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal constructor, called once"
+    )]
     pub fn new(
         queue: Queue,
         consumer: Arc<str>,

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use millrace_core::CancellationToken;
 use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{Job, JobContext, JobError, Keys, RetryPolicy};
 use millrace_tests::RedisServer;
 use millrace_worker::{Worker, WorkerBuilder, WorkerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
-use millrace_core::CancellationToken;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -129,7 +129,10 @@ pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
 }
 
 /// The dead-letter stream's entries as field maps.
-pub async fn dead_entries(conn: &mut ConnectionManager, queue: &str) -> Vec<HashMap<String, String>> {
+pub async fn dead_entries(
+    conn: &mut ConnectionManager,
+    queue: &str,
+) -> Vec<HashMap<String, String>> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<(String, HashMap<String, String>)> = millrace_core::redis::cmd("XRANGE")
         .arg(&k.dead)
@@ -213,7 +216,10 @@ pub async fn probe(job: Probe, ctx: JobContext, tx: SeenTx) -> Result<(), JobErr
     if job.succeed_on != 0 && ctx.attempt >= job.succeed_on {
         return Ok(());
     }
-    Err(JobError::retry(format!("{} failed attempt {}", job.tag, ctx.attempt)))
+    Err(JobError::retry(format!(
+        "{} failed attempt {}",
+        job.tag, ctx.attempt
+    )))
 }
 
 pub fn probe_worker(url: &str, tx: SeenTx) -> WorkerBuilder {

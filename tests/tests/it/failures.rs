@@ -18,18 +18,24 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
     // score lies in [before + delay, observed + delay].
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c2 = c.clone();
-    let builder = millrace_worker::Worker::builder(fast_config(&url)).register(move |job: Probe, ctx| {
-        let tx = tx.clone();
-        let mut c = c2.clone();
-        async move {
-            let before = server_ms(&mut c).await;
-            let _ = tx.send((ctx.attempt, before));
-            probe(job, ctx, tokio::sync::mpsc::unbounded_channel().0).await
-        }
-    });
+    let builder =
+        millrace_worker::Worker::builder(fast_config(&url)).register(move |job: Probe, ctx| {
+            let tx = tx.clone();
+            let mut c = c2.clone();
+            async move {
+                let before = server_ms(&mut c).await;
+                let _ = tx.send((ctx.attempt, before));
+                probe(job, ctx, tokio::sync::mpsc::unbounded_channel().0).await
+            }
+        });
     let worker = spawn(builder);
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
-    let id = client.enqueue(&probe_job("thrice", 3)).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = client
+        .enqueue(&probe_job("thrice", 3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let policy = probe_policy();
     let mut attempts = Vec::new();
     let mut delays = Vec::new();
@@ -79,10 +85,18 @@ async fn exhausted_jobs_are_dead_lettered_with_their_last_error() {
     let url = redis.url();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
-    let doomed = client.enqueue(&probe_job("doomed", 0)).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doomed = client
+        .enqueue(&probe_job("doomed", 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..20 {
-        client.enqueue(&probe_job(&format!("fine{i}"), 1)).await.unwrap_or_else(|e| panic!("{e}"));
+        client
+            .enqueue(&probe_job(&format!("fine{i}"), 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let mut c = conn(&url).await;
     eventually("one dead job and nothing else left", || {
@@ -104,7 +118,11 @@ async fn exhausted_jobs_are_dead_lettered_with_their_last_error() {
     assert_eq!(d["attempt"], "3");
     assert_eq!(d["error"], "doomed failed attempt 3");
     let payload: Probe = serde_json::from_str(&d["payload"]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(payload, probe_job("doomed", 0), "the original payload is kept");
+    assert_eq!(
+        payload,
+        probe_job("doomed", 0),
+        "the original payload is kept"
+    );
     assert!(d.contains_key("dead_at") && d.contains_key("entry"));
     let mut runs = 0;
     while let Ok(s) = rx.try_recv() {
@@ -132,13 +150,21 @@ async fn permanent_errors_skip_retries_and_panics_are_retried() {
     let url = redis.url();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut hopeless = probe_job("hopeless", 0);
     hopeless.permanent = true;
-    client.enqueue(&hopeless).await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .enqueue(&hopeless)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut panicky = probe_job("panicky", 2);
     panicky.panic = true;
-    client.enqueue(&panicky).await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .enqueue(&panicky)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
     eventually("the hopeless job dead and the panicky one done", || {
         let mut c = c.clone();
@@ -160,7 +186,11 @@ async fn permanent_errors_skip_retries_and_panics_are_retried() {
             panicky_attempts.push(s.attempt);
         }
     }
-    assert_eq!(panicky_attempts, [1, 2], "the panic was a failed attempt, then retried");
+    assert_eq!(
+        panicky_attempts,
+        [1, 2],
+        "the panic was a failed attempt, then retried"
+    );
     worker.shutdown().await;
 }
 
@@ -200,12 +230,24 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_goes_on() {
         .query_async(&mut c)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    queue.enqueue(&mut c, &[unknown, bad_json]).await.unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .enqueue(&mut c, &[unknown, bad_json])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
-    client.enqueue(&probe_job("after", 1)).await.unwrap_or_else(|e| panic!("{e}"));
-    let s = tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten().unwrap_or_else(|| panic!("the good job did not run"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .enqueue(&probe_job("after", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the good job did not run"));
     assert_eq!(s.tag, "after", "the worker kept going");
     eventually("four dead entries", || {
         let mut c = c.clone();
@@ -235,7 +277,10 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_goes_on() {
         "{}",
         errors[2]
     );
-    assert_eq!(errors[3], "unknown job name `no_such_job`: this worker runs probe");
+    assert_eq!(
+        errors[3],
+        "unknown job name `no_such_job`: this worker runs probe"
+    );
     worker.shutdown().await;
 }
 
@@ -246,8 +291,13 @@ async fn a_job_past_its_timeout_fails_and_is_retried() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut cfg = fast_config(&url);
     cfg.job_timeout = Some(Duration::from_millis(200));
-    let worker = spawn(millrace_worker::Worker::builder(cfg).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let worker = spawn(
+        millrace_worker::Worker::builder(cfg)
+            .register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
+    );
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut slow = probe_job("slow", 1);
     slow.sleep_ms = 5_000;
     client

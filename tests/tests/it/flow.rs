@@ -10,14 +10,25 @@ async fn processed_jobs_leave_nothing_behind() {
     let url = redis.url();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut ids = Vec::new();
     for i in 0..50 {
-        ids.push(client.enqueue(&probe_job(&format!("job{i}"), 1)).await.unwrap_or_else(|e| panic!("{e}")));
+        ids.push(
+            client
+                .enqueue(&probe_job(&format!("job{i}"), 1))
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
     let mut seen = Vec::new();
     while seen.len() < 50 {
-        let s = tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten().unwrap_or_else(|| panic!("only {} jobs ran", seen.len()));
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {} jobs ran", seen.len()));
         assert_eq!(s.attempt, 1);
         seen.push(s.job_id);
     }
@@ -54,16 +65,24 @@ async fn processed_jobs_leave_nothing_behind() {
         .query_async(&mut c)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(consumers.is_empty(), "consumer {consumer} still in the group after shutdown");
+    assert!(
+        consumers.is_empty(),
+        "consumer {consumer} still in the group after shutdown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_many_and_options_reach_the_handler() {
     let redis = redis();
     let url = redis.url();
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let jobs: Vec<Probe> = (0..300).map(|i| probe_job(&format!("m{i}"), 1)).collect();
-    let ids = client.enqueue_many(&jobs).await.unwrap_or_else(|e| panic!("{e}"));
+    let ids = client
+        .enqueue_many(&jobs)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ids.len(), 300);
     let traced = client
         .enqueue_with(
@@ -75,18 +94,27 @@ async fn enqueue_many_and_options_reach_the_handler() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
-    assert_eq!(left(&mut c, "default").await.stream, 300, "all 300 in one stream before any worker");
+    assert_eq!(
+        left(&mut c, "default").await.stream,
+        300,
+        "all 300 in one stream before any worker"
+    );
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut cfg = fast_config(&url);
     cfg.queues = vec!["default".into(), "other".into()];
     let worker = spawn(
-        millrace_worker::Worker::builder(cfg).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
+        millrace_worker::Worker::builder(cfg)
+            .register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
     );
     let mut count = 0;
     let mut trace = None;
     while count < 301 {
-        let s = tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten().unwrap_or_else(|| panic!("only {count} ran"));
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {count} ran"));
         if s.job_id == traced.0 {
             trace = s.trace.clone();
         }
@@ -100,7 +128,8 @@ async fn enqueue_many_and_options_reach_the_handler() {
     eventually("both queues empty", || {
         let mut c = c.clone();
         async move {
-            left(&mut c, "default").await == Left::default() && left(&mut c, "other").await == Left::default()
+            left(&mut c, "default").await == Left::default()
+                && left(&mut c, "other").await == Left::default()
         }
     })
     .await;

@@ -2,7 +2,7 @@
 
 mod common;
 mod delayed;
-mod flow;
 mod failures;
+mod flow;
 mod processes;
 mod producer;

@@ -66,11 +66,18 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
     let (ra, rb) = (dir.path().join("a.runs"), dir.path().join("b.runs"));
     let mut a = start_worker(&url, &ra, &[]);
     let mut b = start_worker(&url, &rb, &[]);
-    let client = Client::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut ids = Vec::new();
     for _ in 0..10 {
         let batch: Vec<Noop> = (0..1000).map(|_| Noop::default()).collect();
-        ids.extend(client.enqueue_many(&batch).await.unwrap_or_else(|e| panic!("{e}")));
+        ids.extend(
+            client
+                .enqueue_many(&batch)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -78,7 +85,11 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
         if runs.values().sum::<u32>() >= 10_000 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "only {} of 10000 ran", runs.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 10000 ran",
+            runs.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let c = conn(&url).await;
@@ -89,8 +100,14 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
     .await;
     sigterm(&a);
     sigterm(&b);
-    assert!(wait_exit(&mut a, Duration::from_secs(20)).success(), "worker a exit");
-    assert!(wait_exit(&mut b, Duration::from_secs(20)).success(), "worker b exit");
+    assert!(
+        wait_exit(&mut a, Duration::from_secs(20)).success(),
+        "worker a exit"
+    );
+    assert!(
+        wait_exit(&mut b, Duration::from_secs(20)).success(),
+        "worker b exit"
+    );
     let runs = read_runs(&[&ra, &rb]);
     let per_a = read_runs(&[&ra]).len();
     let per_b = read_runs(&[&rb]).len();
@@ -100,5 +117,8 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
     for id in &ids {
         assert!(runs.contains_key(id.as_str()), "job {id} never ran");
     }
-    assert!(per_a > 0 && per_b > 0, "both workers took work ({per_a} / {per_b})");
+    assert!(
+        per_a > 0 && per_b > 0,
+        "both workers took work ({per_a} / {per_b})"
+    );
 }
