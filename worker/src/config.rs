@@ -116,6 +116,7 @@ impl WorkerConfig {
             ("renew interval", self.renew_every),
             ("reclaim interval", self.reclaim_every),
             ("promote interval", self.promote_every),
+            ("consumer prune threshold", self.prune_consumers_after),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be above zero"));

@@ -1,6 +1,7 @@
-//! The fetch loop: reserve free slots, read at most that many entries with
-//! a blocking XREADGROUP on a dedicated connection, and start a task per
-//! entry. After a start or a reconnect it first reads this consumer's own
+//! The fetch loop: reserve free slots, reclaim expired leases into them
+//! when a reclaim round is due, read at most the remaining number of
+//! entries with a blocking XREADGROUP on a dedicated connection, and start a
+//! task per entry. After a start or a reconnect it first reads this consumer's own
 //! pending entries, which the server may have delivered while the client
 //! was not listening. A missing group (Redis restarted without its data) is
 //! recreated from `0`, so nothing is skipped.
@@ -9,11 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use millrace_core::ReadFrom;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::lease;
 use crate::metrics;
 use crate::run::run_delivery;
 use crate::state::QueueCtx;
@@ -23,6 +27,7 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
     let mut reader: Option<deadpool_redis::Connection> = None;
     let mut from = ReadFrom::OwnPendingAfter("0".to_owned());
     let mut backoff = Backoff::default();
+    let mut next_reclaim = Instant::now() + q.cfg.reclaim_every;
     while !q.stop.is_cancelled() {
         if q.paused.load(Ordering::Relaxed) {
             pause(&q, Duration::from_millis(250)).await;
@@ -31,6 +36,20 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
         let Some(mut permits) = reserve(&q).await else {
             break;
         };
+        if Instant::now() >= next_reclaim {
+            lease::reclaim_into(&q, &mut permits).await;
+            next_reclaim = Instant::now() + q.cfg.reclaim_every;
+            if permits.is_empty() {
+                continue;
+            }
+        }
+        // Block no longer than until the next reclaim round (BLOCK 0 would
+        // mean forever, so at least 1 ms).
+        let block = q
+            .cfg
+            .block
+            .min(next_reclaim.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1));
         let conn = match reader.as_mut() {
             Some(c) => c,
             None => match pool.get().await {
@@ -44,9 +63,7 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
                 }
             },
         };
-        let read = q
-            .queue
-            .read(conn, &q.consumer, permits.len(), q.cfg.block, &from);
+        let read = q.queue.read(conn, &q.consumer, permits.len(), block, &from);
         let result = tokio::select! {
             r = read => r,
             () = q.stop.cancelled() => break,

@@ -1,12 +1,13 @@
 //! Leases. The renewer resets the idle time of every entry this worker is
 //! running (only where it still owns it), so a long job is never taken
 //! over while its worker lives; an entry found lost has its attempt
-//! cancelled. The reclaimer takes over entries idle past the lease (their
-//! worker crashed, froze or lost its network) into free slots, and
-//! dead-letters entries delivered `max_deliveries` times without outcome.
+//! cancelled. Reclaim takes over entries idle past the lease (their worker
+//! crashed, froze or lost its network) into free slots, and dead-letters
+//! entries delivered `max_deliveries` times without outcome.
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -50,61 +51,47 @@ pub(crate) async fn renew_loop(q: Arc<QueueCtx>, done: CancellationToken) {
     }
 }
 
-/// Reclaims expired leases every `reclaim_every` until the stop token fires.
-pub(crate) async fn reclaim_loop(q: Arc<QueueCtx>) {
+/// One reclaim round, run by the fetch loop between reads with the slots it
+/// has reserved: claims up to that many expired entries and starts them,
+/// using (popping) one permit each. Keeping reclaim in the fetch loop makes
+/// that loop the one owner of free slots, so a blocked read never starves
+/// the reclaimer and the two never claim more than the free slots.
+pub(crate) async fn reclaim_into(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemaphorePermit>) {
     let mut conn = q.conn();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(q.cfg.reclaim_every) => {}
-            () = q.stop.cancelled() => return,
-        }
-        if q.paused.load(std::sync::atomic::Ordering::Relaxed) {
-            continue;
-        }
-        let mut permits = Vec::new();
-        while permits.len() < RECLAIM_BATCH {
-            match q.slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+    let want = permits.len().min(RECLAIM_BATCH);
+    let result = q
+        .queue
+        .reclaim(
+            &mut conn,
+            &q.consumer,
+            q.cfg.lease,
+            want,
+            q.cfg.max_deliveries,
+            q.cfg.dead_retention,
+        )
+        .await;
+    match result {
+        Ok(r) => {
+            if !r.claimed.is_empty() || r.dead > 0 {
+                info!(
+                    queue = q.queue.name(),
+                    claimed = r.claimed.len(),
+                    dead = r.dead,
+                    "reclaimed entries with expired leases"
+                );
+                metrics::reclaimed(q.queue.name(), r.claimed.len() as u64, r.dead);
             }
-        }
-        if permits.is_empty() {
-            continue;
-        }
-        let result = q
-            .queue
-            .reclaim(
-                &mut conn,
-                &q.consumer,
-                q.cfg.lease,
-                permits.len(),
-                q.cfg.max_deliveries,
-                q.cfg.dead_retention,
-            )
-            .await;
-        match result {
-            Ok(r) => {
-                if !r.claimed.is_empty() || r.dead > 0 {
-                    info!(
-                        queue = q.queue.name(),
-                        claimed = r.claimed.len(),
-                        dead = r.dead,
-                        "reclaimed entries with expired leases"
-                    );
-                    metrics::reclaimed(q.queue.name(), r.claimed.len() as u64, r.dead);
+            for d in r.claimed {
+                if q.inflight().contains_key(&d.entry_id) {
+                    continue; // our own, still running: the claim renewed it
                 }
-                for d in r.claimed {
-                    if q.inflight().contains_key(&d.entry_id) {
-                        continue; // our own, still running: the claim renewed it
-                    }
-                    let Some(permit) = permits.pop() else { break };
-                    q.jobs.spawn(run_delivery(q.clone(), d, permit));
-                }
+                let Some(permit) = permits.pop() else { break };
+                q.jobs.spawn(run_delivery(q.clone(), d, permit));
             }
-            Err(e) => {
-                metrics::redis_error(q.queue.name(), "reclaim");
-                warn!(queue = q.queue.name(), error = %e, "reclaim failed");
-            }
+        }
+        Err(e) => {
+            metrics::redis_error(q.queue.name(), "reclaim");
+            warn!(queue = q.queue.name(), error = %e, "reclaim failed");
         }
     }
 }

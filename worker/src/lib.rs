@@ -171,7 +171,6 @@ impl Worker {
             fetchers.spawn(fetch::fetch_loop(q.clone(), pool.clone()));
             ackers.spawn(ack::ack_loop(q.clone(), rx, jobs_done.clone()));
             background.spawn(lease::renew_loop(q.clone(), jobs_done.clone()));
-            background.spawn(lease::reclaim_loop(q.clone()));
             background.spawn(promote::promote_loop(q.clone()));
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);

@@ -13,12 +13,14 @@ use crate::metrics;
 use crate::state::QueueCtx;
 
 const TICK: Duration = Duration::from_secs(1);
+/// Longest time between two looks for dead consumers.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until the stop token fires.
 pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
     let mut conn = q.conn();
     let mut last_prune = Instant::now();
+    let prune_every = PRUNE_EVERY.min(q.cfg.prune_consumers_after / 2);
     loop {
         match q.queue.is_paused(&mut conn).await {
             Ok(p) => {
@@ -39,14 +41,14 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
             metrics::redis_error(q.queue.name(), "heartbeat");
             debug!(queue = q.queue.name(), error = %e, "heartbeat failed");
         }
-        if last_prune.elapsed() >= PRUNE_EVERY {
+        if last_prune.elapsed() >= prune_every {
             last_prune = Instant::now();
             if let Err(e) = prune(&q, &mut conn).await {
                 warn!(queue = q.queue.name(), error = %e, "pruning dead consumers failed");
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(TICK.min(prune_every)) => {}
             () = q.stop.cancelled() => return,
         }
     }

@@ -17,6 +17,10 @@ use crate::metrics;
 use crate::registry::Handler;
 use crate::state::QueueCtx;
 
+/// How long a cancelled handler may take to return by itself before it is
+/// dropped.
+const CANCEL_WAIT: Duration = Duration::from_secs(1);
+
 /// How an attempt ended.
 enum Outcome {
     Success,
@@ -161,21 +165,28 @@ async fn run_handler(
             None => Ok(guarded.await),
         }
     };
-    tokio::select! {
+    tokio::pin!(timed);
+    let result = tokio::select! {
         biased;
-        () = token.cancelled() => Outcome::Cancelled,
-        result = timed => match result {
-            Ok(Ok(Ok(()))) => Outcome::Success,
-            Ok(Ok(Err(e))) => Outcome::Failed(e),
-            Ok(Err(panic)) => Outcome::Failed(JobError::retry(format!(
-                "handler panicked: {}",
-                panic_message(panic.as_ref())
-            ))),
-            Err(limit) => {
-                token.cancel();
-                Outcome::Failed(JobError::retry(format!("timed out after {limit:?}")))
-            }
-        },
+        () = token.cancelled() => {
+            // Let the handler see its token and stop by itself, briefly;
+            // then drop it. Either way the attempt counts as cancelled.
+            let _ = tokio::time::timeout(CANCEL_WAIT, &mut timed).await;
+            return Outcome::Cancelled;
+        }
+        result = &mut timed => result,
+    };
+    match result {
+        Ok(Ok(Ok(()))) => Outcome::Success,
+        Ok(Ok(Err(e))) => Outcome::Failed(e),
+        Ok(Err(panic)) => Outcome::Failed(JobError::retry(format!(
+            "handler panicked: {}",
+            panic_message(panic.as_ref())
+        ))),
+        Err(limit) => {
+            token.cancel();
+            Outcome::Failed(JobError::retry(format!("timed out after {limit:?}")))
+        }
     }
 }
 

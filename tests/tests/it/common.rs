@@ -96,6 +96,26 @@ pub struct Left {
 }
 
 pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
+    // The first command after a Redis restart may fail while the
+    // connection manager reconnects: retry a little.
+    let mut tries = 0;
+    loop {
+        match try_left(conn, queue).await {
+            Ok(l) => return l,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot read what is left in {queue}: {e}"),
+        }
+    }
+}
+
+async fn try_left(
+    conn: &mut ConnectionManager,
+    queue: &str,
+) -> millrace_core::redis::RedisResult<Left> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     let (stream, delayed, jobs, dead): (u64, u64, u64, u64) = millrace_core::redis::pipe()
         .cmd("XLEN")
@@ -107,8 +127,7 @@ pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
         .cmd("XLEN")
         .arg(&k.dead)
         .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await?;
     let pending: Vec<millrace_core::redis::Value> = millrace_core::redis::cmd("XPENDING")
         .arg(&k.stream)
         .arg("millrace")
@@ -119,13 +138,13 @@ pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
         Some(millrace_core::redis::Value::Int(n)) => *n as u64,
         _ => 0,
     };
-    Left {
+    Ok(Left {
         stream,
         pending,
         delayed,
         jobs,
         dead,
-    }
+    })
 }
 
 /// The dead-letter stream's entries as field maps.

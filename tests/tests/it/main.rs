@@ -6,3 +6,4 @@ mod failures;
 mod flow;
 mod processes;
 mod producer;
+mod reliability;

@@ -9,8 +9,34 @@ use millrace_jobs::Noop;
 
 use crate::common::*;
 
-pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(worker_bin())
+/// A child process killed (SIGKILL) on drop, so a failing test leaves no
+/// worker behind.
+pub struct Proc(pub Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Proc {
+    let child = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
         .env("RUST_LOG", "warn")
         .arg("--record-runs")
@@ -21,7 +47,8 @@ pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Chil
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}"))
+        .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}"));
+    Proc(child)
 }
 
 pub fn sigterm(child: &Child) {
