@@ -1,0 +1,1 @@
+//! End-to-end tests of the `millrace` binary against a private redis-server.
