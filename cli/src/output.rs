@@ -23,7 +23,14 @@ pub fn table(headers: &[&str]) -> Table {
     t.load_preset(presets::NOTHING);
     let on_tty = colour();
     if on_tty {
-        t.set_content_arrangement(ContentArrangement::Dynamic);
+        // Fit wide tables to the terminal, but only to one whose width is
+        // known and usable (a fresh pseudo-terminal may report 0 columns).
+        let width = crossterm::terminal::size().map_or(0, |(w, _)| w);
+        t.set_content_arrangement(if width >= 40 {
+            ContentArrangement::Dynamic
+        } else {
+            ContentArrangement::Disabled
+        });
     } else {
         t.force_no_tty();
         t.set_content_arrangement(ContentArrangement::Disabled);

@@ -260,3 +260,67 @@ fn delayed_jobs_run_now_on_a_live_worker() {
         env.stats(Q)["retried"].as_u64().unwrap_or(0) >= 2
     });
 }
+
+#[test]
+fn bulk_replay_goes_in_batches_and_a_rerun_after_a_partial_one_never_duplicates() {
+    let env = Env::new();
+    let v = env.json(&["enqueue", "bulk", "noop", "{}", "--create"]);
+    let first = v["job_id"].as_str().unwrap_or_default().to_owned();
+    // 1,234 dead entries, as fail.lua writes them: more than two batches.
+    let mut pipe = redis::pipe();
+    for i in 0..1234 {
+        let parity = if i % 2 == 0 { "even" } else { "odd" };
+        pipe.cmd("XADD")
+            .arg("millrace:{bulk}:dead")
+            .arg("*")
+            .arg("v")
+            .arg(1)
+            .arg("id")
+            .arg(format!("job-{i}"))
+            .arg("name")
+            .arg("noop")
+            .arg("payload")
+            .arg("{}")
+            .arg("attempt")
+            .arg(5)
+            .arg("error")
+            .arg(format!("{parity} failure"))
+            .arg("dead_at")
+            .arg(1)
+            .arg("entry")
+            .arg("1-0")
+            .ignore();
+    }
+    let () = pipe
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A first, partial run (as if interrupted after some batches) ...
+    let v = env.json(&["dead", "replay", "bulk", "--error-contains", "odd", "--yes"]);
+    assert_eq!(v["done"], 617, "{v}");
+    // ... then the whole thing again.
+    let v = env.json(&["dead", "replay", "bulk", "--all", "--yes"]);
+    assert_eq!(v["matched"], 617, "{v}");
+    assert_eq!(v["done"], 617, "{v}");
+    let rows: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("millrace:{bulk}:stream")
+        .arg("-")
+        .arg("+")
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ids: Vec<String> = rows
+        .iter()
+        .filter_map(|(_, f)| f.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()))
+        .filter(|id| *id != first)
+        .collect();
+    assert_eq!(ids.len(), 1234);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1234, "no job replayed twice");
+    for (_, f) in &rows {
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("attempt"), Some("1"));
+        assert_eq!(get("error"), None);
+        assert_eq!(get("dead_at"), None);
+    }
+    assert_eq!(env.stats("bulk")["dead"], 0);
+}

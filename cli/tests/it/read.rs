@@ -321,3 +321,47 @@ fn enqueue_now_and_later() {
     assert!(out.contains("enqueued job"), "{out}");
     assert_eq!(env.stats("new-queue")["ready"], 1);
 }
+
+#[test]
+fn the_prefix_flag_and_env_select_another_keyspace() {
+    let env = Env::new();
+    seed(&env);
+    env.run(&[
+        "--prefix", "other", "enqueue", "side", "noop", "{}", "--create",
+    ])
+    .ok();
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|q| q["name"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(env.json(&["--prefix", "other", "queues"])), ["side"]);
+    assert_eq!(names(env.json(&["queues"])), ["emails"]);
+    let out = env
+        .cmd(&["--json", "queues"])
+        .env("MILLRACE_PREFIX", "other")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names(v), ["side"]);
+}
+
+#[test]
+fn colour_only_on_a_terminal() {
+    let env = Env::new();
+    seed(&env);
+    let piped = env.run(&["queues"]).ok().stdout;
+    assert!(!piped.contains('\x1b'), "{piped:?}");
+    let mut cmd = env.cmd(&["queues"]);
+    cmd.env_remove("NO_COLOR");
+    let mut p =
+        rexpect::session::spawn_command(cmd, Some(20_000)).unwrap_or_else(|e| panic!("{e}"));
+    let shown = p.exp_eof().unwrap_or_else(|e| panic!("{e}"));
+    assert!(shown.contains("\x1b["), "styled on a terminal: {shown:?}");
+    assert!(shown.contains("emails"), "{shown:?}");
+}
