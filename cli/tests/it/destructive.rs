@@ -233,7 +233,14 @@ fn requeue_leaves_a_live_workers_running_job_alone() {
             .as_array()
             .is_some_and(|a| a.len() == 1)
     });
-    std::thread::sleep(std::time::Duration::from_millis(2500)); // let renewals happen
+    // Watch it run past the requeue threshold: renewals keep it fresh.
+    let seen = std::time::Instant::now();
+    wait_for("the job to run 2.5s with renewed leases", || {
+        let rows = env.json(&["pending", Q, "--job", "sleep"]);
+        let idle = rows[0]["idle_ms"].as_u64().unwrap_or(0);
+        assert!(idle < 2000, "lease not renewed: {rows}");
+        seen.elapsed() >= std::time::Duration::from_millis(2500)
+    });
     let v = env.json(&["requeue", Q, "--min-idle", "2s", "--yes"]);
     assert_eq!(v["matched"], 0, "a renewed lease is not stuck: {v}");
     worker.wait_ran(&id);
