@@ -331,3 +331,59 @@ fn bulk_replay_goes_in_batches_and_a_rerun_after_a_partial_one_never_duplicates(
     }
     assert_eq!(env.stats("bulk")["dead"], 0);
 }
+
+#[test]
+fn requeue_filters_by_job_and_drops_entries_deleted_while_pending() {
+    let env = Env::new();
+    let s = seed(&env);
+    // A second stuck entry, a noop, whose fields were deleted while pending.
+    let entry: String = redis::cmd("XADD")
+        .arg("millrace:{emails}:stream")
+        .arg("*")
+        .arg("id")
+        .arg("gone")
+        .arg("name")
+        .arg("noop")
+        .arg("payload")
+        .arg("{}")
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The ready noop is older: read both, then delete the new one's fields.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("millrace")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(2)
+        .arg("STREAMS")
+        .arg("millrace:{emails}:stream")
+        .arg(">")
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _: u64 = redis::cmd("XDEL")
+        .arg("millrace:{emails}:stream")
+        .arg(&entry)
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = env.json(&["show", Q, &entry]);
+    assert_eq!(shown["found"][0]["state"], "pending_deleted", "{shown}");
+
+    let v = env.json(&["requeue", Q, "--min-idle", "0s", "--job", "sleep", "--yes"]);
+    assert_eq!(
+        (v["matched"].as_u64(), v["done"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        env.json(&["show", Q, &s.stuck])["found"][0]["state"],
+        "ready"
+    );
+    let v = env.json(&["requeue", Q, "--min-idle", "0s", "--yes"]);
+    assert_eq!(
+        v["matched"], 2,
+        "the ready noop read by ghost, and the deleted one: {v}"
+    );
+    assert_eq!(v["done"], 1);
+    assert_eq!(v["dropped"], 1);
+    assert_eq!(env.stats(Q)["in_flight"], 0);
+}
