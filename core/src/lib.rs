@@ -18,9 +18,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod connect;
 pub mod envelope;
 pub mod error;
+pub mod inspect;
 pub mod job;
 pub mod keys;
 pub mod queue;

@@ -31,3 +31,9 @@ pub static RENEW: LazyLock<Script> = script!("renew.lua");
 pub static RECLAIM: LazyLock<Script> = script!("reclaim.lua");
 /// Hand owned entries back to the ready stream at once.
 pub static RELEASE: LazyLock<Script> = script!("release.lua");
+/// Replay dead-lettered entries to the ready stream as fresh first attempts.
+pub static DEAD_REPLAY: LazyLock<Script> = script!("dead_replay.lua");
+/// Re-add stuck pending entries (still idle past a minimum) to the ready stream.
+pub static REQUEUE: LazyLock<Script> = script!("requeue.lua");
+/// Move delayed jobs to the ready stream now, by id.
+pub static RUN_NOW: LazyLock<Script> = script!("run_now.lua");

@@ -1,0 +1,112 @@
+//! `millrace consumers <queue> [--prune]`: the group's consumers, their
+//! pending entries and heartbeats; prune removes dead ones that hold
+//! nothing (a consumer's pending entries would be lost with it).
+
+use std::time::Duration;
+
+use comfy_table::{Cell, Color};
+use millrace_core::inspect::{self, ConsumerInfo};
+use serde::Serialize;
+
+use crate::output::{self, cell};
+use crate::{Ctx, duration};
+
+/// Flags of `millrace consumers`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The queue.
+    queue: String,
+    /// A consumer with no heartbeat for this long is dead (workers beat
+    /// every second).
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    dead_after: Duration,
+    /// Remove dead consumers that hold no pending entries.
+    #[arg(long)]
+    prune: bool,
+}
+
+/// One consumer in `--json` output.
+#[derive(Debug, Serialize)]
+pub struct ConsumerRow {
+    name: String,
+    state: &'static str,
+    pending: u64,
+    idle_ms: Option<u64>,
+    heartbeat_age_ms: Option<u64>,
+    /// Set with `--prune`: whether it was removed.
+    pruned: bool,
+}
+
+fn row(c: &ConsumerInfo, dead_after: Duration) -> ConsumerRow {
+    ConsumerRow {
+        name: c.name.clone(),
+        state: if c.is_dead(dead_after) {
+            "dead"
+        } else {
+            "alive"
+        },
+        pending: c.pending,
+        idle_ms: c.idle_ms,
+        heartbeat_age_ms: c.heartbeat_age_ms,
+        pruned: false,
+    }
+}
+
+/// Runs `millrace consumers`.
+pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
+    let queue = ctx.queue(&a.queue).await?;
+    let consumers = inspect::consumers(&mut ctx.conn, &queue).await?;
+    let mut rows: Vec<ConsumerRow> = consumers.iter().map(|c| row(c, a.dead_after)).collect();
+    let mut notes = Vec::new();
+    if a.prune {
+        for r in rows.iter_mut().filter(|r| r.state == "dead") {
+            if r.pending > 0 {
+                notes.push(format!(
+                    "kept dead consumer {} because it holds {} pending: run `millrace requeue {} --consumer {} --min-idle 0s` first",
+                    r.name,
+                    r.pending,
+                    a.queue,
+                    r.name
+                ));
+                continue;
+            }
+            r.pruned = queue.remove_consumer(&mut ctx.conn, &r.name).await?;
+        }
+    }
+    if ctx.json {
+        for n in &notes {
+            eprintln!("{n}");
+        }
+        return output::print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no consumers in queue {:?}", a.queue);
+        return Ok(());
+    }
+    let mut t = output::table(&["CONSUMER", "STATE", "PENDING", "IDLE", "LAST HEARTBEAT"]);
+    for r in &rows {
+        let state = if r.pruned { "dead (pruned)" } else { r.state };
+        t.add_row(vec![
+            Cell::new(&r.name),
+            cell(state, r.state == "dead", Color::Red),
+            cell(r.pending, r.state == "dead" && r.pending > 0, Color::Red),
+            Cell::new(output::opt_ms(r.idle_ms)),
+            Cell::new(r.heartbeat_age_ms.map_or_else(
+                || "never".to_owned(),
+                |ms| format!("{} ago", output::ms(ms)),
+            )),
+        ]);
+    }
+    output::print_table(&t);
+    for n in &notes {
+        println!("{n}");
+    }
+    if a.prune {
+        let pruned = rows.iter().filter(|r| r.pruned).count() as u64;
+        println!(
+            "pruned {}",
+            output::plural(pruned, "dead consumer", "dead consumers")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! `millrace`: the ops command of Millrace. It answers "what is stuck,
+//! where, since when" about queues on Redis Streams and fixes it safely:
+//! queue stats, pending entries, one job's whole story, dead-letter replay
+//! and purge, requeue of stuck entries, delayed jobs, consumers, pause and
+//! resume, enqueue, and a live `top`.
+//!
+//! Human tables by default, `--json` for scripts; destructive commands ask
+//! first (`--yes`, `--dry-run`) and work in bounded batches. Errors are one
+//! line on stderr and a non-zero exit code.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool: printing is its output"
+)]
+
+mod consumers;
+mod dead;
+mod delayed;
+mod enqueue;
+mod output;
+mod pause;
+mod pending;
+mod queues;
+mod requeue;
+mod show;
+mod top;
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use millrace_core::Queue;
+use millrace_core::inspect;
+use millrace_core::redis::aio::ConnectionManager;
+
+/// Inspect Millrace queues and fix stuck, pending, delayed and dead jobs.
+#[derive(Debug, Parser)]
+#[command(name = "millrace", version, about, max_term_width = 100)]
+struct Cli {
+    /// Redis URL (its password is never shown).
+    #[arg(
+        long,
+        global = true,
+        env = "MILLRACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Key prefix.
+    #[arg(
+        long,
+        global = true,
+        env = "MILLRACE_PREFIX",
+        default_value = "millrace"
+    )]
+    prefix: String,
+    /// Machine-readable JSON output instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every known queue: ready, in flight, delayed, retrying, dead,
+    /// consumers, lag, oldest job, paused, counters.
+    Queues,
+    /// Pending (in-flight) entries of a queue: who holds them and for how long.
+    Pending(pending::Args),
+    /// Everything about one job: where it is, attempts, error, payload.
+    Show(show::Args),
+    /// Dead-lettered jobs: list, show, replay, purge.
+    #[command(subcommand)]
+    Dead(dead::Command),
+    /// Make stuck pending entries (idle past --min-idle) runnable again now.
+    Requeue(requeue::Args),
+    /// Scheduled and retrying jobs: list, run now.
+    #[command(subcommand)]
+    Delayed(delayed::Command),
+    /// Consumers of a queue and their heartbeats; --prune removes dead ones.
+    Consumers(consumers::Args),
+    /// Pause a queue: workers stop claiming new jobs (running ones finish).
+    Pause(pause::Args),
+    /// Resume a paused queue.
+    Resume(pause::Args),
+    /// Enqueue a job by name with a JSON payload.
+    Enqueue(enqueue::Args),
+    /// Live view of all queues with rates; `q` quits.
+    #[command(alias = "watch")]
+    Top(top::Args),
+}
+
+/// What every command gets: the connection and the global flags.
+pub struct Ctx {
+    /// The shared command connection.
+    pub conn: ConnectionManager,
+    /// Key prefix.
+    pub prefix: String,
+    /// `--json`.
+    pub json: bool,
+    /// The Redis URL with its password hidden.
+    pub url: String,
+}
+
+impl Ctx {
+    /// The queue `name`, which must be registered; the error lists the
+    /// known ones.
+    pub async fn queue(&mut self, name: &str) -> anyhow::Result<Queue> {
+        let queue = Queue::with_prefix(&self.prefix, name)?;
+        let known = inspect::known_queues(&mut self.conn, &self.prefix).await?;
+        if known.iter().any(|k| k == name) {
+            return Ok(queue);
+        }
+        if known.is_empty() {
+            bail!(
+                "unknown queue {name:?}: no queues are known under prefix {:?} at {}",
+                self.prefix,
+                self.url
+            );
+        }
+        bail!(
+            "unknown queue {name:?} (known queues: {})",
+            known.join(", ")
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = millrace_core::connect::command_connection(&cli.redis_url).await?;
+    let mut ctx = Ctx {
+        conn,
+        prefix: cli.prefix,
+        json: cli.json,
+        url: millrace_core::Redacted(&cli.redis_url).to_string(),
+    };
+    match cli.command {
+        Command::Queues => queues::run(&mut ctx).await?,
+        Command::Pending(a) => pending::run(&mut ctx, a).await?,
+        Command::Show(a) => show::run(&mut ctx, a).await?,
+        Command::Dead(c) => dead::run(&mut ctx, c).await?,
+        Command::Requeue(a) => requeue::run(&mut ctx, a).await?,
+        Command::Delayed(c) => delayed::run(&mut ctx, c).await?,
+        Command::Consumers(a) => consumers::run(&mut ctx, a).await?,
+        Command::Pause(a) => pause::run(&mut ctx, a, true).await?,
+        Command::Resume(a) => pause::run(&mut ctx, a, false).await?,
+        Command::Enqueue(a) => enqueue::run(&mut ctx, a).await?,
+        Command::Top(a) => top::run(&mut ctx, a).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a duration flag ("30s", "5m", "1h30m").
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 1h30m)"))
+}

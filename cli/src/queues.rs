@@ -1,0 +1,116 @@
+//! `millrace queues`: one row per known queue.
+
+use comfy_table::Color;
+use millrace_core::Queue;
+use millrace_core::inspect::{self, QueueStats};
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::output::{self, cell};
+
+/// One queue in `--json` output.
+#[derive(Debug, Serialize)]
+pub struct QueueRow {
+    name: String,
+    ready: u64,
+    in_flight: u64,
+    scheduled: u64,
+    retrying: Option<u64>,
+    dead: u64,
+    consumers: u64,
+    lag_ms: Option<u64>,
+    oldest_ms: Option<u64>,
+    paused: bool,
+    processed: u64,
+    retried: u64,
+    dead_lettered: u64,
+}
+
+impl From<&QueueStats> for QueueRow {
+    fn from(s: &QueueStats) -> Self {
+        Self {
+            name: s.name.clone(),
+            ready: s.ready,
+            in_flight: s.in_flight,
+            scheduled: s.scheduled,
+            retrying: s.retrying,
+            dead: s.dead,
+            consumers: s.consumers,
+            lag_ms: s.lag_ms,
+            oldest_ms: s.oldest_ms,
+            paused: s.paused,
+            processed: s.processed,
+            retried: s.retried,
+            dead_lettered: s.dead_lettered,
+        }
+    }
+}
+
+/// Stats of every known queue, by name.
+pub async fn all_stats(ctx: &mut Ctx) -> anyhow::Result<Vec<QueueStats>> {
+    let names = inspect::known_queues(&mut ctx.conn, &ctx.prefix).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Ok(queue) = Queue::with_prefix(&ctx.prefix, &name) else {
+            continue; // a foreign entry in the registry
+        };
+        out.push(inspect::stats(&mut ctx.conn, &queue).await?);
+    }
+    Ok(out)
+}
+
+/// Runs `millrace queues`.
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let stats = all_stats(ctx).await?;
+    if ctx.json {
+        let rows: Vec<QueueRow> = stats.iter().map(QueueRow::from).collect();
+        return output::print_json(&rows);
+    }
+    if stats.is_empty() {
+        println!(
+            "no queues known under prefix {:?} at {} (a queue is known once a worker or producer declared it)",
+            ctx.prefix, ctx.url
+        );
+        return Ok(());
+    }
+    let mut t = output::table(&[
+        "QUEUE",
+        "READY",
+        "IN FLIGHT",
+        "DELAYED",
+        "RETRYING",
+        "DEAD",
+        "CONSUMERS",
+        "LAG",
+        "OLDEST",
+        "PAUSED",
+        "PROCESSED",
+        "FAILED",
+    ]);
+    for s in &stats {
+        t.add_row(vec![
+            comfy_table::Cell::new(&s.name),
+            comfy_table::Cell::new(s.ready),
+            comfy_table::Cell::new(s.in_flight),
+            comfy_table::Cell::new(s.scheduled),
+            cell(
+                s.retrying.map_or_else(|| "?".into(), |n| n.to_string()),
+                s.retrying.unwrap_or(1) > 0,
+                Color::Yellow,
+            ),
+            cell(s.dead, s.dead > 0, Color::Red),
+            cell(s.consumers, s.consumers == 0 && s.ready > 0, Color::Red),
+            cell(
+                output::opt_ms(s.lag_ms),
+                s.lag_ms.unwrap_or(0) > 60_000,
+                Color::Yellow,
+            ),
+            comfy_table::Cell::new(output::opt_ms(s.oldest_ms)),
+            cell(if s.paused { "yes" } else { "no" }, s.paused, Color::Yellow),
+            comfy_table::Cell::new(s.processed),
+            comfy_table::Cell::new(s.retried + s.dead_lettered),
+        ]);
+    }
+    output::print_table(&t);
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! `millrace show <queue> <job-id|entry-id>`: one job's whole story.
+
+use anyhow::bail;
+use millrace_core::inspect::{self, Location};
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::output;
+
+/// Flags of `millrace show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The queue.
+    queue: String,
+    /// A job id, or a stream entry id (ready, pending or dead).
+    id: String,
+}
+
+/// One place a job was found, in `--json` output. Every key is always
+/// present (null when it does not apply).
+#[derive(Debug, Serialize)]
+pub struct Found {
+    /// ready, in_flight, pending_deleted, scheduled, retrying or dead.
+    state: &'static str,
+    entry_id: Option<String>,
+    job_id: Option<String>,
+    name: Option<String>,
+    attempt: Option<u32>,
+    max_attempts: Option<u32>,
+    enqueued_at_ms: Option<u64>,
+    error: Option<String>,
+    /// The payload as JSON (a string when it is not valid JSON).
+    payload: Option<serde_json::Value>,
+    consumer: Option<String>,
+    idle_ms: Option<u64>,
+    deliveries: Option<u64>,
+    due_at_ms: Option<u64>,
+    dead_at_ms: Option<u64>,
+    /// All raw fields, in wire order.
+    fields: Vec<(String, String)>,
+}
+
+impl Found {
+    fn new(state: &'static str, entry_id: Option<String>, fields: Vec<(String, String)>) -> Self {
+        let get = |k: &str| {
+            fields
+                .iter()
+                .rev()
+                .find(|(f, _)| f == k)
+                .map(|(_, v)| v.clone())
+        };
+        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        Self {
+            state,
+            entry_id,
+            job_id: get("id"),
+            name: get("name"),
+            attempt: get("attempt").and_then(|v| v.parse().ok()).or(Some(1)),
+            max_attempts: get("max_attempts").and_then(|v| v.parse().ok()),
+            enqueued_at_ms: num("enqueued_at"),
+            error: get("error"),
+            payload: get("payload")
+                .map(|p| serde_json::from_str(&p).unwrap_or(serde_json::Value::String(p))),
+            consumer: None,
+            idle_ms: None,
+            deliveries: None,
+            due_at_ms: None,
+            dead_at_ms: num("dead_at"),
+            fields,
+        }
+    }
+}
+
+/// A location as the JSON/human record.
+pub fn found(loc: Location) -> Found {
+    match loc {
+        Location::Ready(e) => Found::new("ready", Some(e.id), e.fields),
+        Location::InFlight {
+            entry,
+            consumer,
+            idle_ms,
+            deliveries,
+        } => {
+            let mut f = Found::new("in_flight", Some(entry.id), entry.fields);
+            f.consumer = Some(consumer);
+            f.idle_ms = Some(idle_ms);
+            f.deliveries = Some(deliveries);
+            f
+        }
+        Location::PendingDeleted { entry_id, consumer } => {
+            let mut f = Found::new("pending_deleted", Some(entry_id), Vec::new());
+            f.consumer = Some(consumer);
+            f.attempt = None;
+            f
+        }
+        Location::Delayed(d) => {
+            let state = if d.is_retry() {
+                "retrying"
+            } else {
+                "scheduled"
+            };
+            let mut f = Found::new(state, None, d.fields.clone().unwrap_or_default());
+            f.job_id = Some(d.id.clone());
+            f.due_at_ms = Some(d.due_ms);
+            f
+        }
+        Location::Dead(e) => Found::new("dead", Some(e.id), e.fields),
+        _ => Found::new("unknown", None, Vec::new()),
+    }
+}
+
+/// Prints found records, for people.
+pub fn print_human(records: &[Found], now: u64) {
+    for (i, f) in records.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let where_ = match f.state {
+            "ready" => format!(
+                "ready: waiting for a worker for {}",
+                output::ms(now.saturating_sub(entry_time(f)))
+            ),
+            "in_flight" => format!(
+                "in flight: held by consumer {} (idle {}, delivered {} times)",
+                f.consumer.as_deref().unwrap_or("?"),
+                output::opt_ms(f.idle_ms),
+                f.deliveries.unwrap_or(0)
+            ),
+            "pending_deleted" => format!(
+                "pending for consumer {} but its entry was deleted: nothing left to run (requeue drops it)",
+                f.consumer.as_deref().unwrap_or("?")
+            ),
+            "scheduled" | "retrying" => {
+                let due = f.due_at_ms.unwrap_or(0);
+                let when = if due > now {
+                    format!("in {}", output::ms(due - now))
+                } else {
+                    format!("now (due {} ago)", output::ms(now - due))
+                };
+                format!("{}: runs {when} ({})", f.state, output::at(due))
+            }
+            "dead" => format!(
+                "dead: dead-lettered {} ago ({})",
+                output::ms(now.saturating_sub(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))),
+                output::at(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))
+            ),
+            other => other.to_owned(),
+        };
+        let line = |k: &str, v: String| println!("{k:<10}{v}");
+        line("job", f.job_id.clone().unwrap_or_else(|| "-".into()));
+        line("name", f.name.clone().unwrap_or_else(|| "-".into()));
+        line("where", where_);
+        if let Some(e) = &f.entry_id {
+            line("entry", e.clone());
+        }
+        if let Some(a) = f.attempt {
+            let of = f
+                .max_attempts
+                .map_or_else(String::new, |m| format!(" of {m}"));
+            line("attempt", format!("{a}{of}"));
+        }
+        if let Some(t) = f.enqueued_at_ms {
+            line(
+                "enqueued",
+                format!(
+                    "{} ago ({})",
+                    output::ms(now.saturating_sub(t)),
+                    output::at(t)
+                ),
+            );
+        }
+        if let Some(e) = &f.error {
+            line("error", e.clone());
+        }
+        if f.state == "dead"
+            && let Some((_, e)) = f.fields.iter().rev().find(|(k, _)| k == "entry")
+        {
+            line("was entry", e.clone());
+        }
+        let shown = [
+            "id",
+            "name",
+            "payload",
+            "attempt",
+            "max_attempts",
+            "enqueued_at",
+            "error",
+            "dead_at",
+            "entry",
+            "v",
+        ];
+        for (k, v) in &f.fields {
+            if !shown.contains(&k.as_str()) {
+                line(k, v.clone());
+            }
+        }
+        if let Some(p) = &f.payload {
+            println!("payload");
+            let pretty = serde_json::to_string_pretty(p).unwrap_or_default();
+            for l in pretty.lines() {
+                println!("  {l}");
+            }
+        }
+    }
+}
+
+fn entry_time(f: &Found) -> u64 {
+    f.entry_id.as_deref().map_or(0, inspect::entry_ms)
+}
+
+/// Runs `millrace show`.
+pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
+    let queue = ctx.queue(&a.queue).await?;
+    let locations = inspect::find(&mut ctx.conn, &queue, &a.id).await?;
+    if locations.is_empty() {
+        bail!(
+            "no job or entry {:?} in queue {:?} (looked in the ready stream, pending entries, delayed jobs and the dead-letter stream)",
+            a.id,
+            a.queue
+        );
+    }
+    let records: Vec<Found> = locations.into_iter().map(found).collect();
+    if ctx.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            queue: &'a str,
+            id: &'a str,
+            found: &'a [Found],
+        }
+        return output::print_json(&Out {
+            queue: &a.queue,
+            id: &a.id,
+            found: &records,
+        });
+    }
+    let now = inspect::server_now_ms(&mut ctx.conn).await?;
+    print_human(&records, now);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Finding one job wherever it is.
+
+use redis::aio::ConnectionLike;
+
+use super::delayed::{DelayedJob, delayed_job};
+use super::{PAGE, RawEntry, entry, is_entry_id, is_missing_key, range};
+use crate::error::QueueError;
+use crate::queue::Queue;
+
+/// Where a job was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// In the ready stream, waiting for a worker.
+    Ready(RawEntry),
+    /// In the ready stream and delivered: running (or stuck).
+    InFlight {
+        /// The entry.
+        entry: RawEntry,
+        /// Its consumer.
+        consumer: String,
+        /// Idle time in ms.
+        idle_ms: u64,
+        /// Delivery count.
+        deliveries: u64,
+    },
+    /// Pending, but its entry was deleted: nothing left to run.
+    PendingDeleted {
+        /// Entry id.
+        entry_id: String,
+        /// Its consumer.
+        consumer: String,
+    },
+    /// In the delayed set (scheduled or retrying).
+    Delayed(DelayedJob),
+    /// In the dead-letter stream.
+    Dead(RawEntry),
+}
+
+/// Finds a job by job id or stream entry id: in the delayed set, the ready
+/// stream (ready or in flight) and the dead-letter stream. A job id needs a
+/// scan of both streams (in pages of [`PAGE`]); an entry id is a direct
+/// look-up. Returns every place it was found (a replayed job may also have
+/// an older dead entry).
+pub async fn find<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    id: &str,
+) -> Result<Vec<Location>, QueueError> {
+    let k = queue.keys();
+    let mut found = Vec::new();
+    if is_entry_id(id) {
+        if let Some(e) = entry(conn, &k.stream, id).await? {
+            found.push(locate_stream_entry(conn, queue, e).await?);
+        } else if let Some(p) = pending_info(conn, queue, id).await? {
+            found.push(Location::PendingDeleted {
+                entry_id: id.to_owned(),
+                consumer: p.0,
+            });
+        }
+        if let Some(e) = entry(conn, &k.dead, id).await? {
+            found.push(Location::Dead(e));
+        }
+        return Ok(found);
+    }
+    if let Some(d) = delayed_job(conn, queue, id).await? {
+        found.push(Location::Delayed(d));
+    }
+    for e in scan_for_job(conn, &k.stream, id).await? {
+        found.push(locate_stream_entry(conn, queue, e).await?);
+    }
+    for e in scan_for_job(conn, &k.dead, id).await? {
+        found.push(Location::Dead(e));
+    }
+    Ok(found)
+}
+
+async fn scan_for_job<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    job_id: &str,
+) -> Result<Vec<RawEntry>, QueueError> {
+    let mut out = Vec::new();
+    let mut cursor = "-".to_owned();
+    loop {
+        let page = range(conn, key, &cursor, "+", PAGE, false).await?;
+        let Some(last) = page.last() else { break };
+        cursor = format!("({}", last.id);
+        let done = page.len() < PAGE;
+        out.extend(page.into_iter().filter(|e| e.get("id") == Some(job_id)));
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// (consumer, idle ms, deliveries) of a pending entry.
+async fn pending_info<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    id: &str,
+) -> Result<Option<(String, u64, u64)>, QueueError> {
+    let rows: Result<Vec<(String, String, u64, u64)>, redis::RedisError> = redis::cmd("XPENDING")
+        .arg(&queue.keys().stream)
+        .arg(queue.group())
+        .arg(id)
+        .arg(id)
+        .arg(1)
+        .query_async(conn)
+        .await;
+    match rows {
+        Ok(mut r) => Ok(r.pop().map(|(_, c, i, d)| (c, i, d))),
+        Err(e) if is_missing_key(&e) => Ok(None),
+        Err(e) => Err(QueueError::redis("xpending")(e)),
+    }
+}
+
+async fn locate_stream_entry<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    e: RawEntry,
+) -> Result<Location, QueueError> {
+    Ok(match pending_info(conn, queue, &e.id).await? {
+        Some((consumer, idle_ms, deliveries)) => Location::InFlight {
+            entry: e,
+            consumer,
+            idle_ms,
+            deliveries,
+        },
+        None => Location::Ready(e),
+    })
+}

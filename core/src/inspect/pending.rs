@@ -1,0 +1,148 @@
+//! The group's pending entries.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use super::stats::group_info;
+use super::{PAGE, RawEntry, is_missing_key, parse_range};
+use crate::error::QueueError;
+use crate::queue::{Queue, duration_ms};
+
+/// One pending (in-flight) entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingEntry {
+    /// Stream entry id.
+    pub entry_id: String,
+    /// The consumer that holds it.
+    pub consumer: String,
+    /// Time since it was last delivered or its lease renewed, in ms.
+    pub idle_ms: u64,
+    /// How many times it was delivered.
+    pub deliveries: u64,
+    /// The entry's fields; `None` when the entry was deleted while pending.
+    pub entry: Option<RawEntry>,
+}
+
+/// Which pending entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingFilter {
+    /// Only entries held by this consumer.
+    pub consumer: Option<String>,
+    /// Only entries idle at least this long.
+    pub min_idle: Duration,
+    /// Only jobs with this name.
+    pub job: Option<String>,
+}
+
+impl PendingFilter {
+    /// A filter on consumer, minimum idle time and job name.
+    pub fn new(consumer: Option<String>, min_idle: Duration, job: Option<String>) -> Self {
+        Self {
+            consumer,
+            min_idle,
+            job,
+        }
+    }
+
+    fn keeps(&self, p: &PendingEntry) -> bool {
+        match &self.job {
+            None => true,
+            Some(job) => p
+                .entry
+                .as_ref()
+                .and_then(|e| e.get("name"))
+                .is_some_and(|n| n == job),
+        }
+    }
+}
+
+/// Up to `limit` pending entries matching `filter`, oldest entry first,
+/// read in pages of [`PAGE`].
+pub async fn pending<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    filter: &PendingFilter,
+    limit: usize,
+) -> Result<Vec<PendingEntry>, QueueError> {
+    let mut out = Vec::new();
+    let mut cursor = "-".to_owned();
+    while out.len() < limit {
+        let page = pending_page(conn, queue, filter, &cursor, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        cursor = format!("({}", last.entry_id);
+        let full = page.len() < PAGE;
+        out.extend(page.into_iter().filter(|p| filter.keeps(p)));
+        if full {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// One page of pending entries after `cursor` (an XPENDING start, e.g.
+/// `-` or `(1700-0`), filtered by consumer and idle time (not by job name:
+/// see [`PendingFilter`]), with their fields.
+pub async fn pending_page<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    filter: &PendingFilter,
+    cursor: &str,
+    count: usize,
+) -> Result<Vec<PendingEntry>, QueueError> {
+    let k = queue.keys();
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(&k.stream)
+        .arg(queue.group())
+        .arg("IDLE")
+        .arg(duration_ms(filter.min_idle))
+        .arg(cursor)
+        .arg("+")
+        .arg(count.max(1));
+    if let Some(c) = &filter.consumer {
+        cmd.arg(c);
+    }
+    let rows: Result<Vec<(String, String, u64, u64)>, redis::RedisError> =
+        cmd.query_async(conn).await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) if is_missing_key(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(QueueError::redis("xpending")(e)),
+    };
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for r in &rows {
+        pipe.cmd("XRANGE").arg(&k.stream).arg(&r.0).arg(&r.0);
+    }
+    let entries: Vec<Value> = pipe
+        .query_async(conn)
+        .await
+        .map_err(QueueError::redis("xrange"))?;
+    Ok(rows
+        .into_iter()
+        .zip(entries)
+        .map(
+            |((entry_id, consumer, idle_ms, deliveries), e)| PendingEntry {
+                entry_id,
+                consumer,
+                idle_ms,
+                deliveries,
+                entry: parse_range(e).pop(),
+            },
+        )
+        .collect())
+}
+
+/// Total pending entries of the queue's group (0 when it has no group).
+pub async fn pending_count<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+) -> Result<u64, QueueError> {
+    Ok(group_info(conn, queue).await?.map_or(0, |g| g.pending))
+}

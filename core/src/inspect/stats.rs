@@ -1,0 +1,184 @@
+//! Counts and ages of a queue.
+
+use std::collections::HashMap;
+
+use redis::Value;
+use redis::aio::ConnectionLike;
+
+use super::delayed::{is_retry_fields, parse_stored};
+use super::{PAGE, first_entry, is_missing_key, server_now_ms, to_map};
+use crate::error::QueueError;
+use crate::queue::Queue;
+
+/// The delayed set is split into scheduled and retrying jobs only up to
+/// this many entries (it takes a scan of the jobs hash); above it
+/// [`QueueStats::retrying`] is `None`.
+pub const RETRYING_SCAN_LIMIT: u64 = 100_000;
+
+/// Counts and ages of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Entries waiting for a worker (in the stream, not yet delivered).
+    pub ready: u64,
+    /// Entries delivered and not yet acknowledged (the group's PEL).
+    pub in_flight: u64,
+    /// Jobs scheduled for later that never failed.
+    pub scheduled: u64,
+    /// Jobs waiting for their next attempt after a failure; `None` when the
+    /// delayed set is larger than [`RETRYING_SCAN_LIMIT`] (then
+    /// `scheduled` holds the whole delayed count).
+    pub retrying: Option<u64>,
+    /// Entries in the dead-letter stream.
+    pub dead: u64,
+    /// Consumers in the group.
+    pub consumers: u64,
+    /// How long the oldest ready entry has waited for a worker, in ms.
+    pub lag_ms: Option<u64>,
+    /// Age of the oldest unfinished job in the stream (ready or in flight),
+    /// by its enqueue time (or its entry's time when it has none), in ms.
+    pub oldest_ms: Option<u64>,
+    /// Whether the queue is paused.
+    pub paused: bool,
+    /// Jobs processed successfully (counter).
+    pub processed: u64,
+    /// Failed attempts scheduled for a retry (counter).
+    pub retried: u64,
+    /// Jobs dead-lettered (counter; the dead stream may have been trimmed).
+    pub dead_lettered: u64,
+}
+
+/// Counts and ages of `queue`, in a few round trips (plus a bounded scan of
+/// the delayed jobs to split scheduled from retrying).
+pub async fn stats<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+) -> Result<QueueStats, QueueError> {
+    let k = queue.keys();
+    let now = server_now_ms(conn).await?;
+    let (xlen, delayed, dead, paused, counters): (u64, u64, u64, bool, HashMap<String, u64>) =
+        redis::pipe()
+            .cmd("XLEN")
+            .arg(&k.stream)
+            .cmd("ZCARD")
+            .arg(&k.delayed)
+            .cmd("XLEN")
+            .arg(&k.dead)
+            .cmd("EXISTS")
+            .arg(&k.paused)
+            .cmd("HGETALL")
+            .arg(&k.stats)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("stats"))?;
+    let group = group_info(conn, queue).await?;
+    let (in_flight, consumers, last_delivered) = match &group {
+        Some(g) => (g.pending, g.consumers, g.last_delivered.clone()),
+        None => (0, 0, "0-0".to_owned()),
+    };
+    let ready = xlen.saturating_sub(in_flight);
+    let lag_ms = if ready > 0 {
+        first_entry(conn, &k.stream, &format!("({last_delivered}"))
+            .await?
+            .map(|e| now.saturating_sub(e.added_ms()))
+    } else {
+        None
+    };
+    let oldest_ms = first_entry(conn, &k.stream, "-").await?.map(|e| {
+        let t = e
+            .get("enqueued_at")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| e.added_ms());
+        now.saturating_sub(t)
+    });
+    let retrying = if delayed <= RETRYING_SCAN_LIMIT {
+        Some(count_retrying(conn, &k.jobs).await?)
+    } else {
+        None
+    };
+    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+    Ok(QueueStats {
+        name: queue.name().to_owned(),
+        ready,
+        in_flight,
+        scheduled: delayed.saturating_sub(retrying.unwrap_or(0)),
+        retrying,
+        dead,
+        consumers,
+        lag_ms,
+        oldest_ms,
+        paused,
+        processed: counter("processed"),
+        retried: counter("retried"),
+        dead_lettered: counter("dead"),
+    })
+}
+
+pub(super) struct GroupInfo {
+    pub(super) pending: u64,
+    pub(super) consumers: u64,
+    pub(super) last_delivered: String,
+}
+
+/// XINFO GROUPS for the queue's group; `None` when the stream or the group
+/// does not exist.
+pub(super) async fn group_info<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+) -> Result<Option<GroupInfo>, QueueError> {
+    let reply: Result<Vec<Value>, redis::RedisError> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&queue.keys().stream)
+        .query_async(conn)
+        .await;
+    let groups = match reply {
+        Ok(g) => g,
+        Err(e) if is_missing_key(&e) => return Ok(None),
+        Err(e) => return Err(QueueError::redis("xinfo groups")(e)),
+    };
+    for g in groups {
+        let map = to_map(g);
+        if map.get("name").map(String::as_str) != Some(queue.group()) {
+            continue;
+        }
+        let num = |k: &str| map.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        return Ok(Some(GroupInfo {
+            pending: num("pending"),
+            consumers: num("consumers"),
+            last_delivered: map
+                .get("last-delivered-id")
+                .cloned()
+                .unwrap_or_else(|| "0-0".into()),
+        }));
+    }
+    Ok(None)
+}
+
+async fn count_retrying<C: ConnectionLike + Send>(
+    conn: &mut C,
+    jobs: &str,
+) -> Result<u64, QueueError> {
+    let mut cursor = 0u64;
+    let mut n = 0;
+    loop {
+        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+            .arg(jobs)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("hscan"))?;
+        for env in flat.iter().skip(1).step_by(2) {
+            if is_retry_fields(&parse_stored(env)) {
+                n += 1;
+            }
+        }
+        if next == 0 {
+            return Ok(n);
+        }
+        cursor = next;
+    }
+}
