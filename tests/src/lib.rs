@@ -239,6 +239,25 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server with SIGTERM (it writes and syncs its AOF, as a
+    /// clean `SHUTDOWN` does) and starts it again on the same port and data
+    /// directory.
+    pub fn restart_graceful(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.restart()
+    }
+
     /// True while the server process runs.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -285,12 +304,11 @@ pub fn wait_for<T>(
 /// `millrace-worker`), building it with cargo first when it is missing.
 pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf, HarnessError> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test-exe> → target/<profile>/<bin>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // target/<profile>/deps/<test-exe> or target/<profile>/<exe> → target/<profile>/<bin>
+    let mut profile_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
     let path = profile_dir.join(bin);
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
