@@ -39,17 +39,19 @@ end
 
 -- Append an entry to the dead-letter stream with its error, the time and the
 -- original entry id, then trim by count and by age (0 disables either).
+-- Trimming is exact (not `~`): dead-letters are rare, and a retention of
+-- 10 entries should mean 10.
 local function bury(dead, fields, err, entry, now, maxlen, maxage)
   local f = copy_fields(fields, { error = true, dead_at = true, entry = true })
   f[#f + 1] = 'error';   f[#f + 1] = err
   f[#f + 1] = 'dead_at'; f[#f + 1] = int(now)
   f[#f + 1] = 'entry';   f[#f + 1] = entry
   if tonumber(maxlen) > 0 then
-    redis.call('XADD', dead, 'MAXLEN', '~', maxlen, '*', unpack(f))
+    redis.call('XADD', dead, 'MAXLEN', maxlen, '*', unpack(f))
   else
     redis.call('XADD', dead, '*', unpack(f))
   end
   if tonumber(maxage) > 0 then
-    redis.call('XTRIM', dead, 'MINID', '~', int(now - tonumber(maxage)))
+    redis.call('XTRIM', dead, 'MINID', int(now - tonumber(maxage)))
   end
 end
