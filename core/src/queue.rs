@@ -422,11 +422,24 @@ impl Queue {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<String>, QueueError> {
+        self.pending_between(conn, consumer, "-", "+", count).await
+    }
+
+    /// The ids of up to `count` entries pending for `consumer` with ids
+    /// from `first` to `last` (inclusive).
+    pub async fn pending_between<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        first: &str,
+        last: &str,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
         let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
             .arg(&self.keys.stream)
             .arg(&self.group)
-            .arg("-")
-            .arg("+")
+            .arg(first)
+            .arg(last)
             .arg(count.max(1))
             .arg(consumer)
             .query_async(conn)

@@ -6,20 +6,22 @@
 //! was not listening. A missing group (Redis restarted without its data) is
 //! recreated from `0`, so nothing is skipped.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use millrace_core::ReadFrom;
+use millrace_core::{Delivery, ReadFrom};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::lease;
 use crate::metrics;
-use crate::run::run_delivery;
+use crate::run;
 use crate::state::QueueCtx;
 
 /// Runs until the stop token fires.
@@ -37,8 +39,14 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
             break;
         };
         if Instant::now() >= next_reclaim {
-            lease::reclaim_into(&q, &mut permits).await;
-            next_reclaim = Instant::now() + q.cfg.reclaim_every;
+            // A full round may have left expired entries behind (it had only
+            // the slots free at that moment): go again at the next turn.
+            let full = lease::reclaim_into(&q, &mut permits).await;
+            next_reclaim = if full {
+                Instant::now()
+            } else {
+                Instant::now() + q.cfg.reclaim_every
+            };
             if permits.is_empty() {
                 continue;
             }
@@ -76,13 +84,15 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
                         Some(last) => ReadFrom::OwnPendingAfter(last.entry_id.clone()),
                         None => ReadFrom::New,
                     };
+                    start_own_pending(&q, deliveries, &mut permits).await;
+                    continue;
                 }
                 for d in deliveries {
-                    if q.inflight().contains_key(&d.entry_id) {
-                        continue; // already running here (seen again on a re-read)
-                    }
                     let Some(permit) = permits.pop() else { break };
-                    q.jobs.spawn(run_delivery(q.clone(), d, permit));
+                    // Already running here (seen again on a re-read): skip.
+                    if let Err(permit) = run::start(&q, d, permit) {
+                        permits.push(permit);
+                    }
                 }
             }
             Err(e) if e.is_no_group() => {
@@ -112,6 +122,53 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
         }
     }
     info!(queue = q.queue.name(), "stopped claiming");
+}
+
+/// Starts entries found in this consumer's own pending list after a
+/// (re)connect. Such an entry may be one this worker is running, or one it
+/// just finished whose ack was written while the read was on its way back:
+/// so each is first marked in flight (skipped if it already was), then kept
+/// only if it is still pending for this consumer; an ack that landed before
+/// the check removed it, and one that lands after it finds it marked.
+async fn start_own_pending(
+    q: &Arc<QueueCtx>,
+    deliveries: Vec<Delivery>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) {
+    let (Some(first), Some(last)) = (deliveries.first(), deliveries.last()) else {
+        return;
+    };
+    let (first, last) = (first.entry_id.clone(), last.entry_id.clone());
+    let tracked: Vec<(Delivery, CancellationToken)> = deliveries
+        .into_iter()
+        .filter_map(|d| q.track(&d.entry_id).map(|t| (d, t)))
+        .collect();
+    if tracked.is_empty() {
+        return;
+    }
+    let mut conn = q.conn();
+    let still = q
+        .queue
+        .pending_between(&mut conn, &q.consumer, &first, &last, tracked.len() + 1024)
+        .await;
+    let still: HashSet<String> = match still {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            // Cannot tell: leave them to reclaim after their lease.
+            metrics::redis_error(q.queue.name(), "pending");
+            warn!(queue = q.queue.name(), error = %e, "cannot check own pending entries");
+            HashSet::new()
+        }
+    };
+    for (d, token) in tracked {
+        match (still.contains(&d.entry_id), permits.pop()) {
+            (true, Some(permit)) => run::spawn_tracked(q, d, permit, token),
+            (_, permit) => {
+                permits.extend(permit);
+                q.inflight().remove(&d.entry_id);
+            }
+        }
+    }
 }
 
 /// Waits for at least one free slot and takes every free slot, up to the

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics;
-use crate::run::run_delivery;
+use crate::run;
 use crate::state::QueueCtx;
 
 /// Most entries claimed in one reclaim round.
@@ -55,8 +55,12 @@ pub(crate) async fn renew_loop(q: Arc<QueueCtx>, done: CancellationToken) {
 /// has reserved: claims up to that many expired entries and starts them,
 /// using (popping) one permit each. Keeping reclaim in the fetch loop makes
 /// that loop the one owner of free slots, so a blocked read never starves
-/// the reclaimer and the two never claim more than the free slots.
-pub(crate) async fn reclaim_into(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemaphorePermit>) {
+/// the reclaimer and the two never claim more than the free slots. Returns
+/// true when the round was full (there may be more expired entries).
+pub(crate) async fn reclaim_into(
+    q: &Arc<QueueCtx>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) -> bool {
     let mut conn = q.conn();
     let want = permits.len().min(RECLAIM_BATCH);
     let result = q
@@ -72,6 +76,7 @@ pub(crate) async fn reclaim_into(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemap
         .await;
     match result {
         Ok(r) => {
+            let full = r.claimed.len() + r.dead as usize >= want;
             if !r.claimed.is_empty() || r.dead > 0 {
                 info!(
                     queue = q.queue.name(),
@@ -82,16 +87,18 @@ pub(crate) async fn reclaim_into(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemap
                 metrics::reclaimed(q.queue.name(), r.claimed.len() as u64, r.dead);
             }
             for d in r.claimed {
-                if q.inflight().contains_key(&d.entry_id) {
-                    continue; // our own, still running: the claim renewed it
-                }
                 let Some(permit) = permits.pop() else { break };
-                q.jobs.spawn(run_delivery(q.clone(), d, permit));
+                // Our own, still running: the claim just renewed it.
+                if let Err(permit) = run::start(q, d, permit) {
+                    permits.push(permit);
+                }
             }
+            full
         }
         Err(e) => {
             metrics::redis_error(q.queue.name(), "reclaim");
             warn!(queue = q.queue.name(), error = %e, "reclaim failed");
+            false
         }
     }
 }

@@ -156,7 +156,7 @@ impl Worker {
         let mut ackers = JoinSet::new();
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?;
-            queue.declare(&mut conn.clone()).await?;
+            declare_with_retries(&queue, &mut conn.clone()).await?;
             let (tx, rx) = mpsc::unbounded_channel();
             let q = Arc::new(QueueCtx::new(
                 queue,
@@ -207,6 +207,25 @@ impl Worker {
         }
         info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Declares a queue at start, riding out a connection dropped meanwhile
+/// (the connection manager reconnects); other errors fail at once.
+async fn declare_with_retries(
+    queue: &Queue,
+    conn: &mut redis::aio::ConnectionManager,
+) -> Result<(), QueueError> {
+    let mut tries = 0;
+    loop {
+        match queue.declare(conn).await {
+            Err(e) if e.is_connection() && tries < 10 => {
+                tries += 1;
+                warn!(queue = queue.name(), error = %e, "declaring the queue failed, retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * tries)).await;
+            }
+            other => return other,
+        }
     }
 }
 

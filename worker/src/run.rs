@@ -30,12 +30,39 @@ enum Outcome {
 }
 
 /// Runs one delivery to its outcome. `permit` is the job's slot, freed when
-/// this returns.
-pub(crate) async fn run_delivery(q: Arc<QueueCtx>, d: Delivery, permit: OwnedSemaphorePermit) {
+/// the task ends; the entry is already in the in-flight map (see `start`).
+/// Starts a task for `d` unless this worker already runs it; the permit
+/// comes back (`Err`) when the delivery was skipped.
+pub(crate) fn start(
+    q: &Arc<QueueCtx>,
+    d: Delivery,
+    permit: OwnedSemaphorePermit,
+) -> Result<(), OwnedSemaphorePermit> {
+    let Some(token) = q.track(&d.entry_id) else {
+        return Err(permit);
+    };
+    spawn_tracked(q, d, permit, token);
+    Ok(())
+}
+
+/// Spawns the task of a delivery already marked in flight (`QueueCtx::track`).
+pub(crate) fn spawn_tracked(
+    q: &Arc<QueueCtx>,
+    d: Delivery,
+    permit: OwnedSemaphorePermit,
+    token: CancellationToken,
+) {
+    q.jobs.spawn(run_delivery(q.clone(), d, permit, token));
+}
+
+async fn run_delivery(
+    q: Arc<QueueCtx>,
+    d: Delivery,
+    permit: OwnedSemaphorePermit,
+    token: CancellationToken,
+) {
     let _permit = permit;
-    let token = q.hard.child_token();
     let entry_id = d.entry_id;
-    q.inflight().insert(entry_id.clone(), token.clone());
     let Some(fields) = d.fields else {
         // Deleted while pending: nothing to run, just clear it.
         let _ = q.acks.send(entry_id);

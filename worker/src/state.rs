@@ -84,6 +84,20 @@ impl QueueCtx {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Marks `entry_id` in flight and returns the token of its attempt, or
+    /// `None` when it already is (seen again on a re-read or a reclaim).
+    /// Check and insert happen under one lock, before the job's task is
+    /// spawned, so an entry can never be started twice by this worker.
+    pub fn track(&self, entry_id: &str) -> Option<CancellationToken> {
+        let mut inflight = self.inflight();
+        if inflight.contains_key(entry_id) {
+            return None;
+        }
+        let token = self.hard.child_token();
+        inflight.insert(entry_id.to_owned(), token.clone());
+        Some(token)
+    }
+
     /// A clone of the shared command connection (cheap: it is multiplexed).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()

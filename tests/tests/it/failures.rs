@@ -322,7 +322,10 @@ async fn the_dead_letter_stream_is_bounded_by_count_and_age() {
     let redis = redis();
     let mut c = conn(&redis.url()).await;
     let queue = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
-    queue.declare(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .declare(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let c2 = c.clone();
     let bury = |n: usize, retention: DeadRetention| {
         let queue = queue.clone();
@@ -331,26 +334,52 @@ async fn the_dead_letter_stream_is_bounded_by_count_and_age() {
             let envs: Vec<Envelope> = (0..n)
                 .map(|i| Envelope::new(JobId::new().0, "probe", format!("{{\"n\":{i}}}")))
                 .collect();
-            queue.enqueue(&mut c, &envs).await.unwrap_or_else(|e| panic!("{e}"));
+            queue
+                .enqueue(&mut c, &envs)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let got = queue
                 .read(&mut c, "w", n, Duration::from_millis(100), &ReadFrom::New)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             for d in got {
                 let r = queue
-                    .fail(&mut c, "w", &d.entry_id, millrace_core::Failure::Dead, "x", retention)
+                    .fail(
+                        &mut c,
+                        "w",
+                        &d.entry_id,
+                        millrace_core::Failure::Dead,
+                        "x",
+                        retention,
+                    )
                     .await;
                 assert_eq!(r.ok(), Some(millrace_core::Fenced::Done));
             }
         }
     };
     bury(8, DeadRetention::new(5, Duration::ZERO)).await;
-    assert_eq!(left(&mut c, "default").await.dead, 5, "count retention keeps the newest 5");
+    assert_eq!(
+        left(&mut c, "default").await.dead,
+        5,
+        "count retention keeps the newest 5"
+    );
     bury(2, DeadRetention::new(0, Duration::ZERO)).await;
-    assert_eq!(left(&mut c, "default").await.dead, 7, "0 means no count limit");
+    assert_eq!(
+        left(&mut c, "default").await.dead,
+        7,
+        "0 means no count limit"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     bury(1, DeadRetention::new(0, Duration::from_millis(200))).await;
-    assert_eq!(left(&mut c, "default").await.dead, 1, "age retention dropped the old entries");
+    assert_eq!(
+        left(&mut c, "default").await.dead,
+        1,
+        "age retention dropped the old entries"
+    );
     let l = left(&mut c, "default").await;
-    assert_eq!((l.stream, l.pending), (0, 0), "dead-lettering acked and deleted the entries");
+    assert_eq!(
+        (l.stream, l.pending),
+        (0, 0),
+        "dead-lettering acked and deleted the entries"
+    );
 }

@@ -31,6 +31,22 @@ async fn pending_for(
         .count()
 }
 
+async fn wait_for_group(url: &str) {
+    let c = conn(url).await;
+    eventually("the worker to create its group", || {
+        let mut c = c.clone();
+        async move {
+            millrace_core::redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg("millrace:{default}:stream")
+                .query_async::<Vec<millrace_core::redis::Value>>(&mut c)
+                .await
+                .is_ok_and(|g| g.len() == 1)
+        }
+    })
+    .await;
+}
+
 async fn wait_pending(c: &mut millrace_core::redis::aio::ConnectionManager, n: usize) {
     eventually(&format!("{n} pending entries"), || {
         let mut c = c.clone();
@@ -523,18 +539,7 @@ async fn a_worker_recreates_a_lost_group_after_redis_restarts_empty() {
     let record = dir.path().join("runs");
     let mut w = start_worker(&url, &record, LEASE);
     let c = conn(&url).await;
-    eventually("the worker to create its group", || {
-        let mut c = c.clone();
-        async move {
-            millrace_core::redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg("millrace:{default}:stream")
-                .query_async::<Vec<millrace_core::redis::Value>>(&mut c)
-                .await
-                .is_ok_and(|g| g.len() == 1)
-        }
-    })
-    .await;
+    wait_for_group(&url).await;
     redis.kill();
     redis.restart().unwrap_or_else(|e| panic!("{e}")); // no persistence: everything is gone
     let client = Client::connect(&url)
@@ -640,4 +645,73 @@ async fn dead_consumers_with_nothing_pending_are_pruned_and_busy_ones_kept() {
         "the live worker is kept"
     );
     w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_and_a_stalled_redis_lose_and_repeat_nothing() {
+    let redis = redis();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let record = dir.path().join("runs");
+    let mut w = start_worker(&url, &record, &["--lease", "10s"]);
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut admin = redis.connection().unwrap_or_else(|e| panic!("{e}"));
+    wait_for_group(&url).await;
+    let mut ids = Vec::new();
+    for round in 0..6 {
+        let batch: Vec<Sleep> = (0..100).map(|_| Sleep { ms: 2 }).collect();
+        ids.extend(
+            client
+                .enqueue_many(&batch)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        if round % 2 == 0 {
+            // Drop every client connection (the worker's reader mid-BLOCK
+            // included); this admin connection survives (SKIPME yes).
+            let _: u64 = millrace_core::redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query(&mut admin)
+                .unwrap_or_else(|e| panic!("{e}"));
+        } else {
+            // Freeze the server for a moment.
+            let _: () = millrace_core::redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("0.5")
+                .query(&mut admin)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually("every job to run", || {
+        let record = record.clone();
+        let ids = ids.clone();
+        async move {
+            let runs = read_runs(&[&record]);
+            ids.iter().all(|id| runs.contains_key(id.as_str()))
+        }
+    })
+    .await;
+    let mut c = conn(&url).await;
+    eventually("nothing left", || {
+        let mut c = c.clone();
+        async move { left(&mut c, "default").await == Left::default() }
+    })
+    .await;
+    let runs = read_runs(&[&record]);
+    assert_eq!(runs.len(), 600);
+    assert!(runs.values().all(|n| *n == 1), "a job ran twice");
+    let processed: u64 = millrace_core::redis::cmd("HGET")
+        .arg("millrace:{default}:stats")
+        .arg("processed")
+        .query_async(&mut c)
+        .await
+        .unwrap_or(0);
+    assert_eq!(processed, 600, "each job acked once");
+    sigterm(&w);
+    assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
 }
