@@ -2,6 +2,7 @@
 
 mod common;
 mod delayed;
+mod demo;
 mod failures;
 mod flow;
 mod processes;
