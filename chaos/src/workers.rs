@@ -83,9 +83,18 @@ impl Workers {
         self.procs[slot].kill()?;
         self.procs[slot].wait()?;
         let at = Instant::now();
-        let in_flight = pending_jobs_of_pid(conn, queue, pid)
-            .await
-            .unwrap_or_default();
+        // The first commands after a Redis restart may fail while the
+        // connection reconnects: keep trying for a few seconds.
+        let mut in_flight = Vec::new();
+        for _ in 0..50 {
+            match pending_jobs_of_pid(conn, queue, pid).await {
+                Ok(ids) => {
+                    in_flight = ids;
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
         self.procs[slot] = self.spawn(slot)?;
         Ok(Kill {
             slot,
