@@ -60,9 +60,9 @@ pub fn reader_pool(
 /// reason in plain words.
 pub fn connect_error(url: &str, err: &redis::RedisError) -> ConnectError {
     let reason = if err.is_connection_refusal() {
-        format!("connection refused ({err})")
+        "connection refused".to_owned()
     } else if err.is_timeout() {
-        format!("timed out ({err})")
+        "timed out".to_owned()
     } else {
         err.to_string()
     };

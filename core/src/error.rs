@@ -26,13 +26,13 @@ pub struct ConnectError {
 #[non_exhaustive]
 pub enum QueueError {
     /// Redis answered with an error or the connection failed.
-    #[error("redis {op} failed: {source}")]
+    #[error("redis {op} failed: {error}")]
     Redis {
         /// The operation that failed (e.g. "enqueue", "ack").
         op: &'static str,
-        /// The redis-rs error.
-        #[source]
-        source: redis::RedisError,
+        /// The redis-rs error; its text is part of this error's message, so
+        /// it is not also given as `source()` (a report would say it twice).
+        error: redis::RedisError,
     },
     /// Redis answered with something the protocol does not expect.
     #[error("unexpected reply to {op}: {detail}")]
@@ -47,13 +47,13 @@ pub enum QueueError {
 impl QueueError {
     /// Wraps a redis error with the operation that hit it.
     pub fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
-        move |source| Self::Redis { op, source }
+        move |error| Self::Redis { op, error }
     }
 
     /// The underlying redis error, when there is one.
     pub fn redis_error(&self) -> Option<&redis::RedisError> {
         match self {
-            Self::Redis { source, .. } => Some(source),
+            Self::Redis { error, .. } => Some(error),
             Self::Protocol { .. } => None,
         }
     }

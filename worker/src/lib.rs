@@ -58,15 +58,23 @@ use state::QueueCtx;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
-    /// The configuration is invalid.
+    /// The configuration is invalid (the message says which value and why).
     #[error("invalid worker configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// Redis could not be reached at start.
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A Redis operation failed at start (e.g. creating a group).
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+impl From<ConfigError> for WorkerError {
+    fn from(e: ConfigError) -> Self {
+        // Not `#[from]`: that would also make it the `source()`, and an
+        // error report would print the message twice.
+        Self::Config(e)
+    }
 }
 
 /// Builds a [`Worker`]: configuration plus one handler per job type.

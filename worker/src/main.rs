@@ -56,9 +56,10 @@ struct Args {
     /// How long running jobs may finish at shutdown.
     #[arg(long, env = "MILLRACE_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     grace: Duration,
-    /// Longest a read blocks waiting for jobs.
-    #[arg(long, env = "MILLRACE_BLOCK", default_value = "2s", value_parser = humantime::parse_duration)]
-    block: Duration,
+    /// Longest a read blocks waiting for jobs; defaults to 2s, or half the
+    /// lease when that is shorter.
+    #[arg(long, env = "MILLRACE_BLOCK", value_parser = humantime::parse_duration)]
+    block: Option<Duration>,
     /// Time limit of an attempt for jobs that set none.
     #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = humantime::parse_duration)]
     job_timeout: Option<Duration>,
@@ -92,7 +93,6 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
             #[allow(clippy::print_stderr, reason = "the binary's one-line fatal error")]
             {
                 eprintln!("millrace-worker: {e:#}");
@@ -130,7 +130,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.reclaim_every = args.reclaim_every;
     config.max_deliveries = args.max_deliveries;
     config.grace = args.grace;
-    config.block = args.block;
+    config.block = args
+        .block
+        .unwrap_or_else(|| Duration::from_secs(2).min(args.lease / 2));
     config.job_timeout = args.job_timeout;
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
 
