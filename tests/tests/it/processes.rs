@@ -149,3 +149,44 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
         "both workers took work ({per_a} / {per_b})"
     );
 }
+
+fn worker_output(args: &[&str], url: &str) -> (bool, String) {
+    let out = Command::new(worker_bin())
+        .env("MILLRACE_REDIS_URL", url)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_worker_binary_refuses_bad_settings_in_one_line() {
+    let (ok, err) = worker_output(
+        &["--lease", "1s", "--renew-every", "2s"],
+        "redis://127.0.0.1:1",
+    );
+    assert!(!ok);
+    assert_eq!(
+        err.trim_end(),
+        "millrace-worker: invalid worker configuration: lease (1s) must exceed the renew interval (2s)"
+    );
+    let (ok, err) = worker_output(&["--queues", "a b"], "redis://127.0.0.1:1");
+    assert!(!ok);
+    assert!(err.contains("invalid queue name \"a b\""), "{err}");
+}
+
+#[test]
+fn the_worker_binary_names_an_unreachable_redis_in_one_line() {
+    let port = millrace_tests::free_tcp_port().unwrap_or_else(|e| panic!("{e}"));
+    let (ok, err) = worker_output(&[], &format!("redis://:secret@127.0.0.1:{port}"));
+    assert!(!ok);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "millrace-worker: cannot connect to Redis at redis://:***@127.0.0.1:{port}: connection refused"
+        )
+    );
+}
