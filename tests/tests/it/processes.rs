@@ -156,10 +156,10 @@ fn worker_output(args: &[&str], url: &str) -> (bool, String) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    // The fatal error is the last line (logs come before it).
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    (out.status.success(), last)
 }
 
 #[test]
