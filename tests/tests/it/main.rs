@@ -4,5 +4,6 @@ mod common;
 mod delayed;
 mod failures;
 mod flow;
+mod metrics;
 mod processes;
 mod producer;
