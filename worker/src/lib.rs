@@ -195,6 +195,7 @@ impl Worker {
         metrics::init_series(&cfg.queues, &job_names);
         background.spawn(sampler::sample_loop(
             queues.iter().map(|q| q.queue.clone()).collect(),
+            cfg.prefix.clone(),
             conn.clone(),
             self.health.clone(),
             cfg.sample_every,

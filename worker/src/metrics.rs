@@ -58,6 +58,22 @@ pub const QUEUE_BACKLOG: &str = "millrace_queue_backlog";
 /// Unix time (seconds) of the last successful sample of a queue, by queue.
 pub const QUEUE_SAMPLED_AT: &str = "millrace_queue_sampled_timestamp_seconds";
 
+/// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
+/// of `redis_error`).
+pub const REDIS_OPS: [&str; 11] = [
+    "connect",
+    "declare",
+    "read",
+    "ack",
+    "fail",
+    "renew",
+    "reclaim",
+    "promote",
+    "heartbeat",
+    "paused",
+    "sample",
+];
+
 /// Every outcome label value of [`JOBS_FINISHED`].
 pub const OUTCOMES: [&str; 4] = ["success", "retry", "dead", "lost_lease"];
 
@@ -194,6 +210,9 @@ pub(crate) fn init_series(queues: &[String], jobs: &[&str]) {
         ] {
             metrics::counter!(name, "queue" => queue.clone()).absolute(0);
         }
+        for op in REDIS_OPS {
+            metrics::counter!(REDIS_ERRORS, "queue" => queue.clone(), "op" => op).absolute(0);
+        }
     }
 }
 
@@ -208,6 +227,8 @@ pub(crate) struct QueueSample {
     pub consumers: u64,
     pub oldest_ready_age_ms: u64,
     pub sampled_at_ms: u64,
+    /// Whether the queue's consumer group exists (not a gauge: readiness).
+    pub group_present: bool,
 }
 
 impl QueueSample {

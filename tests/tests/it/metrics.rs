@@ -283,11 +283,25 @@ async fn the_oldest_ready_job_age_grows_while_every_slot_is_busy() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A queue no worker runs: sampled from the registry all the same.
+    for _ in 0..2 {
+        client
+            .enqueue_with(&Noop::default(), EnqueueOptions::new().queue("orphan"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let port = millrace_tests::free_tcp_port().unwrap_or_else(|e| panic!("{e}"));
     let _worker = Killed(start_worker(&url, port, &["--concurrency", "1"]));
     let text = tokio::task::spawn_blocking(move || {
         scrape_until(port, "an oldest ready age of 1 s or more", |t| {
-            value(t, "millrace_queue_oldest_ready_age_seconds", &[]).is_some_and(|v| v >= 1.0)
+            let default = [("queue", "default")];
+            value(t, "millrace_queue_oldest_ready_age_seconds", &default).is_some_and(|v| v >= 1.0)
+                && value(
+                    t,
+                    "millrace_queue_oldest_ready_age_seconds",
+                    &[("queue", "orphan")],
+                )
+                .is_some_and(|v| v >= 1.0)
         })
     })
     .await
@@ -300,6 +314,15 @@ async fn the_oldest_ready_job_age_grows_while_every_slot_is_busy() {
     // The delayed job is not due: it is not part of the backlog.
     assert_eq!(v("millrace_queue_backlog"), Some(4.0));
     assert!(v("millrace_queue_oldest_ready_age_seconds").is_some_and(|a| a < 60.0));
+    assert_eq!(v("millrace_queue_consumers"), Some(1.0));
+
+    let orphan = |name: &str| value(&text, name, &[("queue", "orphan")]);
+    assert_eq!(orphan("millrace_queue_ready"), Some(2.0), "{text}");
+    assert_eq!(orphan("millrace_queue_backlog"), Some(2.0));
+    assert_eq!(orphan("millrace_queue_consumers"), Some(0.0));
+    assert!(orphan("millrace_queue_oldest_ready_age_seconds").is_some_and(|a| a >= 1.0));
+    // Nobody works `orphan`: the worker is ready all the same.
+    assert_eq!(http_get(port, "/readyz").map(|r| r.0), Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
