@@ -189,15 +189,16 @@ pub fn describe() {
 
 /// Creates every bounded series at zero (each queue × registered job ×
 /// outcome, and the per-queue counters), so rates and alerts see a zero
-/// before the first event rather than no series at all.
+/// before the first event rather than no series at all. Adds 0, never
+/// sets: a second worker in the same process resets nothing.
 pub(crate) fn init_series(queues: &[String], jobs: &[&str]) {
     for queue in queues {
         for &job in jobs {
             metrics::counter!(JOBS_STARTED, "queue" => queue.clone(), "job" => job.to_owned())
-                .absolute(0);
+                .increment(0);
             for outcome in OUTCOMES {
                 metrics::counter!(JOBS_FINISHED, "queue" => queue.clone(), "job" => job.to_owned(), "outcome" => outcome)
-                    .absolute(0);
+                    .increment(0);
             }
         }
         metrics::gauge!(IN_FLIGHT, "queue" => queue.clone()).increment(0.0);
@@ -208,10 +209,10 @@ pub(crate) fn init_series(queues: &[String], jobs: &[&str]) {
             LEASES_LOST,
             PROMOTED,
         ] {
-            metrics::counter!(name, "queue" => queue.clone()).absolute(0);
+            metrics::counter!(name, "queue" => queue.clone()).increment(0);
         }
         for op in REDIS_OPS {
-            metrics::counter!(REDIS_ERRORS, "queue" => queue.clone(), "op" => op).absolute(0);
+            metrics::counter!(REDIS_ERRORS, "queue" => queue.clone(), "op" => op).increment(0);
         }
     }
 }
@@ -300,4 +301,95 @@ pub(crate) fn promoted(queue: &str, n: u64) {
 
 pub(crate) fn redis_error(queue: &str, op: &'static str) {
     metrics::counter!(REDIS_ERRORS, "queue" => queue.to_owned(), "op" => op).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(record: impl FnOnce()) -> String {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record();
+        });
+        handle.render()
+    }
+
+    #[test]
+    fn bounded_series_start_at_zero_and_are_never_reset() {
+        let text = render(|| {
+            init_series(&["billing".to_owned()], &["send_invoice"]);
+            finished("billing", "send_invoice", "retry");
+            init_series(&["billing".to_owned()], &["send_invoice"]);
+        });
+        for outcome in ["success", "dead", "lost_lease"] {
+            let line = format!(
+                "millrace_jobs_finished_total{{queue=\"billing\",job=\"send_invoice\",outcome=\"{outcome}\"}} 0"
+            );
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains(
+            "millrace_jobs_finished_total{queue=\"billing\",job=\"send_invoice\",outcome=\"retry\"} 1"
+        ));
+        assert!(text.contains("millrace_redis_errors_total{queue=\"billing\",op=\"sample\"} 0"));
+        assert!(text.contains("millrace_jobs_in_flight{queue=\"billing\"} 0"));
+    }
+
+    #[test]
+    fn a_sample_becomes_the_queue_gauges() {
+        let text = render(|| {
+            QueueSample {
+                ready: 3,
+                pending: 2,
+                delayed: 7,
+                delayed_due: 1,
+                dead: 4,
+                consumers: 2,
+                oldest_ready_age_ms: 1500,
+                sampled_at_ms: 1_700_000_000_000,
+                group_present: true,
+            }
+            .record("billing");
+        });
+        for (name, value) in [
+            (QUEUE_READY, "3"),
+            (QUEUE_PENDING, "2"),
+            (QUEUE_DELAYED, "7"),
+            (QUEUE_DEAD, "4"),
+            (QUEUE_CONSUMERS, "2"),
+            (QUEUE_OLDEST_READY_AGE, "1.5"),
+            (QUEUE_BACKLOG, "6"),
+            (QUEUE_SAMPLED_AT, "1700000000"),
+        ] {
+            let line = format!("{name}{{queue=\"billing\"}} {value}");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains("# HELP millrace_queue_backlog "));
+    }
+
+    #[test]
+    fn durations_are_histograms_with_the_documented_buckets() {
+        let text = render(|| {
+            started("billing", "send_invoice", None);
+            finished_in(
+                "billing",
+                "send_invoice",
+                "success",
+                Duration::from_millis(30),
+            );
+        });
+        assert!(text.contains("# TYPE millrace_job_duration_seconds histogram"));
+        assert!(text.contains(
+            "millrace_job_duration_seconds_bucket{queue=\"billing\",job=\"send_invoice\",le=\"0.05\"} 1"
+        ));
+        assert!(text.contains(
+            "millrace_job_duration_seconds_bucket{queue=\"billing\",job=\"send_invoice\",le=\"0.025\"} 0"
+        ));
+        assert!(text.contains("millrace_jobs_in_flight{queue=\"billing\"} 0"));
+    }
 }
