@@ -192,7 +192,7 @@ impl Worker {
             queues.push(q);
         }
         let job_names: Vec<&str> = self.handlers.policies().map(|(name, _)| name).collect();
-        metrics::init_series(&cfg.queues, &job_names);
+        metrics::init_series(&cfg.queues, &job_names, cfg.concurrency);
         background.spawn(sampler::sample_loop(
             queues.iter().map(|q| q.queue.clone()).collect(),
             cfg.prefix.clone(),

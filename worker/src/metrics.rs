@@ -58,6 +58,12 @@ pub const QUEUE_BACKLOG: &str = "millrace_queue_backlog";
 /// Unix time (seconds) of the last successful sample of a queue, by queue.
 pub const QUEUE_SAMPLED_AT: &str = "millrace_queue_sampled_timestamp_seconds";
 
+/// Job slots of this worker (its concurrency), by queue: utilization is
+/// [`IN_FLIGHT`] over this.
+pub const CONCURRENCY: &str = "millrace_worker_concurrency";
+/// Always 1, labelled with this worker's version: which versions run.
+pub const BUILD_INFO: &str = "millrace_build_info";
+
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
 pub const REDIS_OPS: [&str; 11] = [
@@ -180,6 +186,11 @@ pub fn describe() {
         Unit::Count,
         "Ready + pending + due delayed jobs: the autoscaling signal."
     );
+    describe_gauge!(CONCURRENCY, Unit::Count, "Job slots of this worker.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label tells the worker's version."
+    );
     describe_gauge!(
         QUEUE_SAMPLED_AT,
         Unit::Seconds,
@@ -191,8 +202,10 @@ pub fn describe() {
 /// outcome, and the per-queue counters), so rates and alerts see a zero
 /// before the first event rather than no series at all. Adds 0, never
 /// sets: a second worker in the same process resets nothing.
-pub(crate) fn init_series(queues: &[String], jobs: &[&str]) {
+pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for queue in queues {
+        metrics::gauge!(CONCURRENCY, "queue" => queue.clone()).set(concurrency as f64);
         for &job in jobs {
             metrics::counter!(JOBS_STARTED, "queue" => queue.clone(), "job" => job.to_owned())
                 .increment(0);
@@ -323,9 +336,9 @@ mod tests {
     #[test]
     fn bounded_series_start_at_zero_and_are_never_reset() {
         let text = render(|| {
-            init_series(&["billing".to_owned()], &["send_invoice"]);
+            init_series(&["billing".to_owned()], &["send_invoice"], 8);
             finished("billing", "send_invoice", "retry");
-            init_series(&["billing".to_owned()], &["send_invoice"]);
+            init_series(&["billing".to_owned()], &["send_invoice"], 8);
         });
         for outcome in ["success", "dead", "lost_lease"] {
             let line = format!(
@@ -338,6 +351,11 @@ mod tests {
         ));
         assert!(text.contains("millrace_redis_errors_total{queue=\"billing\",op=\"sample\"} 0"));
         assert!(text.contains("millrace_jobs_in_flight{queue=\"billing\"} 0"));
+        assert!(text.contains("millrace_worker_concurrency{queue=\"billing\"} 8"));
+        assert!(text.contains(&format!(
+            "millrace_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
     }
 
     #[test]
