@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -18,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -27,6 +29,9 @@ use crate::health::Health;
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// A connection idle this long without a full request header is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept (a scraper and a
+/// few probes need a handful).
+const MAX_CONNECTIONS: usize = 64;
 
 /// Why the HTTP server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +64,17 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = upkeep.tick() => metrics.run_upkeep(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        debug!(%peer, "too many metrics connections: closing this one");
+                        continue;
+                    };
                     let metrics = metrics.clone();
                     let health = health.clone();
                     tokio::spawn(async move {
@@ -79,6 +89,7 @@ pub async fn serve(
                         if let Err(e) = conn.await {
                             debug!(%peer, error = %e, "metrics connection ended with an error");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
