@@ -13,7 +13,7 @@
 #     through Prometheus's HTTP API (dashboards/check.py live).
 #
 # Installs Debian's prometheus package (prometheus + promtool) when missing.
-# Takes about a minute once the worker is built. Usage: dashboards/check.sh
+# Takes about 30 s once the worker is built. Usage: dashboards/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
