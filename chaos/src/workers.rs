@@ -60,6 +60,7 @@ impl Workers {
         Command::new(&self.bin)
             .env("MILLRACE_REDIS_URL", &self.url)
             .env("RUST_LOG", "warn")
+            .args(["--metrics-port", "0"])
             .arg("--record-runs")
             .arg(record_path(&self.dir, slot))
             .args(&self.args)

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod queue;
 pub mod retry;
 pub mod scripts;
+pub mod trace;
 
 pub use envelope::Envelope;
 pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};

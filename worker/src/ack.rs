@@ -15,6 +15,9 @@ use crate::state::QueueCtx;
 
 /// Tries to write one batch before giving the entries up to reclaim.
 const ACK_TRIES: u32 = 20;
+/// Tries once shutting down: a Redis that is down must not hold the exit
+/// for minutes; unwritten acks only mean the jobs run again elsewhere.
+const ACK_TRIES_AT_SHUTDOWN: u32 = 3;
 
 /// Runs until `done` fires, then flushes what is queued and returns.
 pub(crate) async fn ack_loop(
@@ -51,10 +54,19 @@ pub(crate) async fn ack_loop(
 async fn flush(q: &QueueCtx, batch: &[String]) {
     let mut conn = q.conn();
     let mut backoff = Backoff::default();
-    for attempt in 1..=ACK_TRIES {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // Shutting down (checked at each try, as it may start mid-batch):
+        // give up sooner.
+        let tries = if q.stop.is_cancelled() {
+            ACK_TRIES_AT_SHUTDOWN
+        } else {
+            ACK_TRIES
+        };
         match q.queue.ack(&mut conn, batch).await {
             Ok(_) => break,
-            Err(e) if attempt < ACK_TRIES => {
+            Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
                 warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");
                 tokio::time::sleep(backoff.next()).await;
@@ -63,6 +75,7 @@ async fn flush(q: &QueueCtx, batch: &[String]) {
                 metrics::redis_error(q.queue.name(), "ack");
                 error!(queue = q.queue.name(), error = %e, n = batch.len(),
                     "ack failed for good; these entries will be reclaimed and run again");
+                break;
             }
         }
     }

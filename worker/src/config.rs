@@ -49,6 +49,10 @@ pub struct WorkerConfig {
     pub prune_consumers_after: Duration,
     /// Consumer name; defaults to `host-pid-random`, unique per process.
     pub consumer: Option<String>,
+    /// How often the per-queue gauges (ready, pending, delayed, dead,
+    /// consumers, oldest ready age, backlog) are sampled from Redis, which
+    /// also refreshes readiness. Defaults to 5 s.
+    pub sample_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -70,6 +74,7 @@ impl Default for WorkerConfig {
             ack_batch: 512,
             prune_consumers_after: Duration::from_secs(3600),
             consumer: None,
+            sample_every: Duration::from_secs(5),
         }
     }
 }
@@ -117,6 +122,7 @@ impl WorkerConfig {
             ("reclaim interval", self.reclaim_every),
             ("promote interval", self.promote_every),
             ("consumer prune threshold", self.prune_consumers_after),
+            ("sample interval", self.sample_every),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be above zero"));

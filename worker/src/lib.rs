@@ -33,12 +33,15 @@ mod ack;
 mod backoff;
 pub mod config;
 mod fetch;
+pub mod health;
+pub mod http;
 mod lease;
 mod maintain;
 pub mod metrics;
 mod promote;
 mod registry;
 mod run;
+mod sampler;
 mod state;
 
 use std::future::Future;
@@ -51,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
+pub use health::Health;
 use registry::Handlers;
 use state::QueueCtx;
 
@@ -113,10 +117,13 @@ impl WorkerBuilder {
             .consumer
             .clone()
             .unwrap_or_else(default_consumer_name);
+        // Readiness goes stale after three missed samples.
+        let health = Health::new(self.config.sample_every * 3);
         Ok(Worker {
             config: Arc::new(self.config),
             handlers: Arc::new(self.handlers),
             consumer: consumer.into(),
+            health,
         })
     }
 }
@@ -126,6 +133,7 @@ pub struct Worker {
     config: Arc<WorkerConfig>,
     handlers: Arc<Handlers>,
     consumer: Arc<str>,
+    health: Health,
 }
 
 impl Worker {
@@ -140,6 +148,13 @@ impl Worker {
     /// This worker's consumer name in every queue's group.
     pub fn consumer_name(&self) -> &str {
         &self.consumer
+    }
+
+    /// This worker's readiness (connected to Redis, every consumer group
+    /// present, not shutting down), for `/readyz`: take it before
+    /// [`Worker::run`], which consumes the worker.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then shuts down gracefully: stop
@@ -183,9 +198,20 @@ impl Worker {
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);
         }
+        let job_names: Vec<&str> = self.handlers.policies().map(|(name, _)| name).collect();
+        metrics::init_series(&cfg.queues, &job_names, cfg.concurrency);
+        background.spawn(sampler::sample_loop(
+            queues.iter().map(|q| q.queue.clone()).collect(),
+            cfg.prefix.clone(),
+            conn.clone(),
+            self.health.clone(),
+            cfg.sample_every,
+            stop.clone(),
+        ));
         info!(consumer = %self.consumer, queues = ?cfg.queues, concurrency = cfg.concurrency, "worker started");
 
         stop.cancelled().await;
+        self.health.shutting_down();
         info!(grace = ?cfg.grace, "shutting down: no new jobs; waiting for running ones");
         fetchers.join_all().await;
         for q in &queues {

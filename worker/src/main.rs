@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +73,16 @@ struct Args {
     /// Append the id of every job that succeeds to this file (tests, chaos).
     #[arg(long, env = "MILLRACE_RECORD_RUNS")]
     record_runs: Option<PathBuf>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "MILLRACE_METRICS_ADDR", default_value = "0.0.0.0")]
+    metrics_addr: IpAddr,
+    /// Port of /metrics, /healthz and /readyz (0 picks a free port, logged
+    /// at start).
+    #[arg(long, env = "MILLRACE_METRICS_PORT", default_value_t = 9464)]
+    metrics_port: u16,
+    /// How often per-queue gauges are sampled from Redis.
+    #[arg(long, env = "MILLRACE_SAMPLE_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    sample_every: Duration,
     /// Log format.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -136,6 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| Duration::from_secs(2).min(args.lease / 2));
     config.job_timeout = args.job_timeout;
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
+    config.sample_every = args.sample_every;
 
     let builder = Worker::builder(config);
     let builder = register(builder, recorder.clone(), jobs::noop);
@@ -146,10 +158,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let builder = register(builder, recorder, jobs::crash);
     let worker = builder.build()?;
 
+    // Metrics and probes first: a worker that cannot be watched does not
+    // start (a port in use is a deployment mistake to see at once).
+    let exporter = millrace_worker::metrics::install_prometheus()?;
+    let listener =
+        millrace_worker::http::bind(SocketAddr::new(args.metrics_addr, args.metrics_port)).await?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(millrace_worker::http::serve(
+        listener,
+        exporter,
+        worker.health(),
+        http_stop.clone(),
+    ));
+
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     info!(consumer = worker.consumer_name(), "starting");
-    worker.run(shutdown).await?;
+    let result = worker.run(shutdown).await;
+    http_stop.cancel();
+    let _ = http.await;
+    result?;
     Ok(())
 }
 

@@ -1,9 +1,17 @@
 //! Metric names and the calls that record them, through the `metrics`
-//! facade (the binary installs a Prometheus exporter). Labels are bounded:
-//! queue, job name (registered names only) and outcome — never ids or
-//! error text.
+//! facade. [`install_prometheus`] installs the Prometheus exporter (the
+//! binary does, and tests may); [`crate::http`] serves it. Labels are
+//! bounded: queue, job name (registered names only), outcome and Redis
+//! operation — never ids or error text.
+//!
+//! Every name here is listed with its labels in the README
+//! ("Observability"), and `dashboards/check-metrics.sh` fails when a
+//! dashboard or alert rule queries a name that is not defined here.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Attempts started, by queue and job.
 pub const JOBS_STARTED: &str = "millrace_jobs_started_total";
@@ -28,6 +36,238 @@ pub const LEASES_LOST: &str = "millrace_leases_lost_total";
 pub const REDIS_ERRORS: &str = "millrace_redis_errors_total";
 /// Jobs moved from the delayed set to the ready stream, by queue.
 pub const PROMOTED: &str = "millrace_promoted_total";
+
+/// Sampled from Redis: entries in the ready stream not yet delivered to any
+/// consumer, by queue.
+pub const QUEUE_READY: &str = "millrace_queue_ready";
+/// Sampled: entries delivered and not yet acknowledged (the group's PEL),
+/// by queue.
+pub const QUEUE_PENDING: &str = "millrace_queue_pending";
+/// Sampled: scheduled jobs and retries waiting in the delayed set, by queue.
+pub const QUEUE_DELAYED: &str = "millrace_queue_delayed";
+/// Sampled: entries in the dead-letter stream, by queue.
+pub const QUEUE_DEAD: &str = "millrace_queue_dead";
+/// Sampled: consumers whose heartbeat is recent, by queue.
+pub const QUEUE_CONSUMERS: &str = "millrace_queue_consumers";
+/// Sampled: how long the oldest ready entry has waited in the ready stream,
+/// in seconds (0 when nothing is ready), by queue.
+pub const QUEUE_OLDEST_READY_AGE: &str = "millrace_queue_oldest_ready_age_seconds";
+/// Sampled: ready + pending + delayed jobs already due, by queue — the work
+/// there is to do now; the autoscaling signal.
+pub const QUEUE_BACKLOG: &str = "millrace_queue_backlog";
+/// Unix time (seconds) of the last successful sample of a queue, by queue.
+pub const QUEUE_SAMPLED_AT: &str = "millrace_queue_sampled_timestamp_seconds";
+
+/// Job slots of this worker (its concurrency), by queue: utilization is
+/// [`IN_FLIGHT`] over this.
+pub const CONCURRENCY: &str = "millrace_worker_concurrency";
+/// Always 1, labelled with this worker's version: which versions run.
+pub const BUILD_INFO: &str = "millrace_build_info";
+
+/// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
+/// of `redis_error`).
+pub const REDIS_OPS: [&str; 11] = [
+    "connect",
+    "declare",
+    "read",
+    "ack",
+    "fail",
+    "renew",
+    "reclaim",
+    "promote",
+    "heartbeat",
+    "paused",
+    "sample",
+];
+
+/// Every outcome label value of [`JOBS_FINISHED`].
+pub const OUTCOMES: [&str; 4] = ["success", "retry", "dead", "lost_lease"];
+
+/// Histogram buckets (seconds) of job duration and pickup latency: 1 ms to
+/// 1 h, roughly ×2.5 apart.
+pub const BUCKETS: [f64; 20] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// Why the Prometheus exporter could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The exporter refused its configuration, or another recorder is
+    /// already installed in this process.
+    #[error("cannot install the Prometheus exporter: {0}")]
+    Install(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// Installs the Prometheus exporter as this process's `metrics` recorder,
+/// with [`BUCKETS`] for every `_seconds` histogram, and describes every
+/// metric (HELP and unit). Returns the handle that renders the text
+/// exposition; call [`PrometheusHandle::run_upkeep`] now and then (the
+/// [`crate::http`] server does). Fails if a recorder is already installed.
+pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Registers the HELP text and unit of every metric with the recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(JOBS_STARTED, Unit::Count, "Job attempts started.");
+    describe_counter!(
+        JOBS_FINISHED,
+        Unit::Count,
+        "Job attempts finished, by outcome: success, retry, dead, lost_lease."
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        Unit::Seconds,
+        "Handler run time of an attempt."
+    );
+    describe_histogram!(
+        PICKUP_LATENCY,
+        Unit::Seconds,
+        "Time from enqueue to the start of an attempt."
+    );
+    describe_gauge!(IN_FLIGHT, Unit::Count, "Attempts running in this worker.");
+    describe_counter!(
+        RECLAIMED,
+        Unit::Count,
+        "Entries taken over from expired leases."
+    );
+    describe_counter!(
+        MAX_DELIVERIES_DEAD,
+        Unit::Count,
+        "Entries dead-lettered for passing max deliveries."
+    );
+    describe_counter!(LEASE_RENEWALS, Unit::Count, "Lease renewals done.");
+    describe_counter!(
+        LEASES_LOST,
+        Unit::Count,
+        "Leases found lost to another worker."
+    );
+    describe_counter!(REDIS_ERRORS, Unit::Count, "Redis errors, by operation.");
+    describe_counter!(PROMOTED, Unit::Count, "Jobs moved from delayed to ready.");
+    describe_gauge!(
+        QUEUE_READY,
+        Unit::Count,
+        "Entries ready, not yet delivered."
+    );
+    describe_gauge!(
+        QUEUE_PENDING,
+        Unit::Count,
+        "Entries delivered, not yet acknowledged."
+    );
+    describe_gauge!(
+        QUEUE_DELAYED,
+        Unit::Count,
+        "Scheduled jobs and retries waiting."
+    );
+    describe_gauge!(
+        QUEUE_DEAD,
+        Unit::Count,
+        "Entries in the dead-letter stream."
+    );
+    describe_gauge!(
+        QUEUE_CONSUMERS,
+        Unit::Count,
+        "Consumers with a recent heartbeat."
+    );
+    describe_gauge!(
+        QUEUE_OLDEST_READY_AGE,
+        Unit::Seconds,
+        "Age of the oldest ready entry (0 when none)."
+    );
+    describe_gauge!(
+        QUEUE_BACKLOG,
+        Unit::Count,
+        "Ready + pending + due delayed jobs: the autoscaling signal."
+    );
+    describe_gauge!(CONCURRENCY, Unit::Count, "Job slots of this worker.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label tells the worker's version."
+    );
+    describe_gauge!(
+        QUEUE_SAMPLED_AT,
+        Unit::Seconds,
+        "Unix time of the last successful sample of the queue."
+    );
+}
+
+/// Creates every bounded series at zero (each queue × registered job ×
+/// outcome, and the per-queue counters), so rates and alerts see a zero
+/// before the first event rather than no series at all. Adds 0, never
+/// sets: a second worker in the same process resets nothing.
+pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for queue in queues {
+        metrics::gauge!(CONCURRENCY, "queue" => queue.clone()).set(concurrency as f64);
+        for &job in jobs {
+            metrics::counter!(JOBS_STARTED, "queue" => queue.clone(), "job" => job.to_owned())
+                .increment(0);
+            for outcome in OUTCOMES {
+                metrics::counter!(JOBS_FINISHED, "queue" => queue.clone(), "job" => job.to_owned(), "outcome" => outcome)
+                    .increment(0);
+            }
+        }
+        metrics::gauge!(IN_FLIGHT, "queue" => queue.clone()).increment(0.0);
+        for name in [
+            RECLAIMED,
+            MAX_DELIVERIES_DEAD,
+            LEASE_RENEWALS,
+            LEASES_LOST,
+            PROMOTED,
+        ] {
+            metrics::counter!(name, "queue" => queue.clone()).increment(0);
+        }
+        for op in REDIS_OPS {
+            metrics::counter!(REDIS_ERRORS, "queue" => queue.clone(), "op" => op).increment(0);
+        }
+    }
+}
+
+/// One sample of a queue's state in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct QueueSample {
+    pub ready: u64,
+    pub pending: u64,
+    pub delayed: u64,
+    pub delayed_due: u64,
+    pub dead: u64,
+    pub consumers: u64,
+    pub oldest_ready_age_ms: u64,
+    pub sampled_at_ms: u64,
+    /// Whether the queue's consumer group exists (not a gauge: readiness).
+    pub group_present: bool,
+}
+
+impl QueueSample {
+    /// Ready + pending + delayed jobs already due.
+    pub fn backlog(&self) -> u64 {
+        self.ready + self.pending + self.delayed_due
+    }
+
+    pub fn record(&self, queue: &str) {
+        let set = |name: &'static str, v: f64| {
+            metrics::gauge!(name, "queue" => queue.to_owned()).set(v);
+        };
+        set(QUEUE_READY, self.ready as f64);
+        set(QUEUE_PENDING, self.pending as f64);
+        set(QUEUE_DELAYED, self.delayed as f64);
+        set(QUEUE_DEAD, self.dead as f64);
+        set(QUEUE_CONSUMERS, self.consumers as f64);
+        set(
+            QUEUE_OLDEST_READY_AGE,
+            self.oldest_ready_age_ms as f64 / 1000.0,
+        );
+        set(QUEUE_BACKLOG, self.backlog() as f64);
+        set(QUEUE_SAMPLED_AT, self.sampled_at_ms as f64 / 1000.0);
+    }
+}
 
 pub(crate) fn started(queue: &str, job: &str, enqueued_at: Option<u64>) {
     metrics::counter!(JOBS_STARTED, "queue" => queue.to_owned(), "job" => job.to_owned())
@@ -74,4 +314,100 @@ pub(crate) fn promoted(queue: &str, n: u64) {
 
 pub(crate) fn redis_error(queue: &str, op: &'static str) {
     metrics::counter!(REDIS_ERRORS, "queue" => queue.to_owned(), "op" => op).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(record: impl FnOnce()) -> String {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            record();
+        });
+        handle.render()
+    }
+
+    #[test]
+    fn bounded_series_start_at_zero_and_are_never_reset() {
+        let text = render(|| {
+            init_series(&["billing".to_owned()], &["send_invoice"], 8);
+            finished("billing", "send_invoice", "retry");
+            init_series(&["billing".to_owned()], &["send_invoice"], 8);
+        });
+        for outcome in ["success", "dead", "lost_lease"] {
+            let line = format!(
+                "millrace_jobs_finished_total{{queue=\"billing\",job=\"send_invoice\",outcome=\"{outcome}\"}} 0"
+            );
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains(
+            "millrace_jobs_finished_total{queue=\"billing\",job=\"send_invoice\",outcome=\"retry\"} 1"
+        ));
+        assert!(text.contains("millrace_redis_errors_total{queue=\"billing\",op=\"sample\"} 0"));
+        assert!(text.contains("millrace_jobs_in_flight{queue=\"billing\"} 0"));
+        assert!(text.contains("millrace_worker_concurrency{queue=\"billing\"} 8"));
+        assert!(text.contains(&format!(
+            "millrace_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+
+    #[test]
+    fn a_sample_becomes_the_queue_gauges() {
+        let text = render(|| {
+            QueueSample {
+                ready: 3,
+                pending: 2,
+                delayed: 7,
+                delayed_due: 1,
+                dead: 4,
+                consumers: 2,
+                oldest_ready_age_ms: 1500,
+                sampled_at_ms: 1_700_000_000_000,
+                group_present: true,
+            }
+            .record("billing");
+        });
+        for (name, value) in [
+            (QUEUE_READY, "3"),
+            (QUEUE_PENDING, "2"),
+            (QUEUE_DELAYED, "7"),
+            (QUEUE_DEAD, "4"),
+            (QUEUE_CONSUMERS, "2"),
+            (QUEUE_OLDEST_READY_AGE, "1.5"),
+            (QUEUE_BACKLOG, "6"),
+            (QUEUE_SAMPLED_AT, "1700000000"),
+        ] {
+            let line = format!("{name}{{queue=\"billing\"}} {value}");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains("# HELP millrace_queue_backlog "));
+    }
+
+    #[test]
+    fn durations_are_histograms_with_the_documented_buckets() {
+        let text = render(|| {
+            started("billing", "send_invoice", None);
+            finished_in(
+                "billing",
+                "send_invoice",
+                "success",
+                Duration::from_millis(30),
+            );
+        });
+        assert!(text.contains("# TYPE millrace_job_duration_seconds histogram"));
+        assert!(text.contains(
+            "millrace_job_duration_seconds_bucket{queue=\"billing\",job=\"send_invoice\",le=\"0.05\"} 1"
+        ));
+        assert!(text.contains(
+            "millrace_job_duration_seconds_bucket{queue=\"billing\",job=\"send_invoice\",le=\"0.025\"} 0"
+        ));
+        assert!(text.contains("millrace_jobs_in_flight{queue=\"billing\"} 0"));
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use millrace_core::trace::TraceParent;
 use millrace_core::{Delivery, Envelope, Failure, Fenced, JobContext, JobError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -95,8 +96,14 @@ async fn run_delivery(
         job = %env.name,
         job_id = %env.id,
         attempt = env.attempt,
-        trace = env.trace.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
     );
+    // The producer's trace context (W3C traceparent) parents this span.
+    if let Some(parent) = env.trace.as_deref().and_then(TraceParent::parse) {
+        span.record("trace_id", parent.trace_id());
+        span.record("parent_span_id", parent.parent_id());
+    }
     run_envelope(&q, handler, env, entry_id, token)
         .instrument(span)
         .await;

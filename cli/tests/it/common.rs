@@ -289,6 +289,7 @@ impl Worker {
             .env("MILLRACE_REDIS_URL", &env.url)
             .env("RUST_LOG", "error")
             .args(["--queues", queues, "--block", "200ms"])
+            .args(["--metrics-port", "0"])
             .arg("--record-runs")
             .arg(&record)
             .args(extra)

@@ -5,6 +5,7 @@ mod delayed;
 mod demo;
 mod failures;
 mod flow;
+mod metrics;
 mod processes;
 mod producer;
 mod reliability;

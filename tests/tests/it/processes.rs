@@ -41,7 +41,7 @@ pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Proc
         .env("RUST_LOG", "warn")
         .arg("--record-runs")
         .arg(record)
-        .args(["--block", "500ms"])
+        .args(["--block", "500ms", "--metrics-port", "0"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

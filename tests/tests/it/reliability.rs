@@ -715,3 +715,33 @@ async fn dropped_connections_and_a_stalled_redis_lose_and_repeat_nothing() {
     sigterm(&w);
     assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_redis_down_exits_promptly() {
+    let mut redis = redis();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut w = start_worker(&url, &dir.path().join("r"), &["--grace", "5s"]);
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..3 {
+        client
+            .enqueue(&Sleep { ms: 800 })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut c = conn(&url).await;
+    wait_pending(&mut c, 3).await;
+    redis.kill();
+    sigterm(&w);
+    let t = Instant::now();
+    let status = wait_exit(&mut w, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    // grace 5 s at most; acks that cannot be written give up in well under a second
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+}
