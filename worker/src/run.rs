@@ -30,8 +30,6 @@ enum Outcome {
     Cancelled,
 }
 
-/// Runs one delivery to its outcome. `permit` is the job's slot, freed when
-/// the task ends; the entry is already in the in-flight map (see `start`).
 /// Starts a task for `d` unless this worker already runs it; the permit
 /// comes back (`Err`) when the delivery was skipped.
 pub(crate) fn start(
@@ -56,6 +54,8 @@ pub(crate) fn spawn_tracked(
     q.jobs.spawn(run_delivery(q.clone(), d, permit, token));
 }
 
+/// Runs one delivery to its outcome. `permit` is the job's slot, freed when
+/// the task ends; the entry is already in the in-flight map (see `start`).
 async fn run_delivery(
     q: Arc<QueueCtx>,
     d: Delivery,
