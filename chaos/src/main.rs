@@ -273,38 +273,24 @@ struct Left {
     dead: u64,
 }
 
+/// What the queue still holds (retrying through a Redis restart).
 async fn leftovers(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<Left> {
-    let k = queue.keys();
+    let mut last = None;
     for _ in 0..50 {
-        let r: Result<(u64, u64, u64), _> = millrace_core::redis::pipe()
-            .cmd("XLEN")
-            .arg(&k.stream)
-            .cmd("ZCARD")
-            .arg(&k.delayed)
-            .cmd("XLEN")
-            .arg(&k.dead)
-            .query_async(conn)
-            .await;
-        let pending: Result<(u64,), _> = millrace_core::redis::cmd("XPENDING")
-            .arg(&k.stream)
-            .arg(queue.group())
-            .query_async::<Vec<millrace_core::redis::Value>>(conn)
-            .await
-            .map(|v| match v.first() {
-                Some(millrace_core::redis::Value::Int(n)) => (*n as u64,),
-                _ => (0,),
-            });
-        if let (Ok((stream, delayed, dead)), Ok((pending,))) = (r, pending) {
-            return Ok(Left {
-                stream,
-                pending,
-                delayed,
-                dead,
-            });
+        match millrace_core::inspect::stats(conn, queue).await {
+            Ok(s) => {
+                return Ok(Left {
+                    stream: s.ready + s.in_flight,
+                    pending: s.in_flight,
+                    delayed: s.scheduled + s.retrying.unwrap_or(0),
+                    dead: s.dead,
+                });
+            }
+            Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("cannot read the queue's state")
+    bail!("cannot read the queue's state: {last:?}")
 }
 
 async fn queue_empty(conn: &mut ConnectionManager, queue: &Queue) -> bool {
