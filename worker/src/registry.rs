@@ -57,11 +57,16 @@ impl Handlers {
         self.map.is_empty()
     }
 
+    /// The registered names, sorted.
+    pub fn name_list(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.map.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The registered names, sorted, for messages.
     pub fn names(&self) -> String {
-        let mut names: Vec<&str> = self.map.keys().copied().collect();
-        names.sort_unstable();
-        names.join(", ")
+        self.name_list().join(", ")
     }
 
     pub fn policies(&self) -> impl Iterator<Item = (&'static str, &RetryPolicy)> {

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::backoff::Backoff;
 use crate::metrics;
+use crate::metrics::Outcome as MetricOutcome;
 use crate::registry::Handler;
 use crate::state::QueueCtx;
 
@@ -74,7 +75,7 @@ async fn run_delivery(
         Err(e) => {
             let reason = format!("undecodable entry: {e}");
             warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
-            metrics::finished(q.queue.name(), "_undecodable", "dead");
+            q.metrics.undecodable.finished(MetricOutcome::Dead);
             record_failure(&q, &entry_id, Failure::Dead, &reason).await;
             return;
         }
@@ -86,7 +87,7 @@ async fn run_delivery(
             q.handlers.names()
         );
         warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
-        metrics::finished(q.queue.name(), "_unknown", "dead");
+        q.metrics.unknown.finished(MetricOutcome::Dead);
         record_failure(&q, &entry_id, Failure::Dead, &reason).await;
         return;
     };
@@ -128,14 +129,15 @@ async fn run_envelope(
     ctx.trace = env.trace.clone();
     ctx.cancel = token.clone();
     let timeout = handler.timeout.or(q.cfg.job_timeout);
-    metrics::started(q.queue.name(), &env.name, env.enqueued_at);
+    let m = q.metrics.job(&env.name);
+    m.started(env.enqueued_at);
     let started = Instant::now();
     let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
     let elapsed = started.elapsed();
     match outcome {
         Outcome::Success => {
             debug!(?elapsed, "done");
-            metrics::finished_in(q.queue.name(), &env.name, "success", elapsed);
+            m.finished_in(MetricOutcome::Success, elapsed);
             // The ack batcher removes the entry from the in-flight map once
             // the ack is written.
             let _ = q.acks.send(entry_id);
@@ -145,14 +147,14 @@ async fn run_envelope(
             let outcome = match failure {
                 Failure::Retry { delay, .. } => {
                     warn!(error = %err, ?delay, "attempt failed, retrying");
-                    "retry"
+                    MetricOutcome::Retry
                 }
                 Failure::Dead => {
                     warn!(error = %err, "attempt failed, dead-lettering");
-                    "dead"
+                    MetricOutcome::Dead
                 }
             };
-            metrics::finished_in(q.queue.name(), &env.name, outcome, elapsed);
+            m.finished_in(outcome, elapsed);
             record_failure(q, &entry_id, failure, err.message()).await;
             if matches!(failure, Failure::Retry { .. }) {
                 q.promote_now.notify_one();
@@ -173,7 +175,7 @@ async fn run_envelope(
         }
         Outcome::Cancelled => {
             warn!("lease lost: another worker owns this entry now; result dropped");
-            metrics::finished_in(q.queue.name(), &env.name, "lost_lease", elapsed);
+            m.finished_in(MetricOutcome::LostLease, elapsed);
             q.inflight().remove(&entry_id);
         }
     }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
+use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
 
 /// Entries this consumer owns whose outcome is not yet written, with the
@@ -40,6 +41,8 @@ pub(crate) struct QueueCtx {
     pub promote_now: Notify,
     /// Tracks job tasks, so shutdown can wait for them.
     pub jobs: TaskTracker,
+    /// Per-job metric handles, registered once.
+    pub metrics: QueueMetrics,
 }
 
 impl QueueCtx {
@@ -57,6 +60,7 @@ impl QueueCtx {
         stop: CancellationToken,
         hard: CancellationToken,
     ) -> Self {
+        let metrics = QueueMetrics::new(queue.name(), &handlers.name_list());
         Self {
             slots: Arc::new(Semaphore::new(cfg.concurrency)),
             queue,
@@ -71,6 +75,7 @@ impl QueueCtx {
             hard,
             promote_now: Notify::new(),
             jobs: TaskTracker::new(),
+            metrics,
         }
     }
 
