@@ -11,7 +11,7 @@ use millrace_core::trace::TraceParent;
 use millrace_core::{Delivery, Envelope, Failure, Fenced, JobContext, JobError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, debug, debug_span, error, warn};
 
 use crate::backoff::Backoff;
 use crate::metrics;
@@ -91,7 +91,10 @@ async fn run_delivery(
         record_failure(&q, &entry_id, Failure::Dead, &reason).await;
         return;
     };
-    let span = info_span!(
+    // DEBUG, so that at the default level no span is built per job (it was
+    // about a tenth of a no-op job's CPU); the few warnings a job can log
+    // carry its queue, name, id and attempt themselves.
+    let span = debug_span!(
         "job",
         queue = q.queue.name(),
         job = %env.name,
@@ -146,11 +149,13 @@ async fn run_envelope(
             let failure = next_step(&err, env.attempt, max_attempts, handler);
             let outcome = match failure {
                 Failure::Retry { delay, .. } => {
-                    warn!(error = %err, ?delay, "attempt failed, retrying");
+                    warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                        attempt = env.attempt, error = %err, ?delay, "attempt failed, retrying");
                     MetricOutcome::Retry
                 }
                 Failure::Dead => {
-                    warn!(error = %err, "attempt failed, dead-lettering");
+                    warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                        attempt = env.attempt, error = %err, "attempt failed, dead-lettering");
                     MetricOutcome::Dead
                 }
             };
@@ -174,7 +179,8 @@ async fn run_envelope(
             q.inflight().remove(&entry_id);
         }
         Outcome::Cancelled => {
-            warn!("lease lost: another worker owns this entry now; result dropped");
+            warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                attempt = env.attempt, "lease lost: another worker owns this entry now; result dropped");
             m.finished_in(MetricOutcome::LostLease, elapsed);
             q.inflight().remove(&entry_id);
         }
