@@ -222,7 +222,9 @@ impl Bench {
         }
         let residue = self.probe.residue(keys, queue.group()).await?;
         if !residue.is_empty() {
-            self.fail(format!("{what}: queue not empty after the run: {residue:?}"));
+            self.fail(format!(
+                "{what}: queue not empty after the run: {residue:?}"
+            ));
         }
         self.probe.drop_queue(keys).await
     }
@@ -364,6 +366,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    if !failures.is_empty() {
+        println!("worker logs: {}", procs::log_path().display());
+    }
     println!(
         "took {:.0} s; {}",
         started.elapsed().as_secs_f64(),
@@ -401,7 +406,10 @@ fn build_worker(self_exe: &Path) -> anyhow::Result<PathBuf> {
     match status {
         Ok(s) if s.success() => {}
         _ if path.exists() => {
-            eprintln!("warning: cannot rebuild millrace-worker; using {}", path.display());
+            eprintln!(
+                "warning: cannot rebuild millrace-worker; using {}",
+                path.display()
+            );
         }
         _ => bail!("cannot build millrace-worker; pass --worker-bin"),
     }

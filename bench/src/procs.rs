@@ -29,7 +29,7 @@ impl WorkerProc {
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log_file()?);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
@@ -74,6 +74,11 @@ impl WorkerProc {
         sampled.max(hwm) as f64 / 1024.0
     }
 
+    /// CPU time the process has used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds_of(&self.pid().to_string())
+    }
+
     /// Sends SIGTERM (graceful shutdown) and waits up to `limit` for a
     /// clean exit.
     pub fn stop(mut self, limit: Duration) -> anyhow::Result<()> {
@@ -113,6 +118,42 @@ impl Drop for WorkerProc {
         }
     }
 }
+
+/// Where worker processes log: `$TMPDIR/millrace-bench-<pid>/workers.log`
+/// (appended; printed by the benchmark when a check fails).
+pub fn log_path() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("millrace-bench-{}", std::process::id()))
+        .join("workers.log")
+}
+
+fn log_file() -> anyhow::Result<std::fs::File> {
+    let path = log_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// CPU time (user + system) used so far by process `pid` (`self` for this
+/// one), in seconds.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parens.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`,
+/// 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
 
 /// A field of `/proc/<pid>/status` in kB (`VmRSS:`, `VmHWM:`).
 fn rss_kb(pid: u32, field: &str) -> Option<u64> {

@@ -27,7 +27,9 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         let limit = Duration::from_secs(if b.quick { 60 } else { 300 });
         let (t1, _) = b
             .probe
-            .wait_counters(q.keys(), Duration::from_millis(1), limit, |c| c.processed >= n)
+            .wait_counters(q.keys(), Duration::from_millis(1), limit, |c| {
+                c.processed >= n
+            })
             .await?;
         let cpu = b.probe.cpu_seconds().await? - cpu0;
         worker.stop(Duration::from_secs(30))?;
@@ -37,7 +39,13 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         };
         b.check_and_drop(&q, expected, "end_to_end").await?;
         let rate = n as f64 / (t1 - t0).as_secs_f64();
-        figs.add("end_to_end", "jobs/s", Better::Higher, Some("ceiling_combined"), rate);
+        figs.add(
+            "end_to_end",
+            "jobs/s",
+            Better::Higher,
+            Some("ceiling_combined"),
+            rate,
+        );
         figs.add(
             "end_to_end_redis_cpu",
             "us/job",

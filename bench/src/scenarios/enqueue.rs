@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use millrace::EnqueueOptions;
 
 use crate::Bench;
+use crate::procs::cpu_seconds_of;
 use crate::scenarios::{BATCH, FILL_TASKS, fill, noop};
 use crate::stats::{Better, Figures, latency_histogram, quantile_ms};
 
@@ -17,19 +18,29 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
     for run in 0..b.runs {
         let q = b.queue("enqueue-many")?;
         let cpu0 = b.probe.cpu_seconds().await?;
+        let own0 = cpu_seconds_of("self").unwrap_or(0.0);
         let t0 = Instant::now();
         fill(b, &q, noop(), n).await?;
         let secs = t0.elapsed().as_secs_f64();
+        let own = cpu_seconds_of("self").unwrap_or(0.0) - own0;
         let cpu = b.probe.cpu_seconds().await? - cpu0;
         let len: u64 = redis::cmd("XLEN")
             .arg(&q.keys().stream)
             .query_async(&mut b.probe.conn())
             .await?;
         if len != n {
-            b.fail(format!("enqueue_many: {len} entries in the stream, expected {n}"));
+            b.fail(format!(
+                "enqueue_many: {len} entries in the stream, expected {n}"
+            ));
         }
         b.probe.drop_queue(q.keys()).await?;
-        figs.add("enqueue_many", "jobs/s", Better::Higher, Some("ceiling_add"), n as f64 / secs);
+        figs.add(
+            "enqueue_many",
+            "jobs/s",
+            Better::Higher,
+            Some("ceiling_add"),
+            n as f64 / secs,
+        );
         figs.add(
             "enqueue_many_redis_cpu",
             "us/job",
@@ -37,7 +48,18 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
             Some("ceiling_add_cpu"),
             cpu * 1e6 / n as f64,
         );
-        b.progress(&format!("enqueue_many run {}: {:.0} jobs/s", run + 1, n as f64 / secs));
+        figs.add(
+            "enqueue_many_client_cpu",
+            "us/job",
+            Better::Lower,
+            None,
+            own * 1e6 / n as f64,
+        );
+        b.progress(&format!(
+            "enqueue_many run {}: {:.0} jobs/s",
+            run + 1,
+            n as f64 / secs
+        ));
     }
     figs.note(
         "enqueue_many",
@@ -78,7 +100,13 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
             let cpu = b.probe.cpu_seconds().await? - cpu0;
             b.probe.drop_queue(q.keys()).await?;
             let name = format!("enqueue_single_{label}");
-            figs.add(&name, "jobs/s", Better::Higher, Some("ceiling_add"), total as f64 / secs);
+            figs.add(
+                &name,
+                "jobs/s",
+                Better::Higher,
+                Some("ceiling_add"),
+                total as f64 / secs,
+            );
             figs.add(
                 &format!("{name}_redis_cpu"),
                 "us/job",
@@ -86,8 +114,20 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
                 Some("ceiling_add_cpu"),
                 cpu * 1e6 / total as f64,
             );
-            figs.add(&format!("{name}_p50"), "ms", Better::Lower, None, quantile_ms(&hist, 0.5));
-            figs.add(&format!("{name}_p99"), "ms", Better::Lower, None, quantile_ms(&hist, 0.99));
+            figs.add(
+                &format!("{name}_p50"),
+                "ms",
+                Better::Lower,
+                None,
+                quantile_ms(&hist, 0.5),
+            );
+            figs.add(
+                &format!("{name}_p99"),
+                "ms",
+                Better::Lower,
+                None,
+                quantile_ms(&hist, 0.99),
+            );
             b.progress(&format!(
                 "enqueue from {tasks} task(s) run {}: {:.0} jobs/s",
                 run + 1,

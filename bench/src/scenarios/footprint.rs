@@ -24,7 +24,8 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = worker.rss_mb().unwrap_or(0.0);
         worker.stop(Duration::from_secs(30))?;
-        b.check_and_drop(&q, Counters::default(), "footprint").await?;
+        b.check_and_drop(&q, Counters::default(), "footprint")
+            .await?;
         figs.add("worker_rss_idle_mb", "MB", Better::Lower, None, rss);
     }
     figs.note("worker_rss_idle_mb", "VmRSS 1 s after start, empty queue");

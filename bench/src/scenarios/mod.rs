@@ -18,7 +18,7 @@ use crate::ceiling::payload_pad;
 /// Jobs per `enqueue_many` call when filling a queue.
 pub const BATCH: usize = 1000;
 /// Concurrent `enqueue_many` callers when filling a queue.
-pub const FILL_TASKS: u64 = 2;
+pub const FILL_TASKS: u64 = 4;
 
 /// The benchmark's no-op job: a ~100-byte JSON payload, like the ceiling's.
 pub fn noop() -> Noop {
@@ -32,17 +32,18 @@ where
     J: millrace_core::Job + Clone + Sync,
 {
     let client = std::sync::Arc::new(b.client().await?);
-    let batch: std::sync::Arc<Vec<J>> = std::sync::Arc::new(vec![job; BATCH]);
+    let (fill_tasks, batch_n) = (FILL_TASKS, BATCH);
+    let batch: std::sync::Arc<Vec<J>> = std::sync::Arc::new(vec![job; batch_n]);
     let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..FILL_TASKS {
-        let share = n / FILL_TASKS + u64::from(t < n % FILL_TASKS);
+    for t in 0..fill_tasks {
+        let share = n / fill_tasks + u64::from(t < n % fill_tasks);
         let client = client.clone();
         let batch = batch.clone();
         let opts = EnqueueOptions::new().queue(queue.name());
         tasks.spawn(async move {
             let mut left = share as usize;
             while left > 0 {
-                let k = left.min(BATCH);
+                let k = left.min(batch_n);
                 client.enqueue_many_with(&batch[..k], opts.clone()).await?;
                 left -= k;
             }

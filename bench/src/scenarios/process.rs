@@ -20,6 +20,8 @@ pub struct Drain {
     pub cpu_us: f64,
     /// Redis commands per job, by command.
     pub commands: Vec<(String, f64)>,
+    /// Worker CPU µs per job (all workers).
+    pub worker_cpu_us: f64,
     /// Highest worker RSS seen, MB (largest over the workers).
     pub peak_rss_mb: f64,
     /// Redis memory per 100,000 queued jobs, MB.
@@ -55,6 +57,7 @@ pub async fn drain(b: &Bench, workers: usize, concurrency: usize, n: u64) -> any
         .await?;
     let cpu1 = b.probe.cpu_seconds().await?;
     let calls1 = b.probe.command_calls().await?;
+    let worker_cpu: f64 = procs.iter().filter_map(WorkerProc::cpu_seconds).sum();
     let peak = procs
         .iter()
         .map(WorkerProc::peak_rss_mb)
@@ -66,13 +69,18 @@ pub async fn drain(b: &Bench, workers: usize, concurrency: usize, n: u64) -> any
         processed: n,
         ..Counters::default()
     };
-    b.check_and_drop(&q, expected, &format!("process ({workers} worker(s), concurrency {concurrency})"))
-        .await?;
+    b.check_and_drop(
+        &q,
+        expected,
+        &format!("process ({workers} worker(s), concurrency {concurrency})"),
+    )
+    .await?;
     let secs = (t1 - t0).as_secs_f64().max(1e-6);
     Ok(Drain {
         rate: (n - c0.processed) as f64 / secs,
         cpu_us: (cpu1 - cpu0) * 1e6 / n as f64,
         commands: commands_per_job(&calls0, &calls1, n),
+        worker_cpu_us: worker_cpu * 1e6 / n as f64,
         peak_rss_mb: peak,
         mem_per_100k_mb: (mem1.saturating_sub(mem0)) as f64 / n as f64 * 100_000.0
             / (1024.0 * 1024.0),
@@ -90,13 +98,26 @@ fn commands_text(c: &[(String, f64)]) -> String {
 }
 
 fn record(figs: &mut Figures, name: &str, d: &Drain) {
-    figs.add(name, "jobs/s", Better::Higher, Some("ceiling_consume"), d.rate);
+    figs.add(
+        name,
+        "jobs/s",
+        Better::Higher,
+        Some("ceiling_consume"),
+        d.rate,
+    );
     figs.add(
         &format!("{name}_redis_cpu"),
         "us/job",
         Better::Lower,
         Some("ceiling_consume_cpu"),
         d.cpu_us,
+    );
+    figs.add(
+        &format!("{name}_worker_cpu"),
+        "us/job",
+        Better::Lower,
+        None,
+        d.worker_cpu_us,
     );
 }
 
@@ -108,9 +129,10 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<usize> {
     for &c in &b.concurrencies {
         let d = drain(b, 1, c, n).await?;
         b.progress(&format!(
-            "1 worker, concurrency {c}: {:.0} jobs/s, {:.2} us Redis CPU/job, {}",
+            "1 worker, concurrency {c}: {:.0} jobs/s, {:.2} us Redis CPU/job, {:.2} us worker CPU/job, {}",
             d.rate,
             d.cpu_us,
+            d.worker_cpu_us,
             commands_text(&d.commands)
         ));
         figs.add(
@@ -135,7 +157,13 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<usize> {
     for d in &drains {
         record(figs, "process_1_worker", d);
         figs.add("worker_rss_mb", "MB", Better::Lower, None, d.peak_rss_mb);
-        figs.add("redis_mem_per_100k_mb", "MB", Better::Lower, None, d.mem_per_100k_mb);
+        figs.add(
+            "redis_mem_per_100k_mb",
+            "MB",
+            Better::Lower,
+            None,
+            d.mem_per_100k_mb,
+        );
     }
     figs.note("process_1_worker", format!("concurrency {chosen}"));
     figs.note("worker_rss_mb", "peak VmRSS while draining, 1 worker");

@@ -56,7 +56,13 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         // Jobs finished per second; a job is worth two attempts here.
         let done_before = (c0.processed + c0.retried) as f64 / 2.0;
         let rate = (n as f64 - done_before) / (t1 - t0).as_secs_f64();
-        figs.add("retry", "jobs/s", Better::Higher, Some("ceiling_consume"), rate);
+        figs.add(
+            "retry",
+            "jobs/s",
+            Better::Higher,
+            Some("ceiling_consume"),
+            rate,
+        );
         figs.add(
             "retry_redis_cpu",
             "us/job",
