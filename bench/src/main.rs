@@ -17,6 +17,7 @@
 
 mod ceiling;
 mod child;
+mod metrics_cost;
 mod probe;
 mod procs;
 mod report;
@@ -58,7 +59,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint.
+    /// process, e2e, latency, retry, footprint, metrics.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -355,6 +356,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         scenarios::footprint::run(&b, &mut figs, chosen).await?;
         report::section(&figs, "worker_rss");
         report::section(&figs, "redis_mem");
+    }
+    if wants("metrics") {
+        let n = if b.quick { 10_000 } else { 500_000 };
+        metrics_cost::run(&mut figs, n, b.runs)?;
+        report::section(&figs, "metrics");
     }
     report::summary(&figs);
     if let Some(path) = &args.json {
