@@ -52,7 +52,7 @@ struct Args {
     /// was processed and every queue was left empty.
     #[arg(long)]
     quick: bool,
-    /// Runs per figure (default 3; 1 with --quick).
+    /// Runs per figure (default 5; 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
     /// Write the figures as JSON to this file.
@@ -289,7 +289,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Some(p) => p,
         None => build_worker(&self_exe)?,
     };
-    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     let concurrencies = if args.quick {
         args.concurrency.iter().take(1).copied().collect()
     } else {

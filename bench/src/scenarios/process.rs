@@ -87,11 +87,12 @@ pub async fn drain(b: &Bench, workers: usize, concurrency: usize, n: u64) -> any
     })
 }
 
-fn commands_text(c: &[(String, f64)]) -> String {
+/// Commands per job as one line, the eight most frequent first.
+pub fn commands_text(c: &[(String, f64)]) -> String {
     let total: f64 = c.iter().map(|x| x.1).sum();
     let parts: Vec<String> = c
         .iter()
-        .take(8)
+        .take(12)
         .map(|(k, v)| format!("{k} {v:.3}"))
         .collect();
     format!("{total:.2} commands/job: {}", parts.join(", "))

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use crate::Bench;
 use crate::child::FailOnce;
-use crate::probe::Counters;
+use crate::probe::{Counters, commands_per_job};
 use crate::procs::WorkerProc;
 use crate::scenarios::fill;
+use crate::scenarios::process::commands_text;
 use crate::stats::{Better, Figures};
 
 /// Runs the scenario `b.runs` times with one child worker at
@@ -21,6 +22,7 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
     for run in 0..b.runs {
         let q = b.queue("retry")?;
         fill(b, &q, job.clone(), n).await?;
+        let calls0 = b.probe.command_calls().await?;
         let cpu0 = b.probe.cpu_seconds().await?;
         let args = vec![
             "child-worker".to_owned(),
@@ -46,6 +48,13 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
             .wait_counters(q.keys(), every, limit, |c| c.processed >= n)
             .await?;
         let cpu = b.probe.cpu_seconds().await? - cpu0;
+        let calls1 = b.probe.command_calls().await?;
+        if run == 0 {
+            println!(
+                "  retry Redis commands: {}",
+                commands_text(&commands_per_job(&calls0, &calls1, n))
+            );
+        }
         worker.stop(Duration::from_secs(30))?;
         let expected = Counters {
             processed: n,
