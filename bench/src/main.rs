@@ -362,7 +362,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         metrics_cost::run(&mut figs, n, b.runs)?;
         report::section(&figs, "metrics");
     }
-    report::summary(&figs);
+    report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {
         report::write_json(&figs, path)?;
         println!("figures written to {}", path.display());

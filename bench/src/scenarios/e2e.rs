@@ -32,6 +32,7 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
             })
             .await?;
         let cpu = b.probe.cpu_seconds().await? - cpu0;
+        let worker_cpu = worker.cpu_seconds().unwrap_or(0.0);
         worker.stop(Duration::from_secs(30))?;
         let expected = Counters {
             processed: n,
@@ -52,6 +53,13 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
             Better::Lower,
             Some("ceiling_combined_cpu"),
             cpu * 1e6 / n as f64,
+        );
+        figs.add(
+            "end_to_end_worker_cpu",
+            "us/job",
+            Better::Lower,
+            None,
+            worker_cpu * 1e6 / n as f64,
         );
         b.progress(&format!("end to end run {}: {rate:.0} jobs/s", run + 1));
     }
