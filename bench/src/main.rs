@@ -372,7 +372,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    if !failures.is_empty() {
+    if failures.is_empty() {
+        // Worker logs and latency files are kept only when a check failed.
+        if let Some(dir) = procs::log_path().parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    } else {
         println!("worker logs: {}", procs::log_path().display());
     }
     println!(

@@ -142,8 +142,10 @@ async fn one(
     Ok(hist)
 }
 
+/// The benchmark's scratch directory (beside the worker logs).
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("millrace-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    let log = crate::procs::log_path();
+    let dir = log.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_path_buf())
 }
