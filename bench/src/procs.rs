@@ -24,8 +24,19 @@ impl WorkerProc {
     /// Starts `program` with `args`; its log goes to stderr, filtered by
     /// `log` (a `RUST_LOG` value).
     pub fn start(program: &Path, args: &[String], log: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(program, args, log, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(
+        program: &Path,
+        args: &[String],
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

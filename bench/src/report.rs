@@ -87,7 +87,7 @@ fn line(figs: &Figures, f: &Figure) -> String {
         format!("  [{}]", f.note)
     };
     format!(
-        "  {:<28} {:>12} {:<7} {:<24} {}{}",
+        "  {:<38} {:>12} {:<7} {:<24} {}{}",
         f.name,
         num(f.median()),
         f.unit,
@@ -110,7 +110,7 @@ pub fn summary(figs: &Figures, judge: bool) {
     println!();
     println!("== summary (median, min – max over runs; ratio = how close to Redis alone) ==");
     println!(
-        "  {:<28} {:>12} {:<7} {:<24} ratio to ceiling",
+        "  {:<38} {:>12} {:<7} {:<24} ratio to ceiling",
         "figure", "median", "unit", "(min – max)"
     );
     for f in figs.iter() {

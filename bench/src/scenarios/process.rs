@@ -1,7 +1,7 @@
 //! Process: a pre-filled queue of N no-op jobs drained by one
 //! `millrace-worker` process at each concurrency tried, then by two. The
 //! rate is timed from the first acknowledged batch to the last, so worker
-//! start-up is left out.
+//! start-up is left out. Last, one worker with a single runtime thread.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +31,17 @@ pub struct Drain {
 /// Fills a fresh queue with `n` no-op jobs and drains it with `workers`
 /// worker processes at `concurrency` each.
 pub async fn drain(b: &Bench, workers: usize, concurrency: usize, n: u64) -> anyhow::Result<Drain> {
+    drain_with_env(b, workers, concurrency, n, &[]).await
+}
+
+/// [`drain`] with extra environment variables for the workers.
+pub async fn drain_with_env(
+    b: &Bench,
+    workers: usize,
+    concurrency: usize,
+    n: u64,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Drain> {
     let q = b.queue("process")?;
     let mem0 = b.probe.used_memory().await?;
     fill(b, &q, noop(), n).await?;
@@ -39,10 +50,11 @@ pub async fn drain(b: &Bench, workers: usize, concurrency: usize, n: u64) -> any
     let cpu0 = b.probe.cpu_seconds().await?;
     let mut procs = Vec::new();
     for _ in 0..workers {
-        procs.push(WorkerProc::start(
+        procs.push(WorkerProc::start_with_env(
             &b.worker_bin,
             &b.worker_args(&q, concurrency),
             &b.worker_log,
+            env,
         )?);
     }
     let limit = Duration::from_secs(if b.quick { 60 } else { 300 });
@@ -177,5 +189,22 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<usize> {
         record(figs, "process_2_workers", &d);
     }
     figs.note("process_2_workers", format!("concurrency {chosen} each"));
+    // The worker binary's runtime has one thread per core by default; on a
+    // box it shares with Redis one thread may do better (a deployment knob
+    // tokio reads from the environment).
+    for run in 0..b.runs {
+        let d = drain_with_env(b, 1, chosen, n, &[("TOKIO_WORKER_THREADS", "1")]).await?;
+        b.progress(&format!(
+            "1 worker, 1 runtime thread, run {}: {:.0} jobs/s, {:.2} us worker CPU/job",
+            run + 1,
+            d.rate,
+            d.worker_cpu_us
+        ));
+        record(figs, "process_1_worker_1_thread", &d);
+    }
+    figs.note(
+        "process_1_worker_1_thread",
+        format!("concurrency {chosen}, TOKIO_WORKER_THREADS=1"),
+    );
     Ok(chosen)
 }
