@@ -1,7 +1,8 @@
 //! The ack batcher: finished entries are acknowledged and deleted in one
 //! round trip per batch (XACK + XDEL in a script). Under load a batch fills
-//! while the previous one is in flight; at low load each ack goes alone, so
-//! batching adds no latency.
+//! while the previous one is in flight, and before a flush the batcher
+//! yields to the running jobs as long as each yield brings more acks; at low
+//! load each ack goes alone, so batching adds no latency.
 
 use std::sync::Arc;
 
@@ -18,6 +19,17 @@ const ACK_TRIES: u32 = 20;
 /// Tries once shutting down: a Redis that is down must not hold the exit
 /// for minutes; unwritten acks only mean the jobs run again elsewhere.
 const ACK_TRIES_AT_SHUTDOWN: u32 = 3;
+/// Most times the batcher yields to running jobs before a flush.
+const LINGER_YIELDS: usize = 8;
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<String>, batch: &mut Vec<String>, cap: usize) {
+    while batch.len() < cap {
+        match rx.try_recv() {
+            Ok(id) => batch.push(id),
+            Err(_) => break,
+        }
+    }
+}
 
 /// Runs until `done` fires, then flushes what is queued and returns.
 pub(crate) async fn ack_loop(
@@ -35,10 +47,19 @@ pub(crate) async fn ack_loop(
         };
         let last_round = first.is_none();
         batch.extend(first);
-        while batch.len() < cap {
-            match rx.try_recv() {
-                Ok(id) => batch.push(id),
-                Err(_) => break,
+        drain(&mut rx, &mut batch, cap);
+        // Let the jobs already running finish and queue their acks before
+        // flushing: yielding (no timer, no syscall) while each round brings
+        // more gathers the jobs of one read into one flush. At low load
+        // nothing more comes and the ack goes at once.
+        if !last_round {
+            for _ in 0..LINGER_YIELDS {
+                let before = batch.len();
+                tokio::task::yield_now().await;
+                drain(&mut rx, &mut batch, cap);
+                if batch.len() == before || batch.len() >= cap {
+                    break;
+                }
             }
         }
         if !batch.is_empty() {

@@ -116,20 +116,22 @@ async fn run_delivery(
 async fn run_envelope(
     q: &QueueCtx,
     handler: &Handler,
-    env: Envelope,
+    mut env: Envelope,
     entry_id: String,
     token: CancellationToken,
 ) {
     let max_attempts = env.max_attempts.unwrap_or(handler.retry.max_attempts);
+    // The id and trace move into the context (the span has recorded them):
+    // two allocations fewer per job than cloning.
     let mut ctx = JobContext::new(
-        env.id.clone(),
+        std::mem::take(&mut env.id),
         entry_id.clone(),
         q.queue.name().to_owned(),
         env.attempt,
     );
     ctx.max_attempts = max_attempts;
     ctx.enqueued_at = env.enqueued_at;
-    ctx.trace = env.trace.clone();
+    ctx.trace = env.trace.take();
     ctx.cancel = token.clone();
     let timeout = handler.timeout.or(q.cfg.job_timeout);
     let m = q.metrics.job(&env.name);

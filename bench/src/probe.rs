@@ -1,0 +1,250 @@
+//! What the benchmark reads from Redis itself: CPU time, memory, command
+//! counts, a queue's counters and what a run left behind.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use millrace_core::Keys;
+use redis::aio::MultiplexedConnection;
+
+/// A plain connection for measurements, apart from the ones under test.
+#[derive(Clone)]
+pub struct Probe {
+    conn: MultiplexedConnection,
+}
+
+/// A queue's `stats` hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Jobs acknowledged as done.
+    pub processed: u64,
+    /// Failed attempts scheduled for a retry.
+    pub retried: u64,
+    /// Jobs dead-lettered.
+    pub dead: u64,
+}
+
+/// What a queue holds after a run; all zero when the run cleaned up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Residue {
+    /// Entries in the ready stream.
+    pub stream: u64,
+    /// Entries in the group's pending list.
+    pub pending: u64,
+    /// Members of the delayed set.
+    pub delayed: u64,
+    /// Envelopes in the jobs hash.
+    pub jobs: u64,
+    /// Entries in the dead-letter stream.
+    pub dead: u64,
+}
+
+impl Residue {
+    /// True when nothing was left behind.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Probe {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("bad Redis URL")?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .context("cannot connect to Redis")?;
+        Ok(Self { conn })
+    }
+
+    /// A clone of the connection, for scripts and setup.
+    pub fn conn(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
+
+    async fn info(&self, section: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// The server's version, e.g. `7.0.15`.
+    pub async fn version(&self) -> anyhow::Result<String> {
+        Ok(self
+            .info("server")
+            .await?
+            .remove("redis_version")
+            .unwrap_or_default())
+    }
+
+    /// CPU seconds the server has used (system + user, main thread and
+    /// all), from `INFO cpu`.
+    pub async fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let info = self.info("cpu").await?;
+        let get = |k: &str| {
+            info.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(get("used_cpu_sys") + get("used_cpu_user"))
+    }
+
+    /// `used_memory` in bytes.
+    pub async fn used_memory(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .info("memory")
+            .await?
+            .get("used_memory")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Calls per command so far (`INFO commandstats`), commands run by
+    /// scripts included.
+    pub async fn command_calls(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let info = self.info("commandstats").await?;
+        Ok(info
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("cmdstat_")?;
+                let calls = v.split(',').find_map(|p| p.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// A queue's counters.
+    pub async fn counters(&self, keys: &Keys) -> anyhow::Result<Counters> {
+        let (p, r, d): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&keys.stats)
+            .arg("processed")
+            .arg("retried")
+            .arg("dead")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(Counters {
+            processed: p.unwrap_or(0),
+            retried: r.unwrap_or(0),
+            dead: d.unwrap_or(0),
+        })
+    }
+
+    /// What a queue still holds.
+    pub async fn residue(&self, keys: &Keys, group: &str) -> anyhow::Result<Residue> {
+        let mut conn = self.conn();
+        let (stream, delayed, jobs, dead): (u64, u64, u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&keys.stream)
+            .cmd("ZCARD")
+            .arg(&keys.delayed)
+            .cmd("HLEN")
+            .arg(&keys.jobs)
+            .cmd("XLEN")
+            .arg(&keys.dead)
+            .query_async(&mut conn)
+            .await?;
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(group)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        let pending = match pending {
+            redis::Value::Array(parts) => match parts.first() {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        Ok(Residue {
+            stream,
+            pending,
+            delayed,
+            jobs,
+            dead,
+        })
+    }
+
+    /// Waits until `check` holds for the queue's counters, polling every
+    /// `every`; returns the time the condition was first seen and the
+    /// counters then. Fails after `limit`.
+    pub async fn wait_counters(
+        &self,
+        keys: &Keys,
+        every: Duration,
+        limit: Duration,
+        mut check: impl FnMut(Counters) -> bool,
+    ) -> anyhow::Result<(Instant, Counters)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let c = self.counters(keys).await?;
+            if check(c) {
+                return Ok((Instant::now(), c));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "queue {} did not finish within {limit:?}: {c:?}",
+                    keys.queue
+                );
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Deletes every key of a queue and its registry entry.
+    pub async fn drop_queue(&self, keys: &Keys) -> anyhow::Result<()> {
+        redis::pipe()
+            .cmd("DEL")
+            .arg(&keys.stream)
+            .arg(&keys.delayed)
+            .arg(&keys.jobs)
+            .arg(&keys.dead)
+            .arg(&keys.workers)
+            .arg(&keys.paused)
+            .arg(&keys.stats)
+            .ignore()
+            .cmd("SREM")
+            .arg(&keys.registry)
+            .arg(&keys.queue)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// How many consumers have a heartbeat in the queue's workers set.
+    pub async fn live_workers(&self, keys: &Keys) -> anyhow::Result<u64> {
+        Ok(redis::cmd("ZCARD")
+            .arg(&keys.workers)
+            .query_async(&mut self.conn())
+            .await?)
+    }
+}
+
+/// Commands per job between two `INFO commandstats` snapshots, largest
+/// first, leaving out the probe's own commands.
+pub fn commands_per_job(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    jobs: u64,
+) -> Vec<(String, f64)> {
+    // Only the probe sends these during a measured window.
+    const PROBE: &[&str] = &["info", "hmget", "zcard"];
+    let mut out: Vec<(String, f64)> = after
+        .iter()
+        .filter(|(k, _)| !PROBE.contains(&k.as_str()))
+        .filter_map(|(k, a)| {
+            let d = a.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d as f64 / jobs.max(1) as f64))
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
