@@ -83,6 +83,10 @@ struct Args {
     /// How often per-queue gauges are sampled from Redis.
     #[arg(long, env = "MILLRACE_SAMPLE_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
     sample_every: Duration,
+    /// Runtime threads; defaults to one per core. On a box shared with
+    /// Redis, 1 can do more jobs per CPU second (see BENCHMARKS.md).
+    #[arg(long, env = "MILLRACE_THREADS")]
+    threads: Option<usize>,
     /// Log format.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -91,10 +95,11 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging(&args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
