@@ -23,6 +23,13 @@ const TARGETS: &[Target] = &[
         met: |f, x| f.ratio(x).map(|r| r >= 0.70),
     },
     Target {
+        // The same target at the best setting on a box Redis shares: one
+        // runtime thread (`--threads 1`).
+        figure: "process_1_worker_1_thread",
+        what: ">= 70 % of ceiling_consume",
+        met: |f, x| f.ratio(x).map(|r| r >= 0.70),
+    },
+    Target {
         figure: "enqueue_many",
         what: ">= 50 % of ceiling_add",
         met: |f, x| f.ratio(x).map(|r| r >= 0.50),

@@ -193,7 +193,7 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<usize> {
     // box it shares with Redis one thread may do better (a deployment knob
     // tokio reads from the environment).
     for run in 0..b.runs {
-        let d = drain_with_env(b, 1, chosen, n, &[("TOKIO_WORKER_THREADS", "1")]).await?;
+        let d = drain_with_env(b, 1, chosen, n, &[("MILLRACE_THREADS", "1")]).await?;
         b.progress(&format!(
             "1 worker, 1 runtime thread, run {}: {:.0} jobs/s, {:.2} us worker CPU/job",
             run + 1,
@@ -204,7 +204,7 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<usize> {
     }
     figs.note(
         "process_1_worker_1_thread",
-        format!("concurrency {chosen}, TOKIO_WORKER_THREADS=1"),
+        format!("concurrency {chosen}, --threads 1"),
     );
     Ok(chosen)
 }
