@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod job;
 pub mod keys;
 pub mod queue;
+mod reply;
 pub mod retry;
 pub mod scripts;
 pub mod trace;
