@@ -86,7 +86,7 @@ where
 }
 
 /// Counts of what a queue holds.
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Left {
     pub stream: u64,
     pub pending: u64,
@@ -145,6 +145,17 @@ async fn try_left(
         jobs,
         dead,
     })
+}
+
+/// Waits until `queue` holds exactly `want` (e.g. `Left::default()`:
+/// nothing at all).
+pub async fn wait_left(c: &ConnectionManager, queue: &str, want: Left) {
+    let what = format!("{queue} to hold {want:?}");
+    eventually(&what, || {
+        let mut c = c.clone();
+        async move { left(&mut c, queue).await == want }
+    })
+    .await;
 }
 
 /// The dead-letter stream's entries as field maps.

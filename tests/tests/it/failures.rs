@@ -71,11 +71,7 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
     }
     assert_eq!(attempts, [1, 2, 3], "the handler saw attempts 1..3");
     assert_eq!(delays, [200, 400], "delays double per the policy");
-    eventually("the job to be acked", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     worker.shutdown().await;
 }
 
@@ -99,16 +95,14 @@ async fn exhausted_jobs_are_dead_lettered_with_their_last_error() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let mut c = conn(&url).await;
-    eventually("one dead job and nothing else left", || {
-        let mut c = c.clone();
-        async move {
-            left(&mut c, "default").await
-                == Left {
-                    dead: 1,
-                    ..Left::default()
-                }
-        }
-    })
+    wait_left(
+        &c,
+        "default",
+        Left {
+            dead: 1,
+            ..Left::default()
+        },
+    )
     .await;
     let dead = dead_entries(&mut c, "default").await;
     assert_eq!(dead.len(), 1);
@@ -166,16 +160,14 @@ async fn permanent_errors_skip_retries_and_panics_are_retried() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
-    eventually("the hopeless job dead and the panicky one done", || {
-        let mut c = c.clone();
-        async move {
-            left(&mut c, "default").await
-                == Left {
-                    dead: 1,
-                    ..Left::default()
-                }
-        }
-    })
+    wait_left(
+        &c,
+        "default",
+        Left {
+            dead: 1,
+            ..Left::default()
+        },
+    )
     .await;
     let dead = dead_entries(&mut c, "default").await;
     assert_eq!(dead[0]["error"], "hopeless is hopeless");
@@ -249,16 +241,14 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_goes_on() {
         .flatten()
         .unwrap_or_else(|| panic!("the good job did not run"));
     assert_eq!(s.tag, "after", "the worker kept going");
-    eventually("four dead entries", || {
-        let mut c = c.clone();
-        async move {
-            left(&mut c, "default").await
-                == Left {
-                    dead: 4,
-                    ..Left::default()
-                }
-        }
-    })
+    wait_left(
+        &c,
+        "default",
+        Left {
+            dead: 4,
+            ..Left::default()
+        },
+    )
     .await;
     // The four ran concurrently: their dead entries come in any order.
     let mut errors: Vec<String> = dead_entries(&mut c, "default")

@@ -37,11 +37,7 @@ async fn processed_jobs_leave_nothing_behind() {
     want.sort();
     assert_eq!(seen, want, "each enqueued job ran exactly once");
     let mut c = conn(&url).await;
-    eventually("stream and pending list to be empty", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     let processed: u64 = millrace_core::redis::cmd("HGET")
         .arg("millrace:{default}:stats")
         .arg("processed")
@@ -125,13 +121,7 @@ async fn enqueue_many_and_options_reach_the_handler() {
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         "the producer's trace context reaches the handler"
     );
-    eventually("both queues empty", || {
-        let mut c = c.clone();
-        async move {
-            left(&mut c, "default").await == Left::default()
-                && left(&mut c, "other").await == Left::default()
-        }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
+    wait_left(&c, "other", Left::default()).await;
     worker.shutdown().await;
 }

@@ -74,6 +74,15 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
     }
 }
 
+/// Waits until every job of `ids` is in the run records.
+pub async fn wait_all_ran(records: &[&std::path::Path], ids: &[millrace::JobId]) {
+    eventually("every job to run", || async move {
+        let runs = read_runs(records);
+        ids.iter().all(|id| runs.contains_key(id.as_str()))
+    })
+    .await;
+}
+
 pub fn read_runs(paths: &[&std::path::Path]) -> HashMap<String, u32> {
     let mut runs = HashMap::new();
     for p in paths {
@@ -120,11 +129,7 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let c = conn(&url).await;
-    eventually("the queue to be empty", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     sigterm(&a);
     sigterm(&b);
     assert!(

@@ -9,7 +9,7 @@ use millrace_jobs::{Crash, Noop, Sleep};
 use millrace_tests::{Persistence, RedisServer};
 
 use crate::common::*;
-use crate::processes::{read_runs, sigterm, start_worker, wait_exit};
+use crate::processes::{read_runs, sigterm, start_worker, wait_all_ran, wait_exit};
 
 const LEASE: &[&str] = &["--lease", "2s", "--reclaim-every", "200ms"];
 
@@ -124,11 +124,7 @@ async fn a_killed_workers_job_is_finished_by_another_within_about_one_lease() {
     );
     // lease 2 s + reclaim tick 0.2 s + the job's own 1 s, plus slack
     assert!(took < Duration::from_secs(6), "took {took:?}");
-    eventually("nothing left", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     sigterm(&b);
     assert!(wait_exit(&mut b, Duration::from_secs(10)).success());
 }
@@ -508,21 +504,9 @@ async fn a_worker_survives_redis_restarting_with_aof_and_loses_nothing() {
             }
         }
     }
-    eventually("every job to run", || {
-        let record = record.clone();
-        let ids = ids.clone();
-        async move {
-            let runs = read_runs(&[&record]);
-            ids.iter().all(|id| runs.contains_key(id.as_str()))
-        }
-    })
-    .await;
+    wait_all_ran(&[&record], &ids).await;
     let c = conn(&url).await;
-    eventually("nothing left", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     assert!(
         w.try_wait().ok().flatten().is_none(),
         "the worker is still running"
@@ -550,20 +534,8 @@ async fn a_worker_recreates_a_lost_group_after_redis_restarts_empty() {
         .enqueue_many(&batch)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    eventually("the jobs enqueued after the restart to run", || {
-        let record = record.clone();
-        let ids = ids.clone();
-        async move {
-            let runs = read_runs(&[&record]);
-            ids.iter().all(|id| runs.contains_key(id.as_str()))
-        }
-    })
-    .await;
-    eventually("nothing left", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_all_ran(&[&record], &ids).await;
+    wait_left(&c, "default", Left::default()).await;
     sigterm(&w);
     assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
 }
@@ -687,21 +659,9 @@ async fn dropped_connections_and_a_stalled_redis_lose_and_repeat_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eventually("every job to run", || {
-        let record = record.clone();
-        let ids = ids.clone();
-        async move {
-            let runs = read_runs(&[&record]);
-            ids.iter().all(|id| runs.contains_key(id.as_str()))
-        }
-    })
-    .await;
+    wait_all_ran(&[&record], &ids).await;
     let mut c = conn(&url).await;
-    eventually("nothing left", || {
-        let mut c = c.clone();
-        async move { left(&mut c, "default").await == Left::default() }
-    })
-    .await;
+    wait_left(&c, "default", Left::default()).await;
     let runs = read_runs(&[&record]);
     assert_eq!(runs.len(), 600);
     assert!(runs.values().all(|n| *n == 1), "a job ran twice");
