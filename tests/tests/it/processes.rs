@@ -195,3 +195,65 @@ fn the_worker_binary_names_an_unreachable_redis_in_one_line() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_warnings_name_the_job_at_the_default_log_level() {
+    let redis = redis();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let log_path = dir.path().join("worker.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(worker_bin())
+        .env("MILLRACE_REDIS_URL", &url)
+        .env("RUST_LOG", "info")
+        .args(["--metrics-port", "0", "--block", "500ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut w = Proc(child);
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let job = millrace_jobs::Fail {
+        succeed_on: 0,
+        permanent: false,
+        message: "upstream said no".into(),
+    };
+    let retried = client
+        .enqueue_with(&job, millrace::EnqueueOptions::new().max_attempts(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = conn(&url).await;
+    wait_left(
+        &c,
+        "default",
+        Left {
+            dead: 1,
+            ..Left::default()
+        },
+    )
+    .await;
+    sigterm(&w);
+    assert!(wait_exit(&mut w, Duration::from_secs(10)).success());
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let line = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in:\n{text}"))
+            .to_owned()
+    };
+    for (what, attempt) in [
+        ("attempt failed, retrying", 1),
+        ("attempt failed, dead-lettering", 2),
+    ] {
+        let l = line(what);
+        assert!(l.contains(&format!("job_id={retried}")), "{l}");
+        assert!(
+            l.contains("job=fail") && l.contains(&format!("attempt={attempt}")),
+            "{l}"
+        );
+        assert!(l.contains("queue=\"default\""), "{l}");
+    }
+}
