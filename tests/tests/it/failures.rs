@@ -275,7 +275,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_past_its_timeout_fails_and_is_retried() {
+async fn a_job_past_its_timeout_fails_its_attempt() {
     let redis = redis();
     let url = redis.url();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
