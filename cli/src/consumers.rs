@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use comfy_table::{Cell, Color};
 use millrace_core::inspect::{self, ConsumerInfo};
+use millrace_core::{Leave, PruneRule};
 use serde::Serialize;
 
 use crate::output::{self, cell};
@@ -20,7 +21,10 @@ pub struct Args {
     /// every second).
     #[arg(long, value_parser = duration, default_value = "30s")]
     dead_after: Duration,
-    /// Remove dead consumers that hold no pending entries.
+    /// Remove dead consumers that hold no pending entries and that the
+    /// group has not seen (no read or claim) for `--dead-after` either; all
+    /// three are checked again atomically, on server time, as each is
+    /// removed.
     #[arg(long)]
     prune: bool,
 }
@@ -70,7 +74,31 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
                 ));
                 continue;
             }
-            r.pruned = queue.remove_consumer(&mut ctx.conn, &r.name).await?;
+            // The script checks again, atomically and on server time: still
+            // nothing pending, idle in the group and silent past the
+            // threshold (a live worker with a skewed clock is never pruned).
+            let rule = PruneRule {
+                min_idle: a.dead_after,
+                min_silence: a.dead_after,
+            };
+            let left = queue.prune_consumer(&mut ctx.conn, &r.name, rule).await?;
+            r.pruned = left == Leave::Removed;
+            match left {
+                Leave::Removed => {}
+                Leave::Pending => notes.push(format!(
+                    "kept consumer {}: entries became pending for it meanwhile",
+                    r.name
+                )),
+                Leave::Busy => notes.push(format!(
+                    "kept consumer {}: the group saw it within {} (it still reads or claims)",
+                    r.name,
+                    output::ms(millrace_core::queue::duration_ms(a.dead_after))
+                )),
+                Leave::Alive => notes.push(format!(
+                    "kept consumer {}: it sent a heartbeat meanwhile",
+                    r.name
+                )),
+            }
         }
     }
     if ctx.json {

@@ -114,10 +114,15 @@ pub async fn run_now<C: ConnectionLike + Send>(
         return Ok(0);
     }
     let k = queue.keys();
+    let retention = crate::queue::DeadRetention::default();
     scripts::RUN_NOW
         .key(&k.delayed)
         .key(&k.jobs)
         .key(&k.stream)
+        .key(&k.dead)
+        .key(&k.stats)
+        .arg(retention.max_len)
+        .arg(duration_ms(retention.max_age))
         .arg(job_ids)
         .invoke_async(conn)
         .await

@@ -24,6 +24,17 @@ use crate::error::DecodeError;
 pub const WIRE_VERSION: u32 = 1;
 /// Highest attempt count accepted from the wire; larger values are absurd.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 10_000;
+/// Most fields (name/value pairs) an entry may have. An entry with more is
+/// dead-lettered with the reason (keeping only the envelope's own fields):
+/// the scripts copy entries with Lua's `unpack`, which fails past ~8,000
+/// values. The same number is `MAX_FIELDS` (counted as values) in
+/// `lua/prelude.lua`.
+pub const MAX_FIELDS: usize = 64;
+/// Largest entry (all names and values) a worker runs: 16 MiB. A larger
+/// one is dead-lettered with the reason. The producer's own payload limit
+/// ((`millrace::ClientBuilder::max_payload`), 1 MiB by default) is far
+/// below it.
+pub const MAX_ENTRY_BYTES: usize = 16 << 20;
 
 /// A job as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +129,19 @@ impl Envelope {
     /// Decodes a stream entry's fields. Unknown fields are ignored; a later
     /// duplicate of a field wins.
     pub fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, DecodeError> {
+        if fields.len() > MAX_FIELDS {
+            return Err(DecodeError::TooManyFields {
+                found: fields.len(),
+                limit: MAX_FIELDS,
+            });
+        }
+        let size: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_ENTRY_BYTES {
+            return Err(DecodeError::TooLarge {
+                size,
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
         let mut id = None;
         let mut name = None;
         let mut payload = None;
@@ -320,6 +344,26 @@ mod tests {
         f.push((b"payload".to_vec(), vec![0xff, 0xfe]));
         let err = Envelope::decode(f).unwrap_err();
         assert_eq!(err.to_string(), "field `payload` is not valid UTF-8");
+    }
+
+    #[test]
+    fn too_many_fields_and_too_large_entries_are_refused() {
+        let mut f = raw(&[("id", "x"), ("name", "n"), ("payload", "{}")]);
+        for i in 0..MAX_FIELDS {
+            f.push((format!("extra{i}").into_bytes(), b"1".to_vec()));
+        }
+        let err = Envelope::decode(f).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "entry has {} fields (at most {MAX_FIELDS} allowed)",
+                MAX_FIELDS + 3
+            )
+        );
+        let mut f = raw(&[("id", "x"), ("name", "n")]);
+        f.push((b"payload".to_vec(), vec![b'a'; MAX_ENTRY_BYTES]));
+        let err = Envelope::decode(f).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
     }
 
     #[test]

@@ -34,6 +34,17 @@ pub enum QueueError {
         /// it is not also given as `source()` (a report would say it twice).
         error: redis::RedisError,
     },
+    /// Another job with this id is already waiting in the delayed set: a
+    /// live job is never overwritten (ids are the caller's to choose).
+    #[error(
+        "job id {id:?} is already scheduled or retrying in queue {queue:?}: a live job is never overwritten; choose another id"
+    )]
+    DuplicateId {
+        /// The job id.
+        id: String,
+        /// The queue.
+        queue: String,
+    },
     /// Redis answered with something the protocol does not expect.
     #[error("unexpected reply to {op}: {detail}")]
     Protocol {
@@ -54,7 +65,7 @@ impl QueueError {
     pub fn redis_error(&self) -> Option<&redis::RedisError> {
         match self {
             Self::Redis { error, .. } => Some(error),
-            Self::Protocol { .. } => None,
+            Self::Protocol { .. } | Self::DuplicateId { .. } => None,
         }
     }
 
@@ -94,7 +105,23 @@ pub enum DecodeError {
         /// Why it is invalid.
         reason: String,
     },
-    /// The entry was written by a newer, incompatible wire version.
+    /// The entry has more fields than [`crate::envelope::MAX_FIELDS`].
+    #[error("entry has {found} fields (at most {limit} allowed)")]
+    TooManyFields {
+        /// Fields found.
+        found: usize,
+        /// The limit ([`crate::envelope::MAX_FIELDS`]).
+        limit: usize,
+    },
+    /// The entry is larger than [`crate::envelope::MAX_ENTRY_BYTES`].
+    #[error("entry is {size} bytes (at most {limit} allowed)")]
+    TooLarge {
+        /// Its size, names and values.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The entry was written by a newer version of the wire format.
     #[error("unsupported wire version {found} (this build reads up to {supported})")]
     Version {
         /// The version in the entry.

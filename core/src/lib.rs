@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod connect;
+pub mod consumer;
 pub mod envelope;
 pub mod error;
 pub mod inspect;
@@ -31,12 +32,13 @@ pub mod retry;
 pub mod scripts;
 pub mod trace;
 
+pub use consumer::{Leave, PruneRule};
 pub use envelope::Envelope;
 pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
 pub use job::{Job, JobContext, JobError, JobId};
 pub use keys::Keys;
 pub use queue::{
-    DeadRetention, Delivery, Failure, Fenced, Promoted, Queue, ReadFrom, Reclaimed, When,
+    DeadRetention, Delivery, FailOutcome, Failure, Promoted, Queue, ReadFrom, Reclaimed, When,
 };
 pub use retry::RetryPolicy;
 

@@ -44,13 +44,29 @@ pub enum Failure {
     },
     /// Move the job to the dead-letter stream.
     Dead,
+    /// No handler here can run it yet (an unknown job name, a newer wire
+    /// version: producers deployed ahead of workers). Schedule it again
+    /// after a backoff (`delay`, doubled at each deferral up to 64 times),
+    /// with its attempt unchanged (no handler ran), until it has been deferred for `window`
+    /// (on server time, from its first deferral); then dead-letter it.
+    Defer {
+        /// Wait before it is offered again the first time.
+        delay: Duration,
+        /// How long deferrals may go on before it is dead-lettered.
+        window: Duration,
+    },
 }
 
-/// Result of a fenced operation.
+/// What a failure write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fenced {
-    /// Done.
-    Done,
+pub enum FailOutcome {
+    /// The next attempt (or a deferral) was scheduled.
+    Retried,
+    /// The entry was dead-lettered (asked for, out of deferral window, or
+    /// too many fields to retry).
+    Dead,
+    /// The entry was deleted while pending: acknowledged, nothing to keep.
+    Gone,
     /// Refused: this consumer no longer owns the entry (its lease was lost).
     LeaseLost,
 }
@@ -86,6 +102,8 @@ impl DeadRetention {
 pub struct Promoted {
     /// Jobs moved to the ready stream.
     pub moved: u64,
+    /// Stored envelopes that could not be re-added, dead-lettered instead.
+    pub dead: u64,
     /// Time until the next delayed job is due, if any remain.
     pub next_due_in: Option<Duration>,
 }
@@ -207,9 +225,17 @@ impl Queue {
         for (k, v) in job.fields() {
             inv.arg(k).arg(v);
         }
-        inv.invoke_async(conn)
+        let due: i64 = inv
+            .invoke_async(conn)
             .await
-            .map_err(QueueError::redis("schedule"))
+            .map_err(QueueError::redis("schedule"))?;
+        match due {
+            -1 => Err(QueueError::DuplicateId {
+                id: job.id.clone(),
+                queue: self.name().to_owned(),
+            }),
+            d => u64::try_from(d).map_err(|_| protocol("schedule", "negative due time")),
+        }
     }
 
     /// Reads up to `count` entries for `consumer` (never more: callers pass
@@ -266,9 +292,10 @@ impl Queue {
             .map_err(QueueError::redis("ack"))
     }
 
-    /// Records a failed attempt: schedules the next one or dead-letters the
-    /// job, with `error`. Fenced: refused when `consumer` no longer owns the
-    /// entry.
+    /// Records a failed attempt: schedules the next one, defers it, or
+    /// dead-letters the job, with `error`. Fenced: refused when `consumer`
+    /// no longer owns the entry. An entry with too many fields to copy is
+    /// dead-lettered whatever was asked, with the reason.
     pub async fn fail<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -277,13 +304,16 @@ impl Queue {
         failure: Failure,
         error: &str,
         retention: DeadRetention,
-    ) -> Result<Fenced, QueueError> {
-        let (mode, delay, next) = match failure {
+    ) -> Result<FailOutcome, QueueError> {
+        let (mode, delay, next, window) = match failure {
             Failure::Retry {
                 delay,
                 next_attempt,
-            } => ("retry", duration_ms(delay), next_attempt),
-            Failure::Dead => ("dead", 0, 0),
+            } => ("retry", duration_ms(delay), next_attempt, 0),
+            Failure::Dead => ("dead", 0, 0, 0),
+            Failure::Defer { delay, window } => {
+                ("defer", duration_ms(delay), 0, duration_ms(window))
+            }
         };
         let done: i64 = scripts::FAIL
             .key(&self.keys.stream)
@@ -300,33 +330,42 @@ impl Queue {
             .arg(error)
             .arg(retention.max_len)
             .arg(duration_ms(retention.max_age))
+            .arg(window)
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("fail"))?;
-        Ok(if done == 1 {
-            Fenced::Done
-        } else {
-            Fenced::LeaseLost
+        Ok(match done {
+            1 => FailOutcome::Retried,
+            2 => FailOutcome::Dead,
+            3 => FailOutcome::Gone,
+            _ => FailOutcome::LeaseLost,
         })
     }
 
     /// Moves up to `limit` due jobs from the delayed set to the ready
-    /// stream. Safe to run from any number of workers at once.
+    /// stream. Safe to run from any number of workers at once. A stored
+    /// envelope that cannot be re-added is dead-lettered with the reason.
     pub async fn promote<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         limit: usize,
+        retention: DeadRetention,
     ) -> Result<Promoted, QueueError> {
-        let (moved, wait): (u64, i64) = scripts::PROMOTE
+        let (moved, wait, dead): (u64, i64, u64) = scripts::PROMOTE
             .key(&self.keys.delayed)
             .key(&self.keys.jobs)
             .key(&self.keys.stream)
+            .key(&self.keys.dead)
+            .key(&self.keys.stats)
             .arg(limit.max(1))
+            .arg(retention.max_len)
+            .arg(duration_ms(retention.max_age))
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("promote"))?;
         Ok(Promoted {
             moved,
+            dead,
             next_due_in: u64::try_from(wait).ok().map(Duration::from_millis),
         })
     }
@@ -396,100 +435,30 @@ impl Queue {
     }
 
     /// Hands owned entries back to the ready stream at once (attempt
-    /// unchanged); returns how many were handed back.
+    /// unchanged); returns how many were handed back. An entry with too
+    /// many fields to re-add is dead-lettered instead.
     pub async fn release<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         consumer: &str,
         entry_ids: &[String],
+        retention: DeadRetention,
     ) -> Result<u64, QueueError> {
         if entry_ids.is_empty() {
             return Ok(0);
         }
         scripts::RELEASE
             .key(&self.keys.stream)
+            .key(&self.keys.dead)
+            .key(&self.keys.stats)
             .arg(&self.group)
             .arg(consumer)
+            .arg(retention.max_len)
+            .arg(duration_ms(retention.max_age))
             .arg(entry_ids)
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("release"))
-    }
-
-    /// The ids of up to `count` entries pending for `consumer`.
-    pub async fn pending_of<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        count: usize,
-    ) -> Result<Vec<String>, QueueError> {
-        self.pending_between(conn, consumer, "-", "+", count).await
-    }
-
-    /// The ids of up to `count` entries pending for `consumer` with ids
-    /// from `first` to `last` (inclusive).
-    pub async fn pending_between<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        first: &str,
-        last: &str,
-        count: usize,
-    ) -> Result<Vec<String>, QueueError> {
-        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg(&self.keys.stream)
-            .arg(&self.group)
-            .arg(first)
-            .arg(last)
-            .arg(count.max(1))
-            .arg(consumer)
-            .query_async(conn)
-            .await
-            .map_err(QueueError::redis("pending"))?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
-
-    /// Records that `consumer` is alive now (server time).
-    pub async fn heartbeat<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-    ) -> Result<(), QueueError> {
-        redis::cmd("ZADD")
-            .arg(&self.keys.workers)
-            .arg(unix_ms(SystemTime::now()))
-            .arg(consumer)
-            .query_async::<()>(conn)
-            .await
-            .map_err(QueueError::redis("heartbeat"))
-    }
-
-    /// Removes `consumer` from the group, but only when nothing is pending
-    /// for it (DELCONSUMER would drop its pending entries for good). Returns
-    /// whether it was removed.
-    pub async fn remove_consumer<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-    ) -> Result<bool, QueueError> {
-        if !self.pending_of(conn, consumer, 1).await?.is_empty() {
-            return Ok(false);
-        }
-        redis::pipe()
-            .cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&self.keys.stream)
-            .arg(&self.group)
-            .arg(consumer)
-            .ignore()
-            .cmd("ZREM")
-            .arg(&self.keys.workers)
-            .arg(consumer)
-            .ignore()
-            .query_async::<()>(conn)
-            .await
-            .map_err(QueueError::redis("remove consumer"))?;
-        Ok(true)
     }
 
     /// True when the queue is paused (workers stop claiming).

@@ -5,12 +5,17 @@
 //! asked otherwise), waits until it answers PING, and kills it on drop. A
 //! test can stop, restart or pause its own server to test reconnects. The
 //! demo, the benchmark and the chaos run use it too, to start a local
-//! Redis when none is configured.
+//! Redis when none is configured. [`Proxy`] puts a TCP proxy that can
+//! black-hole traffic between a worker and its server.
 //!
 //! ```no_run
 //! let redis = millrace_tests::RedisServer::start().unwrap();
 //! println!("test Redis at {}", redis.url());
 //! ```
+
+mod proxy;
+
+pub use proxy::Proxy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

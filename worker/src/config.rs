@@ -40,6 +40,12 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Time limit of an attempt for jobs that set none. Defaults to none.
     pub job_timeout: Option<Duration>,
+    /// How long an entry no handler here can run (an unknown job name, a
+    /// newer wire version: producers deployed ahead of workers) is deferred
+    /// with backoff (1 s doubling to 64 s) before it is dead-lettered,
+    /// counted on server time from its first deferral. Zero dead-letters at
+    /// once. Defaults to 15 min.
+    pub unknown_job_window: Duration,
     /// Dead-letter stream retention. Defaults to 100,000 entries / 30 days.
     pub dead_retention: DeadRetention,
     /// Most entries acknowledged in one round trip. Defaults to 512.
@@ -70,6 +76,7 @@ impl Default for WorkerConfig {
             promote_every: Duration::from_secs(1),
             grace: Duration::from_secs(25),
             job_timeout: None,
+            unknown_job_window: Duration::from_secs(15 * 60),
             dead_retention: DeadRetention::default(),
             ack_batch: 512,
             prune_consumers_after: Duration::from_secs(3600),

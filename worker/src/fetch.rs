@@ -1,22 +1,34 @@
 //! The fetch loop: reserve free slots, reclaim expired leases into them
 //! when a reclaim round is due, read at most the remaining number of
 //! entries with a blocking XREADGROUP on a dedicated connection, and start a
-//! task per entry. After a start or a reconnect it first reads this consumer's own
-//! pending entries, which the server may have delivered while the client
-//! was not listening. A missing group (Redis restarted without its data) is
-//! recreated from `0`, so nothing is skipped.
+//! task per entry.
+//!
+//! A read is never simply dropped: the server may deliver entries to it at
+//! any moment. On shutdown or pause the loop asks the server to end the read
+//! (`CLIENT UNBLOCK`, from the command connection) and waits for its reply;
+//! entries a read returns after shutdown began are handed back at once. A
+//! read that outlives its BLOCK by [`READ_MARGIN`] is a stalled connection
+//! (a half-dead socket, a black-holed network): it is abandoned and its
+//! connection closed, never returned to the pool, and a new one taken.
+//!
+//! Entries delivered to a read whose reply never arrived stay pending for
+//! this consumer. They are found by an own-pending sweep (XPENDING, then the
+//! entries by id), after every reconnect and at every reclaim round, which
+//! does not raise their delivery count: only real starts count toward
+//! `max_deliveries`. At a start, entries an earlier process of the same
+//! consumer name left pending are claimed, which does count. A missing
+//! group (Redis restarted without its data) is recreated from `0`, so
+//! nothing is skipped. The loop records its progress for readiness.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use millrace_core::{Delivery, ReadFrom};
+use millrace_core::{Delivery, QueueError, ReadFrom};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::lease;
@@ -24,32 +36,70 @@ use crate::metrics;
 use crate::run;
 use crate::state::QueueCtx;
 
+/// How long past its BLOCK a read may go unanswered before its connection
+/// counts as stalled and is replaced.
+pub(crate) const READ_MARGIN: Duration = Duration::from_secs(1);
+/// How often `CLIENT UNBLOCK` is tried again while an interrupted read has
+/// not returned (the first may reach the server before the read blocks).
+const UNBLOCK_RETRY: Duration = Duration::from_millis(50);
+/// Most own pending entries looked at by one sweep.
+const OWN_SWEEP: usize = 1000;
+
+/// A dedicated reader connection and its server-side client id (for
+/// `CLIENT UNBLOCK`; `None` when the server would not tell).
+struct Reader {
+    conn: deadpool_redis::Connection,
+    id: Option<i64>,
+}
+
+/// How a read ended.
+enum ReadEnd {
+    Entries(Vec<Delivery>),
+    Failed(QueueError),
+    /// No reply within BLOCK + margin.
+    Stalled,
+}
+
 /// Runs until the stop token fires.
 pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
-    let mut reader: Option<deadpool_redis::Connection> = None;
-    let mut from = ReadFrom::OwnPendingAfter("0".to_owned());
+    let mut reader: Option<Reader> = None;
+    // At a start, entries pending for this consumer name were left by an
+    // earlier process (a fixed consumer name): claim them (a real restart).
+    let mut sweep: Option<bool> = Some(true);
     let mut backoff = Backoff::default();
     let mut next_reclaim = Instant::now() + q.cfg.reclaim_every;
+    q.progress.beat();
     while !q.stop.is_cancelled() {
         if q.paused.load(Ordering::Relaxed) {
-            pause(&q, Duration::from_millis(250)).await;
+            q.progress.waiting(true);
+            pause(&q, Duration::from_millis(100)).await;
             continue;
         }
+        q.progress.waiting(true);
         let Some(mut permits) = reserve(&q).await else {
             break;
         };
+        q.progress.waiting(false);
+        if let Some(claim) = sweep
+            && own_sweep(&q, &mut permits, claim).await
+        {
+            sweep = None;
+        }
         if Instant::now() >= next_reclaim {
             // A full round may have left expired entries behind (it had only
             // the slots free at that moment): go again at the next turn.
             let full = lease::reclaim_into(&q, &mut permits).await;
+            if !own_sweep(&q, &mut permits, false).await {
+                sweep = Some(false);
+            }
             next_reclaim = if full {
                 Instant::now()
             } else {
                 Instant::now() + q.cfg.reclaim_every
             };
-            if permits.is_empty() {
-                continue;
-            }
+        }
+        if permits.is_empty() {
+            continue;
         }
         // Block no longer than until the next reclaim round (BLOCK 0 would
         // mean forever, so at least 1 ms).
@@ -58,117 +108,285 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
             .block
             .min(next_reclaim.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
-        let conn = match reader.as_mut() {
-            Some(c) => c,
-            None => match pool.get().await {
-                Ok(c) => reader.insert(c),
-                Err(e) => {
-                    metrics::redis_error(q.queue.name(), "connect");
-                    warn!(queue = q.queue.name(), error = %e, "cannot get a reader connection");
+        let r = match reader.as_mut() {
+            Some(r) => r,
+            None => match connect(&q, &pool).await {
+                Some(r) => reader.insert(r),
+                None => {
                     drop(permits);
                     pause(&q, backoff.next()).await;
                     continue;
                 }
             },
         };
-        let read = q.queue.read(conn, &q.consumer, permits.len(), block, &from);
-        let result = tokio::select! {
-            r = read => r,
-            () = q.stop.cancelled() => break,
-        };
-        match result {
-            Ok(deliveries) => {
+        match read(&q, r, permits.len(), block).await {
+            ReadEnd::Entries(deliveries) => {
                 backoff.reset();
-                if let ReadFrom::OwnPendingAfter(_) = from {
-                    from = match deliveries.last() {
-                        Some(last) => ReadFrom::OwnPendingAfter(last.entry_id.clone()),
-                        None => ReadFrom::New,
-                    };
-                    start_own_pending(&q, deliveries, &mut permits).await;
-                    continue;
+                q.progress.beat();
+                if q.stop.is_cancelled() {
+                    hand_back(&q, deliveries).await;
+                    break;
                 }
                 for d in deliveries {
                     let Some(permit) = permits.pop() else { break };
-                    // Already running here (seen again on a re-read): skip.
+                    // Already running here (seen again): skip.
                     if let Err(permit) = run::start(&q, d, permit) {
                         permits.push(permit);
                     }
                 }
             }
-            Err(e) if e.is_no_group() => {
+            ReadEnd::Failed(e) if e.is_no_group() => {
                 warn!(
                     queue = q.queue.name(),
                     "consumer group missing (Redis restarted?): recreating it"
                 );
                 let mut conn = q.conn();
-                if let Err(e) = q.queue.declare(&mut conn).await {
+                let declared = match q.queue.declare(&mut conn).await {
+                    Ok(()) => q.queue.join(&mut conn, &q.consumer).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = declared {
                     metrics::redis_error(q.queue.name(), "declare");
                     warn!(queue = q.queue.name(), error = %e, "recreating the group failed");
                     pause(&q, backoff.next()).await;
                 }
-                from = ReadFrom::OwnPendingAfter("0".to_owned());
+                sweep = Some(false);
             }
-            Err(e) => {
+            ReadEnd::Failed(e) => {
                 metrics::redis_error(q.queue.name(), "read");
                 warn!(queue = q.queue.name(), error = %e, "read failed; reconnecting");
-                if let Some(c) = reader.take() {
-                    // Never return a broken connection to the pool.
-                    drop(deadpool_redis::Connection::take(c));
-                }
-                from = ReadFrom::OwnPendingAfter("0".to_owned());
+                discard(&mut reader);
+                sweep = Some(false);
                 drop(permits);
                 pause(&q, backoff.next()).await;
             }
-        }
-    }
-    info!(queue = q.queue.name(), "stopped claiming");
-}
-
-/// Starts entries found in this consumer's own pending list after a
-/// (re)connect. Such an entry may be one this worker is running, or one it
-/// just finished whose ack was written while the read was on its way back:
-/// so each is first marked in flight (skipped if it already was), then kept
-/// only if it is still pending for this consumer; an ack that landed before
-/// the check removed it, and one that lands after it finds it marked.
-async fn start_own_pending(
-    q: &Arc<QueueCtx>,
-    deliveries: Vec<Delivery>,
-    permits: &mut Vec<OwnedSemaphorePermit>,
-) {
-    let (Some(first), Some(last)) = (deliveries.first(), deliveries.last()) else {
-        return;
-    };
-    let (first, last) = (first.entry_id.clone(), last.entry_id.clone());
-    let tracked: Vec<(Delivery, CancellationToken)> = deliveries
-        .into_iter()
-        .filter_map(|d| q.track(&d.entry_id).map(|t| (d, t)))
-        .collect();
-    if tracked.is_empty() {
-        return;
-    }
-    let mut conn = q.conn();
-    let still = q
-        .queue
-        .pending_between(&mut conn, &q.consumer, &first, &last, tracked.len() + 1024)
-        .await;
-    let still: HashSet<String> = match still {
-        Ok(ids) => ids.into_iter().collect(),
-        Err(e) => {
-            // Cannot tell: leave them to reclaim after their lease.
-            metrics::redis_error(q.queue.name(), "pending");
-            warn!(queue = q.queue.name(), error = %e, "cannot check own pending entries");
-            HashSet::new()
-        }
-    };
-    for (d, token) in tracked {
-        match (still.contains(&d.entry_id), permits.pop()) {
-            (true, Some(permit)) => run::spawn_tracked(q, d, permit, token),
-            (_, permit) => {
-                permits.extend(permit);
-                q.inflight().remove(&d.entry_id);
+            ReadEnd::Stalled => {
+                metrics::fetch_stalled(q.queue.name());
+                warn!(
+                    queue = q.queue.name(),
+                    limit = ?(block + READ_MARGIN),
+                    "read got no reply in time: closing its connection and taking a new one"
+                );
+                discard(&mut reader);
+                sweep = Some(false);
             }
         }
     }
+    q.progress.waiting(true);
+    info!(queue = q.queue.name(), "stopped claiming");
+}
+
+/// Takes a reader connection from the pool and asks for its client id.
+async fn connect(q: &QueueCtx, pool: &deadpool_redis::Pool) -> Option<Reader> {
+    let get = tokio::time::timeout(q.cfg.block + READ_MARGIN, pool.get());
+    let mut conn = match get.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            metrics::redis_error(q.queue.name(), "connect");
+            warn!(queue = q.queue.name(), error = %e, "cannot get a reader connection");
+            return None;
+        }
+        Err(_) => {
+            metrics::redis_error(q.queue.name(), "connect");
+            warn!(
+                queue = q.queue.name(),
+                "getting a reader connection timed out"
+            );
+            return None;
+        }
+    };
+    let mut ask = redis::cmd("CLIENT");
+    ask.arg("ID");
+    let id = ask.query_async(&mut conn);
+    let id = match tokio::time::timeout(q.cfg.block + READ_MARGIN, id).await {
+        Ok(Ok(id)) => Some(id),
+        Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() => {
+            drop(deadpool_redis::Connection::take(conn));
+            metrics::redis_error(q.queue.name(), "connect");
+            warn!(queue = q.queue.name(), error = %e, "reader connection broken");
+            return None;
+        }
+        Ok(Err(e)) => {
+            debug!(queue = q.queue.name(), error = %e, "CLIENT ID refused: reads end at BLOCK only");
+            None
+        }
+        Err(_) => {
+            drop(deadpool_redis::Connection::take(conn));
+            metrics::redis_error(q.queue.name(), "connect");
+            warn!(
+                queue = q.queue.name(),
+                "reader connection did not answer: replacing it"
+            );
+            return None;
+        }
+    };
+    Some(Reader { conn, id })
+}
+
+/// Closes a broken or stalled reader connection instead of returning it to
+/// the pool (a connection still blocked on the server would receive entries
+/// meant for nobody).
+fn discard(reader: &mut Option<Reader>) {
+    if let Some(r) = reader.take() {
+        drop(deadpool_redis::Connection::take(r.conn));
+    }
+}
+
+/// One blocking read of up to `count` new entries. Shutdown and pause end
+/// it early through `CLIENT UNBLOCK`, and its reply is still awaited: the
+/// read future is never dropped while the server may deliver to it, except
+/// when it stalls (then its connection is closed by the caller).
+async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> ReadEnd {
+    let id = r.id;
+    let read = q
+        .queue
+        .read(&mut r.conn, &q.consumer, count, block, &ReadFrom::New);
+    tokio::pin!(read);
+    let deadline = tokio::time::sleep(block + READ_MARGIN);
+    tokio::pin!(deadline);
+    // None: not interrupted; Some(true): keep asking the server to unblock.
+    let mut unblock: Option<bool> = None;
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut read => {
+                return match result {
+                    Ok(d) => ReadEnd::Entries(d),
+                    Err(e) => ReadEnd::Failed(e),
+                };
+            }
+            () = &mut deadline => return ReadEnd::Stalled,
+            () = q.stop.cancelled(), if unblock.is_none() => unblock = Some(true),
+            () = q.interrupt.notified(), if unblock.is_none() => unblock = Some(true),
+            () = tokio::time::sleep(UNBLOCK_RETRY), if unblock == Some(true) => {}
+        }
+        if unblock == Some(true) {
+            unblock = Some(ask_unblock(q, id).await);
+        }
+    }
+}
+
+/// Asks the server to end the blocked read of client `id`. Returns whether
+/// to ask again (the read was not blocked yet); false once it worked, or
+/// when it cannot work (no id, or `CLIENT UNBLOCK` refused): the read then
+/// ends at its BLOCK.
+async fn ask_unblock(q: &QueueCtx, id: Option<i64>) -> bool {
+    let Some(id) = id else { return false };
+    let mut conn = q.conn();
+    let done: redis::RedisResult<i64> = redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(id)
+        .query_async(&mut conn)
+        .await;
+    match done {
+        Ok(1) => false,
+        Ok(_) => true,
+        Err(e) => {
+            debug!(queue = q.queue.name(), error = %e, "CLIENT UNBLOCK failed: waiting for the read's BLOCK");
+            false
+        }
+    }
+}
+
+/// Hands entries delivered after shutdown began back to the ready stream
+/// at once, so another worker runs them now; any left (Redis error) are
+/// handed back by the final sweep or reclaimed.
+async fn hand_back(q: &QueueCtx, deliveries: Vec<Delivery>) {
+    if deliveries.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = deliveries.into_iter().map(|d| d.entry_id).collect();
+    let mut conn = q.conn();
+    match q
+        .queue
+        .release(&mut conn, &q.consumer, &ids, q.cfg.dead_retention)
+        .await
+    {
+        Ok(n) => info!(
+            queue = q.queue.name(),
+            handed_back = n,
+            "handed back entries read while stopping"
+        ),
+        Err(e) => {
+            warn!(queue = q.queue.name(), error = %e, "hand-back failed; the final sweep tries again")
+        }
+    }
+}
+
+/// Starts this consumer's own pending entries that are not running here
+/// (delivered to a read whose reply was lost), into the reserved slots.
+/// Each is first marked in flight (skipped if it already was), then the
+/// script keeps only those still pending for this consumer: an ack that
+/// landed before the check removed it, one that lands after finds it
+/// marked. `claim` raises their delivery count (start of a process).
+/// Returns false when Redis could not be asked (sweep again later).
+async fn own_sweep(
+    q: &Arc<QueueCtx>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+    claim: bool,
+) -> bool {
+    if permits.is_empty() {
+        return true;
+    }
+    let mut conn = q.conn();
+    let ids = match q.queue.pending_of(&mut conn, &q.consumer, OWN_SWEEP).await {
+        Ok(ids) => ids,
+        Err(e) if e.is_no_group() => return true,
+        Err(e) => {
+            metrics::redis_error(q.queue.name(), "pending");
+            warn!(queue = q.queue.name(), error = %e, "cannot list own pending entries");
+            return false;
+        }
+    };
+    let mut tracked = Vec::new();
+    for id in ids {
+        if tracked.len() >= permits.len() {
+            break;
+        }
+        if let Some(token) = q.track(&id) {
+            tracked.push((id, token));
+        }
+    }
+    if tracked.is_empty() {
+        return true;
+    }
+    let want: Vec<String> = tracked.iter().map(|(id, _)| id.clone()).collect();
+    let found = q
+        .queue
+        .own_entries(&mut conn, &q.consumer, &want, claim)
+        .await;
+    let mut found: HashMap<String, Delivery> = match found {
+        Ok(list) => list.into_iter().map(|d| (d.entry_id.clone(), d)).collect(),
+        Err(e) => {
+            metrics::redis_error(q.queue.name(), "pending");
+            warn!(queue = q.queue.name(), error = %e, "cannot read own pending entries");
+            let mut inflight = q.inflight();
+            for (id, _) in &tracked {
+                inflight.remove(id);
+            }
+            return false;
+        }
+    };
+    let mut started = 0;
+    for (id, token) in tracked {
+        match (found.remove(&id), permits.pop()) {
+            (Some(d), Some(permit)) => {
+                started += 1;
+                run::spawn_tracked(q, d, permit, token);
+            }
+            (_, permit) => {
+                permits.extend(permit);
+                q.inflight().remove(&id);
+            }
+        }
+    }
+    if started > 0 {
+        info!(
+            queue = q.queue.name(),
+            started, claim, "started own pending entries"
+        );
+    }
+    true
 }
 
 /// Waits for at least one free slot and takes every free slot, up to the

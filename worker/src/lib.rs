@@ -180,6 +180,7 @@ impl Worker {
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?;
             declare_with_retries(&queue, &mut conn.clone()).await?;
+            queue.join(&mut conn.clone(), &self.consumer).await?;
             let (tx, rx) = mpsc::unbounded_channel();
             let q = Arc::new(QueueCtx::new(
                 queue,
@@ -198,10 +199,16 @@ impl Worker {
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);
         }
+        // A fetch loop without progress for about two reads is stalled.
+        self.health.watch(
+            queues.iter().map(|q| q.progress.clone()).collect(),
+            cfg.block * 2 + fetch::READ_MARGIN,
+        );
         let job_names: Vec<&str> = self.handlers.policies().map(|(name, _)| name).collect();
         metrics::init_series(&cfg.queues, &job_names, cfg.concurrency);
         background.spawn(sampler::sample_loop(
             queues.iter().map(|q| q.queue.clone()).collect(),
+            queues.iter().map(|q| q.progress.clone()).collect(),
             cfg.prefix.clone(),
             conn.clone(),
             self.health.clone(),
@@ -271,7 +278,11 @@ async fn hand_back_and_leave(q: &QueueCtx) {
     loop {
         match q.queue.pending_of(&mut conn, &q.consumer, 500).await {
             Ok(ids) if ids.is_empty() => break,
-            Ok(ids) => match q.queue.release(&mut conn, &q.consumer, &ids).await {
+            Ok(ids) => match q
+                .queue
+                .release(&mut conn, &q.consumer, &ids, q.cfg.dead_retention)
+                .await
+            {
                 Ok(n) => info!(
                     queue = q.queue.name(),
                     handed_back = n,

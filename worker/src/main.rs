@@ -69,6 +69,11 @@ struct Args {
     /// Time limit of an attempt for jobs that set none.
     #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = humantime::parse_duration)]
     job_timeout: Option<Duration>,
+    /// How long a job no handler here knows (an unknown name, a newer wire
+    /// version: producers deployed ahead of workers) is deferred with
+    /// backoff before it is dead-lettered (0s = dead-letter at once).
+    #[arg(long, env = "MILLRACE_UNKNOWN_JOB_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    unknown_job_window: Duration,
     /// Dead-letter stream: keep about this many entries (0 = unbounded).
     #[arg(long, env = "MILLRACE_DEAD_MAX_LEN", default_value_t = 100_000)]
     dead_max_len: u64,
@@ -156,6 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .block
         .unwrap_or_else(|| Duration::from_secs(2).min(args.lease / 2));
     config.job_timeout = args.job_timeout;
+    config.unknown_job_window = args.unknown_job_window;
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
     config.sample_every = args.sample_every;
 

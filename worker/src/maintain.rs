@@ -1,18 +1,24 @@
-//! Upkeep, once a second: heartbeat in the queue's workers set, follow the
-//! pause flag, and now and then remove consumers that are long dead and have
-//! nothing pending.
+//! Upkeep: follow the pause flag (twice a second, interrupting a blocked
+//! read when the queue is paused, so a pause takes effect within about half
+//! a second plus one round trip), heartbeat in the queue's workers set (on
+//! the server's clock), and now and then remove consumers that are long
+//! dead and have nothing pending.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use millrace_core::{Leave, PruneRule};
 use redis::aio::ConnectionManager;
 use tracing::{debug, info, warn};
 
 use crate::metrics;
 use crate::state::QueueCtx;
 
-const TICK: Duration = Duration::from_secs(1);
+/// How often the pause flag is read.
+pub(crate) const TICK: Duration = Duration::from_millis(500);
+/// How often the heartbeat is written.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// Longest time between two looks for dead consumers.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -20,6 +26,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
     let mut conn = q.conn();
     let mut last_prune = Instant::now();
+    let mut last_beat: Option<Instant> = None;
     let prune_every = PRUNE_EVERY.min(q.cfg.prune_consumers_after / 2);
     loop {
         match q.queue.is_paused(&mut conn).await {
@@ -30,6 +37,10 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
                         paused = p,
                         "queue pause flag changed"
                     );
+                    if p {
+                        // End the blocked read now rather than at its BLOCK.
+                        q.interrupt.notify_one();
+                    }
                 }
             }
             Err(e) => {
@@ -37,9 +48,12 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
                 debug!(queue = q.queue.name(), error = %e, "pause check failed");
             }
         }
-        if let Err(e) = q.queue.heartbeat(&mut conn, &q.consumer).await {
-            metrics::redis_error(q.queue.name(), "heartbeat");
-            debug!(queue = q.queue.name(), error = %e, "heartbeat failed");
+        if last_beat.is_none_or(|t| t.elapsed() >= BEAT_EVERY) {
+            last_beat = Some(Instant::now());
+            if let Err(e) = q.queue.heartbeat(&mut conn, &q.consumer).await {
+                metrics::redis_error(q.queue.name(), "heartbeat");
+                debug!(queue = q.queue.name(), error = %e, "heartbeat failed");
+            }
         }
         if last_prune.elapsed() >= prune_every {
             last_prune = Instant::now();
@@ -48,58 +62,34 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(TICK.min(prune_every)) => {}
+            () = tokio::time::sleep(TICK) => {}
             () = q.stop.cancelled() => return,
         }
     }
 }
 
-/// Removes consumers idle and silent (no heartbeat) past the threshold with
-/// nothing pending.
+/// Removes consumers idle in the group and silent in the heartbeat set
+/// (both on server time) past the threshold, with nothing pending: the
+/// checks and the removal are one script, so a live worker is never
+/// removed whatever its own clock says.
 async fn prune(
     q: &QueueCtx,
     conn: &mut ConnectionManager,
 ) -> Result<(), millrace_core::QueueError> {
-    let infos: Vec<redis::Value> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&q.queue.keys().stream)
-        .arg(q.queue.group())
-        .query_async(conn)
-        .await
-        .map_err(millrace_core::QueueError::redis("xinfo consumers"))?;
-    let threshold = q.cfg.prune_consumers_after.as_millis() as i64;
-    let now = millrace_core::queue::unix_ms(std::time::SystemTime::now()) as i64;
-    for info in infos {
-        let Ok(map) =
-            redis::from_redis_value::<std::collections::HashMap<String, redis::Value>>(info)
-        else {
-            continue;
-        };
-        let get = |k: &str| {
-            map.get(k)
-                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
-        };
-        let name = map
-            .get("name")
-            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-            .unwrap_or_default();
-        let (Some(pending), Some(idle)) = (get("pending"), get("idle")) else {
-            continue;
-        };
-        if name.is_empty() || name == *q.consumer || pending > 0 || idle < threshold {
+    let rule = PruneRule {
+        min_idle: q.cfg.prune_consumers_after,
+        min_silence: q.cfg.prune_consumers_after,
+    };
+    let threshold = millrace_core::queue::duration_ms(q.cfg.prune_consumers_after);
+    for c in millrace_core::inspect::consumers(conn, &q.queue).await? {
+        // Candidates only; the script decides, atomically.
+        let silent = c.heartbeat_age_ms.is_none_or(|age| age >= threshold);
+        let idle = c.idle_ms.is_none_or(|idle| idle >= threshold);
+        if c.name == *q.consumer || c.pending > 0 || !silent || !idle {
             continue;
         }
-        let beat: Option<f64> = redis::cmd("ZSCORE")
-            .arg(&q.queue.keys().workers)
-            .arg(&name)
-            .query_async(conn)
-            .await
-            .map_err(millrace_core::QueueError::redis("zscore"))?;
-        if beat.is_some_and(|b| now - (b as i64) < threshold) {
-            continue;
-        }
-        if q.queue.remove_consumer(conn, &name).await? {
-            info!(queue = q.queue.name(), consumer = %name, "removed a dead consumer");
+        if q.queue.prune_consumer(conn, &c.name, rule).await? == Leave::Removed {
+            info!(queue = q.queue.name(), consumer = %c.name, "removed a dead consumer");
         }
     }
     Ok(())

@@ -36,6 +36,15 @@ pub const LEASES_LOST: &str = "millrace_leases_lost_total";
 pub const REDIS_ERRORS: &str = "millrace_redis_errors_total";
 /// Jobs moved from the delayed set to the ready stream, by queue.
 pub const PROMOTED: &str = "millrace_promoted_total";
+/// Entries no handler of this worker can run yet (an unknown job name, a
+/// newer wire version), deferred with backoff, by queue.
+pub const JOBS_DEFERRED: &str = "millrace_jobs_deferred_total";
+/// Reads abandoned for outliving their BLOCK (a stalled connection, closed
+/// and replaced), by queue.
+pub const FETCH_STALLS: &str = "millrace_fetch_stalls_total";
+/// Unix time (seconds) of the fetch loop's last progress (a read returned,
+/// or it waits for a free slot, or the queue is paused), by queue.
+pub const FETCH_LAST_PROGRESS: &str = "millrace_fetch_last_progress_timestamp_seconds";
 
 /// Sampled from Redis: entries in the ready stream not yet delivered to any
 /// consumer, by queue.
@@ -66,10 +75,11 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 11] = [
+pub const REDIS_OPS: [&str; 12] = [
     "connect",
     "declare",
     "read",
+    "pending",
     "ack",
     "fail",
     "renew",
@@ -151,6 +161,21 @@ pub fn describe() {
     );
     describe_counter!(REDIS_ERRORS, Unit::Count, "Redis errors, by operation.");
     describe_counter!(PROMOTED, Unit::Count, "Jobs moved from delayed to ready.");
+    describe_counter!(
+        JOBS_DEFERRED,
+        Unit::Count,
+        "Entries no handler here can run yet (unknown job name, newer wire version), deferred."
+    );
+    describe_counter!(
+        FETCH_STALLS,
+        Unit::Count,
+        "Reads abandoned for outliving their BLOCK; the connection was replaced."
+    );
+    describe_gauge!(
+        FETCH_LAST_PROGRESS,
+        Unit::Seconds,
+        "Unix time of the fetch loop's last progress (read returned, waiting for a slot, or paused)."
+    );
     describe_gauge!(
         QUEUE_READY,
         Unit::Count,
@@ -221,6 +246,8 @@ pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) 
             LEASE_RENEWALS,
             LEASES_LOST,
             PROMOTED,
+            JOBS_DEFERRED,
+            FETCH_STALLS,
         ] {
             metrics::counter!(name, "queue" => queue.clone()).increment(0);
         }
@@ -386,6 +413,19 @@ pub(crate) fn reclaimed(queue: &str, claimed: u64, dead: u64) {
 
 pub(crate) fn promoted(queue: &str, n: u64) {
     metrics::counter!(PROMOTED, "queue" => queue.to_owned()).increment(n);
+}
+
+pub(crate) fn deferred(queue: &str) {
+    metrics::counter!(JOBS_DEFERRED, "queue" => queue.to_owned()).increment(1);
+}
+
+pub(crate) fn fetch_stalled(queue: &str) {
+    metrics::counter!(FETCH_STALLS, "queue" => queue.to_owned()).increment(1);
+}
+
+/// Sets the fetch-progress gauge of `queue`.
+pub(crate) fn fetch_progress(queue: &str, unix_seconds: f64) {
+    metrics::gauge!(FETCH_LAST_PROGRESS, "queue" => queue.to_owned()).set(unix_seconds);
 }
 
 pub(crate) fn redis_error(queue: &str, op: &'static str) {

@@ -26,14 +26,25 @@ pub(crate) async fn promote_loop(q: Arc<QueueCtx>) {
             () = q.promote_now.notified() => {}
             () = q.stop.cancelled() => return,
         }
-        match q.queue.promote(&mut conn, PROMOTE_BATCH).await {
+        match q
+            .queue
+            .promote(&mut conn, PROMOTE_BATCH, q.cfg.dead_retention)
+            .await
+        {
             Ok(p) => {
                 backoff.reset();
+                if p.dead > 0 {
+                    warn!(
+                        queue = q.queue.name(),
+                        dead = p.dead,
+                        "dead-lettered stored envelopes that could not be promoted"
+                    );
+                }
                 if p.moved > 0 {
                     metrics::promoted(q.queue.name(), p.moved);
                     debug!(queue = q.queue.name(), moved = p.moved, "promoted due jobs");
                 }
-                wait = if p.moved as usize >= PROMOTE_BATCH {
+                wait = if (p.moved + p.dead) as usize >= PROMOTE_BATCH {
                     Duration::ZERO
                 } else {
                     p.next_due_in

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use millrace_core::trace::TraceParent;
-use millrace_core::{Delivery, Envelope, Failure, Fenced, JobContext, JobError};
+use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, error, warn};
@@ -19,9 +19,12 @@ use crate::metrics::Outcome as MetricOutcome;
 use crate::registry::Handler;
 use crate::state::QueueCtx;
 
-/// How long a cancelled handler may take to return by itself before it is
-/// dropped.
+/// How long a cancelled handler (shutdown, lost lease or timeout) may take
+/// to return by itself after its token fired, before it is dropped.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
+/// First backoff of an entry no handler here can run yet; it doubles at
+/// each deferral (up to 64 times).
+const DEFER_FIRST: Duration = Duration::from_secs(1);
 
 /// How an attempt ended.
 enum Outcome {
@@ -72,6 +75,12 @@ async fn run_delivery(
     };
     let env = match Envelope::decode(fields) {
         Ok(env) => env,
+        Err(e @ DecodeError::Version { .. }) => {
+            // Written by a newer producer: a newer worker may be on its way.
+            let reason = format!("undecodable entry: {e}");
+            defer(&q, &entry_id, &reason).await;
+            return;
+        }
         Err(e) => {
             let reason = format!("undecodable entry: {e}");
             warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
@@ -86,9 +95,7 @@ async fn run_delivery(
             env.name,
             q.handlers.names()
         );
-        warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
-        q.metrics.unknown.finished(MetricOutcome::Dead);
-        record_failure(&q, &entry_id, Failure::Dead, &reason).await;
+        defer(&q, &entry_id, &reason).await;
         return;
     };
     // DEBUG, so that at the default level no span is built per job (it was
@@ -156,7 +163,7 @@ async fn run_envelope(
                         attempt = env.attempt, error = %err, ?delay, "attempt failed, retrying");
                     MetricOutcome::Retry
                 }
-                Failure::Dead => {
+                Failure::Dead | Failure::Defer { .. } => {
                     warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
                         attempt = env.attempt, error = %err, "attempt failed, dead-lettering");
                     MetricOutcome::Dead
@@ -173,7 +180,12 @@ async fn run_envelope(
             let mut conn = q.conn();
             match q
                 .queue
-                .release(&mut conn, &q.consumer, std::slice::from_ref(&entry_id))
+                .release(
+                    &mut conn,
+                    &q.consumer,
+                    std::slice::from_ref(&entry_id),
+                    q.cfg.dead_retention,
+                )
                 .await
             {
                 Ok(n) => debug!(handed_back = n, "cancelled by shutdown, handed back"),
@@ -202,36 +214,75 @@ async fn run_handler(
         Err(e) => return Outcome::Failed(e),
     };
     let guarded = AssertUnwindSafe(fut).catch_unwind();
-    let timed = async {
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, guarded)
-                .await
-                .map_err(|_| limit),
-            None => Ok(guarded.await),
-        }
-    };
-    tokio::pin!(timed);
+    tokio::pin!(guarded);
+    // No limit: a timer that never fires.
+    let limit = timeout.unwrap_or(Duration::MAX);
+    let timer = tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            .checked_add(limit)
+            .unwrap_or_else(far_future),
+    );
+    tokio::pin!(timer);
     let result = tokio::select! {
         biased;
+        // First: a handler that returns because it saw its token was
+        // cancelled (shutdown, lost lease), not failed.
         () = token.cancelled() => {
             // Let the handler see its token and stop by itself, briefly;
             // then drop it. Either way the attempt counts as cancelled.
-            let _ = tokio::time::timeout(CANCEL_WAIT, &mut timed).await;
+            let _ = tokio::time::timeout(CANCEL_WAIT, &mut guarded).await;
             return Outcome::Cancelled;
         }
-        result = &mut timed => result,
+        result = &mut guarded => result,
+        () = &mut timer => {
+            // Timed out: the token fires first, so the handler sees
+            // `ctx.cancel` and may stop cleanly within the same short grace
+            // as for a lost lease; then it is dropped. A failed attempt.
+            token.cancel();
+            let _ = tokio::time::timeout(CANCEL_WAIT, &mut guarded).await;
+            return Outcome::Failed(JobError::retry(format!("timed out after {limit:?}")));
+        }
     };
     match result {
-        Ok(Ok(Ok(()))) => Outcome::Success,
-        Ok(Ok(Err(e))) => Outcome::Failed(e),
-        Ok(Err(panic)) => Outcome::Failed(JobError::retry(format!(
+        Ok(Ok(())) => Outcome::Success,
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(panic) => Outcome::Failed(JobError::retry(format!(
             "handler panicked: {}",
             panic_message(panic.as_ref())
         ))),
-        Err(limit) => {
-            token.cancel();
-            Outcome::Failed(JobError::retry(format!("timed out after {limit:?}")))
+    }
+}
+
+/// About 30 years from now: "never" for a timer.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// Defers an entry no handler here can run yet (an unknown job name, a
+/// newer wire version: in a rolling deploy, producers may run ahead of
+/// workers) for the configured window, with backoff; past the window it is
+/// dead-lettered with `reason`. A zero window dead-letters at once.
+async fn defer(q: &QueueCtx, entry_id: &str, reason: &str) {
+    let window = q.cfg.unknown_job_window;
+    let failure = if window.is_zero() {
+        Failure::Dead
+    } else {
+        Failure::Defer {
+            delay: DEFER_FIRST,
+            window,
         }
+    };
+    match record_failure(q, entry_id, failure, reason).await {
+        Some(FailOutcome::Retried) => {
+            debug!(queue = q.queue.name(), entry = %entry_id, %reason, "deferred: no handler here yet");
+            metrics::deferred(q.queue.name());
+            q.promote_now.notify_one();
+        }
+        Some(FailOutcome::Dead) => {
+            warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettered: no handler here");
+            q.metrics.unknown.finished(MetricOutcome::Dead);
+        }
+        _ => {}
     }
 }
 
@@ -253,12 +304,19 @@ fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler)
     }
 }
 
-/// Writes a retry or dead-letter (fenced), retrying the write itself a few
-/// times; if it cannot be written the entry stays pending and is reclaimed
-/// after its lease, so nothing is lost.
-pub(crate) async fn record_failure(q: &QueueCtx, entry_id: &str, failure: Failure, error: &str) {
+/// Writes a retry, deferral or dead-letter (fenced), retrying the write
+/// itself a few times; if it cannot be written the entry stays pending and
+/// is reclaimed after its lease, so nothing is lost. Returns what was
+/// written (`None`: nothing could be).
+pub(crate) async fn record_failure(
+    q: &QueueCtx,
+    entry_id: &str,
+    failure: Failure,
+    error: &str,
+) -> Option<FailOutcome> {
     let mut conn = q.conn();
     let mut backoff = Backoff::default();
+    let mut outcome = None;
     for attempt in 1..=5 {
         match q
             .queue
@@ -272,13 +330,17 @@ pub(crate) async fn record_failure(q: &QueueCtx, entry_id: &str, failure: Failur
             )
             .await
         {
-            Ok(Fenced::Done) => break,
-            Ok(Fenced::LeaseLost) => {
+            Ok(FailOutcome::LeaseLost) => {
                 warn!(
                     entry = entry_id,
                     "lease lost before the outcome was written; another worker owns the entry"
                 );
                 metrics::lease_lost(q.queue.name());
+                outcome = Some(FailOutcome::LeaseLost);
+                break;
+            }
+            Ok(done) => {
+                outcome = Some(done);
                 break;
             }
             Err(e) if attempt < 5 => {
@@ -293,6 +355,7 @@ pub(crate) async fn record_failure(q: &QueueCtx, entry_id: &str, failure: Failur
         }
     }
     q.inflight().remove(entry_id);
+    outcome
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -18,6 +18,7 @@
 //! `sum`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_core::keys::registry_key;
@@ -27,7 +28,7 @@ use redis::streams::StreamInfoGroupsReply;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::health::Health;
+use crate::health::{Health, Progress};
 use crate::metrics::{self, QueueSample};
 
 /// A consumer counts as live when its heartbeat (written every second) is
@@ -40,8 +41,10 @@ pub(crate) const MAX_SAMPLED: usize = 200;
 
 /// Samples every registered queue and the worker's own each `every`, until
 /// `stop` fires. Readiness follows the worker's own queues only.
+#[allow(clippy::too_many_arguments, reason = "internal, called once")]
 pub(crate) async fn sample_loop(
     own: Vec<Queue>,
+    progress: Vec<Arc<Progress>>,
     prefix: String,
     mut conn: ConnectionManager,
     health: Health,
@@ -49,6 +52,9 @@ pub(crate) async fn sample_loop(
     stop: CancellationToken,
 ) {
     loop {
+        for p in &progress {
+            metrics::fetch_progress(p.queue(), p.last_progress_unix());
+        }
         let mut problems = Vec::new();
         for q in &own {
             match sample(q, &mut conn).await {

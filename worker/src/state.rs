@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
+use crate::health::Progress;
 use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
 
@@ -39,6 +40,10 @@ pub(crate) struct QueueCtx {
     pub hard: CancellationToken,
     /// Wakes the promoter early (a retry was just scheduled).
     pub promote_now: Notify,
+    /// Interrupts the fetch loop's blocked read (the queue was paused).
+    pub interrupt: Notify,
+    /// The fetch loop's progress, for readiness and its gauge.
+    pub progress: Arc<Progress>,
     /// Tracks job tasks, so shutdown can wait for them.
     pub jobs: TaskTracker,
     /// Per-job metric handles, registered once.
@@ -61,7 +66,9 @@ impl QueueCtx {
         hard: CancellationToken,
     ) -> Self {
         let metrics = QueueMetrics::new(queue.name(), &handlers.name_list());
+        let progress = Arc::new(Progress::new(queue.name()));
         Self {
+            progress,
             slots: Arc::new(Semaphore::new(cfg.concurrency)),
             queue,
             consumer,
@@ -74,6 +81,7 @@ impl QueueCtx {
             stop,
             hard,
             promote_now: Notify::new(),
+            interrupt: Notify::new(),
             jobs: TaskTracker::new(),
             metrics,
         }

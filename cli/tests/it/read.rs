@@ -244,7 +244,27 @@ fn consumers_marks_the_ghost_dead_and_prune_keeps_what_holds_work() {
     assert_eq!(by("w1")["state"], "alive");
     assert_eq!(by("empty-ghost")["state"], "dead");
 
+    // Pruning also needs the group's own idle time past the threshold: the
+    // consumer created a moment ago is kept, whatever its heartbeat says.
     let out = env.run(&["consumers", Q, "--prune"]).ok().stdout;
+    assert!(
+        out.contains("kept consumer empty-ghost: the group saw it within 30s"),
+        "{out}"
+    );
+    assert!(out.contains("pruned 0 dead consumers"), "{out}");
+    // Once idle past a (short) threshold, it goes; w1 beats again just
+    // before, so only its heartbeat keeps it.
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    env.setup(async |conn| {
+        let q = millrace_core::Queue::new(Q).unwrap_or_else(|e| panic!("{e}"));
+        q.heartbeat(conn, "w1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let out = env
+        .run(&["consumers", Q, "--prune", "--dead-after", "1s"])
+        .ok()
+        .stdout;
     assert!(
         out.contains("kept dead consumer ghost because it holds 1 pending"),
         "{out}"

@@ -11,6 +11,27 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Most values in an entry's flat field list (names and values counted
+-- apart: 64 name/value pairs). Scripts pass field lists to XADD with
+-- `unpack`, which fails past ~8,000 values, so every script checks this
+-- before its first write; `envelope::MAX_FIELDS` is the same number.
+local MAX_FIELDS = 128
+
+-- The envelope's own field names: what a dead-letter keeps of an entry with
+-- too many fields.
+local ENVELOPE = { v = true, id = true, name = true, payload = true, attempt = true,
+  max_attempts = true, enqueued_at = true, trace = true, unique = true }
+
+-- Why a flat field list cannot be copied with XADD, or nil when it can.
+local function bad_fields(fields)
+  if #fields > MAX_FIELDS then
+    return 'entry has ' .. math.floor(#fields / 2) .. ' fields (at most ' ..
+      (MAX_FIELDS / 2) .. ' allowed)'
+  end
+  if #fields % 2 ~= 0 then return 'entry has an odd field list' end
+  return nil
+end
+
 -- Copy a flat field list {k1, v1, k2, v2, ...}, leaving out the names in `drop`.
 local function copy_fields(fields, drop)
   local out = {}
@@ -21,6 +42,30 @@ local function copy_fields(fields, drop)
     end
   end
   return out
+end
+
+-- A stored envelope (JSON array of flat fields) as a field list ready for
+-- `xadd`, or nil and why not.
+local function stored_fields(env)
+  local ok, f = pcall(cjson.decode, env)
+  if not ok or type(f) ~= 'table' then return nil, 'not a JSON array' end
+  local bad = bad_fields(f)
+  if bad then return nil, bad end
+  for i = 1, #f do
+    if type(f[i]) ~= 'string' then return nil, 'not a flat list of strings' end
+  end
+  return f, nil
+end
+
+-- XADD a flat field list to `key` (after optional leading arguments such
+-- as MAXLEN). Callers check `bad_fields` first, so the list `unpack` sees
+-- is bounded.
+local function xadd(key, pre, fields)
+  local args = { 'XADD', key }
+  for i = 1, #pre do args[#args + 1] = pre[i] end
+  args[#args + 1] = '*'
+  for i = 1, #fields do args[#args + 1] = fields[i] end
+  return redis.call(unpack(args))
 end
 
 -- The value of field `name` in a flat field list, or nil.
@@ -41,17 +86,49 @@ end
 -- original entry id, then trim by count and by age (0 disables either).
 -- Trimming is exact (not `~`): dead-letters are rare, and a retention of
 -- 10 entries should mean 10.
+-- An entry with too many fields keeps only the envelope's own fields (the
+-- error says how many it had).
 local function bury(dead, fields, err, entry, now, maxlen, maxage)
-  local f = copy_fields(fields, { error = true, dead_at = true, entry = true })
+  local f
+  if #fields > MAX_FIELDS or #fields % 2 ~= 0 then
+    f = {}
+    for i = 1, #fields - 1, 2 do
+      if ENVELOPE[fields[i]] and #f < 2 * 16 then
+        f[#f + 1] = fields[i]; f[#f + 1] = fields[i + 1]
+      end
+    end
+  else
+    f = copy_fields(fields, { error = true, dead_at = true, entry = true })
+  end
   f[#f + 1] = 'error';   f[#f + 1] = err
   f[#f + 1] = 'dead_at'; f[#f + 1] = int(now)
   f[#f + 1] = 'entry';   f[#f + 1] = entry
   if tonumber(maxlen) > 0 then
-    redis.call('XADD', dead, 'MAXLEN', maxlen, '*', unpack(f))
+    xadd(dead, { 'MAXLEN', maxlen }, f)
   else
-    redis.call('XADD', dead, '*', unpack(f))
+    xadd(dead, {}, f)
   end
   if tonumber(maxage) > 0 then
     redis.call('XTRIM', dead, 'MINID', int(now - tonumber(maxage)))
   end
+end
+
+-- Move one delayed job (member `id`) to the ready stream: its stored
+-- envelope is re-added, or dead-lettered with the reason when it cannot be
+-- (not JSON, not a flat list of strings, too many fields); then it leaves
+-- the jobs hash. Returns 1 when moved, 0 when dead-lettered, -1 when it had
+-- no envelope. The caller removes `id` from the delayed set.
+local function promote_one(jobs, stream, dead, id, now, maxlen, maxage)
+  local env = redis.call('HGET', jobs, id)
+  if not env then return -1 end
+  local f, why = stored_fields(env)
+  if f then
+    xadd(stream, {}, f)
+  else
+    bury(dead, { 'id', id, 'envelope', string.sub(env, 1, 4096) },
+      'stored envelope cannot be promoted: ' .. why, '', now, maxlen, maxage)
+  end
+  redis.call('HDEL', jobs, id)
+  if f then return 1 end
+  return 0
 end

@@ -9,7 +9,9 @@ local pending = redis.call('XPENDING', stream, group, 'IDLE', ARGV[3], '-', '+',
 local claim, buried = {}, 0
 for _, p in ipairs(pending) do
   local id, deliveries = p[1], tonumber(p[4])
-  if deliveries >= tonumber(ARGV[5]) then
+  if p[2] == ARGV[2] then
+    -- ours: see above
+  elseif deliveries >= tonumber(ARGV[5]) then
     local e = redis.call('XRANGE', stream, id, id)
     if #e == 1 then
       local err = 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries ' ..

@@ -3,7 +3,8 @@
 -- consumer is given) held by that consumer: re-add a copy of it to the ready
 -- stream, then acknowledge and delete the old one. An entry whose lease a
 -- live worker renewed meanwhile is left alone. The attempt number is
--- unchanged: the job did not fail.
+-- unchanged: the job did not fail. An entry with too many fields to re-add
+-- is left alone (skipped): the worker that runs it dead-letters it.
 -- KEYS[1] stream
 -- ARGV[1] group, ARGV[2] min idle ms, ARGV[3] consumer or '', ARGV[4..] entry ids
 -- Returns {requeued, dropped (pending but its entry deleted), skipped}.
@@ -12,12 +13,13 @@ local requeued, dropped, skipped = 0, 0, 0
 for i = 4, #ARGV do
   local id = ARGV[i]
   local p = redis.call('XPENDING', stream, group, 'IDLE', ARGV[2], id, id, 1)
-  if #p == 1 and (ARGV[3] == '' or p[1][2] == ARGV[3]) then
-    local e = redis.call('XRANGE', stream, id, id)
+  local e = (#p == 1 and (ARGV[3] == '' or p[1][2] == ARGV[3]))
+    and redis.call('XRANGE', stream, id, id)
+  if e and not (#e == 1 and bad_fields(e[1][2])) then
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)
     if #e == 1 then
-      redis.call('XADD', stream, '*', unpack(e[1][2]))
+      xadd(stream, {}, e[1][2])
       requeued = requeued + 1
     else
       dropped = dropped + 1

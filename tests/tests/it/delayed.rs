@@ -107,7 +107,7 @@ async fn concurrent_promoters_never_duplicate_or_drop() {
             let mut moved = 0;
             loop {
                 let p = queue
-                    .promote(&mut c, 50)
+                    .promote(&mut c, 50, Default::default())
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 moved += p.moved;

@@ -227,7 +227,14 @@ async fn undecodable_entries_are_dead_lettered_and_the_worker_goes_on() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = spawn(probe_worker(&url, tx));
+    // A zero window: unknown names and newer versions are dead-lettered at
+    // once, as before deferral existed (routine.rs tests the deferral).
+    let mut cfg = fast_config(&url);
+    cfg.unknown_job_window = Duration::ZERO;
+    let worker = spawn(
+        millrace_worker::Worker::builder(cfg)
+            .register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
+    );
     let client = Client::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -343,7 +350,7 @@ async fn the_dead_letter_stream_is_bounded_by_count_and_age() {
                         retention,
                     )
                     .await;
-                assert_eq!(r.ok(), Some(millrace_core::Fenced::Done));
+                assert_eq!(r.ok(), Some(millrace_core::FailOutcome::Dead));
             }
         }
     };

@@ -9,3 +9,4 @@ mod metrics;
 mod processes;
 mod producer;
 mod reliability;
+mod routine;

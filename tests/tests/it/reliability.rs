@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use millrace::Client;
-use millrace_core::{Envelope, Failure, Fenced, JobId, Queue, ReadFrom};
+use millrace_core::{Envelope, FailOutcome, Failure, JobId, Queue, ReadFrom};
 use millrace_jobs::{Crash, Noop, Sleep};
 use millrace_tests::{Persistence, RedisServer};
 
@@ -235,7 +235,7 @@ async fn a_stale_owner_cannot_retry_dead_letter_or_renew() {
     let r = queue
         .fail(&mut c, "old", &entry, retry, "late", Default::default())
         .await;
-    assert_eq!(r.ok(), Some(Fenced::LeaseLost), "stale retry refused");
+    assert_eq!(r.ok(), Some(FailOutcome::LeaseLost), "stale retry refused");
     let r = queue
         .fail(
             &mut c,
@@ -246,7 +246,11 @@ async fn a_stale_owner_cannot_retry_dead_letter_or_renew() {
             Default::default(),
         )
         .await;
-    assert_eq!(r.ok(), Some(Fenced::LeaseLost), "stale dead-letter refused");
+    assert_eq!(
+        r.ok(),
+        Some(FailOutcome::LeaseLost),
+        "stale dead-letter refused"
+    );
     let lost = queue
         .renew(&mut c, "old", std::slice::from_ref(&entry))
         .await;
@@ -256,7 +260,12 @@ async fn a_stale_owner_cannot_retry_dead_letter_or_renew() {
         "stale renewal reports the lease lost"
     );
     let released = queue
-        .release(&mut c, "old", std::slice::from_ref(&entry))
+        .release(
+            &mut c,
+            "old",
+            std::slice::from_ref(&entry),
+            Default::default(),
+        )
         .await;
     assert_eq!(released.ok(), Some(0), "stale hand-back refused");
     assert_eq!(
@@ -271,7 +280,7 @@ async fn a_stale_owner_cannot_retry_dead_letter_or_renew() {
     let r = queue
         .fail(&mut c, "new", &entry, retry, "owner", Default::default())
         .await;
-    assert_eq!(r.ok(), Some(Fenced::Done), "the owner can");
+    assert_eq!(r.ok(), Some(FailOutcome::Retried), "the owner can");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,6 +463,9 @@ async fn a_second_signal_exits_at_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
     wait_pending(&mut c, 1).await;
+    // Delivered is not yet started (an entry read after the signal is
+    // handed back at once): give the worker a moment to start the job.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     sigterm(&w);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
