@@ -487,3 +487,52 @@ async fn the_producers_trace_id_is_on_the_workers_job_span() {
     let plain = of(untraced.as_str());
     assert!(!plain.contains_key("trace_id"), "{plain:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferrals_and_fetch_progress_are_exported() {
+    let redis = redis();
+    let url = redis.url();
+    let port = millrace_tests::free_tcp_port().unwrap_or_else(|e| panic!("{e}"));
+    let _worker = Killed(start_worker(&url, port, &[]));
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A job no handler of this worker knows: deferred, not dead-lettered.
+    let mut c = conn(&url).await;
+    let unknown = millrace_core::Envelope::new(
+        millrace_core::JobId::new().0,
+        "from_a_newer_producer",
+        "{}".into(),
+    );
+    millrace_core::Queue::new("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .enqueue(&mut c, &[unknown])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = tokio::task::spawn_blocking(move || {
+        scrape_until(port, "a deferral and the fetch progress gauge", |t| {
+            value(t, "millrace_jobs_deferred_total", &[("queue", "default")]) == Some(1.0)
+                && value(
+                    t,
+                    "millrace_fetch_last_progress_timestamp_seconds",
+                    &[("queue", "default")],
+                )
+                .is_some()
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v = |name: &str| value(&text, name, &[("queue", "default")]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let progress = v("millrace_fetch_last_progress_timestamp_seconds").unwrap_or(0.0);
+    assert!(
+        (now - progress).abs() < 10.0,
+        "progress {progress}, now {now}"
+    );
+    assert_eq!(v("millrace_fetch_stalls_total"), Some(0.0), "{text}");
+    assert_eq!(v("millrace_queue_dead"), Some(0.0), "dead-lettered at once");
+    assert!(text.contains("# TYPE millrace_jobs_deferred_total counter"));
+}
