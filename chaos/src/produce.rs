@@ -1,0 +1,81 @@
+//! The producer: our own job ids, so a batch retried after a Redis error
+//! can only duplicate a job, never lose or invent one. It enqueues either
+//! everything at once, or at a steady rate for the whole fault phase (so
+//! enqueues land while workers shut down, reconnect or die).
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::{Envelope, Queue};
+
+/// Largest batch in one enqueue call.
+const BATCH: usize = 500;
+/// How often the steady producer enqueues what is due.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Enqueues every job of `ids`: all at once when `rate` is 0, else `rate`
+/// jobs a second in a batch every 5 ms (catching up after a stall, e.g. a
+/// Redis restart). Each batch is retried until Redis takes it. Returns,
+/// per job in `ids` order, when its successful enqueue call started.
+pub async fn produce(
+    mut conn: ConnectionManager,
+    queue: Queue,
+    ids: Vec<String>,
+    job_ms: u64,
+    rate: u64,
+) -> anyhow::Result<Vec<Instant>> {
+    let payload = serde_json::to_string(&millrace_jobs::Sleep { ms: job_ms })?;
+    let started = Instant::now();
+    let mut times = Vec::with_capacity(ids.len());
+    while times.len() < ids.len() {
+        let due = if rate == 0 {
+            ids.len()
+        } else {
+            let d = started.elapsed().as_secs_f64() * rate as f64;
+            (d as usize).clamp(1, ids.len())
+        };
+        while times.len() < due {
+            let end = due.min(times.len() + BATCH);
+            let at = enqueue_batch(&mut conn, &queue, &ids[times.len()..end], &payload).await?;
+            times.resize(end, at);
+        }
+        if times.len() < ids.len() {
+            tokio::time::sleep(TICK).await;
+        }
+    }
+    Ok(times)
+}
+
+/// Enqueues one batch, retrying for up to 30 s; returns when the call that
+/// succeeded started.
+async fn enqueue_batch(
+    conn: &mut ConnectionManager,
+    queue: &Queue,
+    ids: &[String],
+    payload: &str,
+) -> anyhow::Result<Instant> {
+    let envs: Vec<Envelope> = ids
+        .iter()
+        .map(|id| {
+            let mut e = Envelope::new(id.clone(), "sleep", payload.to_owned());
+            e.max_attempts = Some(5);
+            e.enqueued_at = Some(millrace_core::queue::unix_ms(std::time::SystemTime::now()));
+            e
+        })
+        .collect();
+    let mut tries = 0;
+    loop {
+        let at = Instant::now();
+        match queue.enqueue(conn, &envs).await {
+            Ok(_) => return Ok(at),
+            Err(e) => {
+                tries += 1;
+                if tries > 300 {
+                    bail!("enqueue kept failing: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
