@@ -124,6 +124,21 @@ async fn read(conn: &mut ConnectionManager, queue: &Queue) -> redis::RedisResult
 /// its job.
 type Scanned = (String, Option<String>, Option<String>);
 
+/// The highest delivery count among the first 1,000 pending entries: a
+/// job that never failed is delivered once, twice after its worker was
+/// killed; reclaim dead-letters it at the workers' max deliveries (5).
+pub async fn max_deliveries(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<u64> {
+    let pel: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(&queue.keys().stream)
+        .arg(queue.group())
+        .arg("-")
+        .arg("+")
+        .arg(1000)
+        .query_async(conn)
+        .await?;
+    Ok(pel.iter().map(|p| p.3).max().unwrap_or(0))
+}
+
 /// Every entry of a stream.
 async fn scan(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult<Vec<Scanned>> {
     let mut out = Vec::new();

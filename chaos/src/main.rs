@@ -115,6 +115,8 @@ const QUEUE: &str = "chaos";
 const DEFAULT_RATE: u64 = 2000;
 /// How often the main loop looks at the records and the faults.
 const TICK: Duration = Duration::from_millis(20);
+/// How often the delivery counts of pending entries are sampled.
+const DELIVERIES_EVERY: Duration = Duration::from_millis(250);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -213,6 +215,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut accounted = 0;
     let mut last_progress = Instant::now();
     let mut faults_ended: Option<Instant> = None;
+    let mut deliveries_max = 0;
+    let mut next_deliveries = started;
     loop {
         records.poll()?;
         let done = records.distinct_in(&want);
@@ -220,6 +224,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if done + dead != accounted {
             accounted = done + dead;
             last_progress = Instant::now();
+        }
+        if Instant::now() >= next_deliveries {
+            next_deliveries = Instant::now() + DELIVERIES_EVERY;
+            let n = audit::max_deliveries(&mut conn, &queue).await.unwrap_or(0);
+            deliveries_max = deliveries_max.max(n);
         }
         if !restarted_redis && done * 2 >= args.jobs {
             restarted_redis = true;
@@ -324,6 +333,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         redis_restarts: u8::from(args.restart_redis),
         deploy: deployer.as_ref(),
         net_drops,
+        deliveries_max,
         elapsed,
     }))
 }

@@ -31,6 +31,8 @@ pub struct Outcome<'a> {
     pub deploy: Option<&'a Deployer>,
     /// Connections killed, when `--net-drops`.
     pub net_drops: Option<usize>,
+    /// The highest delivery count a pending entry was seen with (sampled).
+    pub deliveries_max: u64,
     /// How long the run took (start of the fault phase to the end).
     pub elapsed: Duration,
 }
@@ -142,6 +144,7 @@ pub fn print(o: &Outcome) -> bool {
         println!("net_drops: {n}");
     }
     println!("redis_restarts: {}", o.redis_restarts);
+    println!("deliveries_max: {}", o.deliveries_max);
     println!(
         "recovery_median_ms: {}",
         percentile(&recovery, 50).as_millis()

@@ -227,6 +227,11 @@ async fn pending_jobs_of_pid(
         return Ok(Vec::new());
     };
     let entries = queue.pending_of(conn, &name, 100_000).await?;
+    if entries.is_empty() {
+        // An empty pipeline's reply does not parse: a worker killed with
+        // nothing pending made every lookup fail, and the run stalled 5 s.
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for e in &entries {
         pipe.cmd("XRANGE").arg(stream).arg(e).arg(e);
