@@ -101,7 +101,7 @@ struct Args {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     grace: Duration,
     /// After the faults stop, how long to wait for the last jobs before
-    /// reporting; defaults to twice the lease.
+    /// reporting; defaults to twice the lease plus the job's time.
     #[arg(long, value_parser = humantime::parse_duration)]
     settle: Option<Duration>,
     /// Give up after this long.
@@ -113,6 +113,8 @@ const QUEUE: &str = "chaos";
 /// The producer's rate with --deploys or --net-drops when --rate is not
 /// given: below what 4 workers of 32 slots do with 50 ms jobs (~2,500/s).
 const DEFAULT_RATE: u64 = 2000;
+/// The workers' reclaim interval.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 /// How often the main loop looks at the records and the faults.
 const TICK: Duration = Duration::from_millis(20);
 /// How often the delivery counts of pending entries are sampled.
@@ -138,7 +140,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         0
     });
-    let settle = args.settle.unwrap_or(args.lease * 2);
+    let job = Duration::from_millis(args.job_ms);
+    let stall = args.lease + RECLAIM_EVERY + job;
+    let settle = args.settle.unwrap_or(args.lease * 2 + job);
     let persistence = if args.fsync == "always" {
         Persistence::AofAlways
     } else {
@@ -176,7 +180,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "--lease".to_owned(),
         humantime::format_duration(args.lease).to_string(),
         "--reclaim-every".to_owned(),
-        "1s".to_owned(),
+        humantime::format_duration(RECLAIM_EVERY).to_string(),
         "--block".to_owned(),
         "1s".to_owned(),
         "--concurrency".to_owned(),
@@ -273,12 +277,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         // The faults last while jobs are enqueued, and after that while
         // jobs still finish; they stop when every job is accounted for or
-        // nothing finished for a lease.
+        // nothing finished for longer than a killed worker's jobs take to
+        // come back (lease + reclaim tick + the job itself).
         let producing = !producer.is_finished();
-        if faults_on
-            && !producing
-            && (accounted >= args.jobs || last_progress.elapsed() >= args.lease)
-        {
+        if faults_on && !producing && (accounted >= args.jobs || last_progress.elapsed() >= stall) {
             faults_ended = Some(Instant::now());
             if let Some(n) = &net {
                 n.halt();

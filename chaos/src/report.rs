@@ -2,7 +2,7 @@
 //! of explanation and then `name: value` pairs, the last of which is
 //! `result: ok` or `result: FAILED`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::audit::Audit;
@@ -114,7 +114,7 @@ pub fn print(o: &Outcome) -> bool {
     }
     if !a.dead_errors.is_empty() {
         println!();
-        for (error, n) in &a.dead_errors {
+        for (error, n) in dead_reasons(&a.dead_errors).iter().take(5) {
             println!("dead-lettered {n}× with error: {error}");
         }
     }
@@ -164,6 +164,26 @@ pub fn print(o: &Outcome) -> bool {
     ok
 }
 
+/// Dead-letter errors with every number replaced by `N` ("delivered N
+/// times ..."), most frequent first.
+fn dead_reasons(errors: &HashMap<String, usize>) -> Vec<(String, usize)> {
+    let mut by_reason: HashMap<String, usize> = HashMap::new();
+    for (error, n) in errors {
+        let mut reason = String::with_capacity(error.len());
+        for c in error.chars() {
+            if !c.is_ascii_digit() {
+                reason.push(c);
+            } else if !reason.ends_with('N') {
+                reason.push('N');
+            }
+        }
+        *by_reason.entry(reason).or_default() += n;
+    }
+    let mut v: Vec<(String, usize)> = by_reason.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
 /// The `p`th percentile of sorted durations (0 when there are none).
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
@@ -183,5 +203,21 @@ mod tests {
         assert_eq!(percentile(&d, 50), Duration::from_millis(50));
         assert_eq!(percentile(&d, 100), Duration::from_millis(100));
         assert_eq!(percentile(&[], 99), Duration::ZERO);
+    }
+
+    #[test]
+    fn dead_reasons_group_errors_that_differ_in_numbers() {
+        let errors = HashMap::from([
+            ("delivered 5 times (max 5)".to_owned(), 3),
+            ("delivered 12 times (max 5)".to_owned(), 2),
+            ("boom".to_owned(), 4),
+        ]);
+        assert_eq!(
+            dead_reasons(&errors),
+            vec![
+                ("delivered N times (max N)".to_owned(), 5),
+                ("boom".to_owned(), 4)
+            ]
+        );
     }
 }
