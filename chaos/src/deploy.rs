@@ -98,8 +98,17 @@ impl Deployer {
             Phase::Waiting { until } => {
                 if go_on && Instant::now() >= until {
                     let slot = self.next_slot % workers.len();
-                    self.next_slot = slot + 1;
                     let pid = workers.pid(slot);
+                    // As a rollout waits for readiness: a worker restarted
+                    // by a SIGKILL a moment ago may not handle SIGTERM yet
+                    // (it would die of it, exit status "signal 15").
+                    if !workers::heartbeating(conn, queue, pid)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        return Ok(None);
+                    }
+                    self.next_slot = slot + 1;
                     workers.sigterm(slot)?;
                     self.phase = Phase::Stopping {
                         slot,
