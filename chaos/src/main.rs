@@ -61,7 +61,7 @@ struct Args {
     #[arg(long)]
     deploys: bool,
     /// Pause between two worker restarts of a rolling deploy.
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     deploy_pause: Duration,
     /// Kill a random worker Redis connection (`CLIENT KILL ID`) every
     /// `--net-drop-every` or so, while the faults last.
@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     net_drop_every: Duration,
     /// Jobs enqueued per second, in a batch every 5 ms; 0 enqueues them all
-    /// at once. Defaults to 2000 with --deploys or --net-drops (so enqueues
+    /// at once. Defaults to 1000 with --deploys or --net-drops (so enqueues
     /// land during the faults), else 0.
     #[arg(long)]
     rate: Option<u64>,
@@ -86,10 +86,13 @@ struct Args {
     /// AOF fsync policy: everysec or always.
     #[arg(long, default_value = "everysec", value_parser = ["everysec", "always"])]
     fsync: String,
-    /// Each job sleeps this long, so kills land mid-job (with 4 workers of
-    /// 32 slots, 50 ms caps the run near 2,500 jobs/s).
-    #[arg(long, default_value_t = 50)]
-    job_ms: u64,
+    /// Each job sleeps this long. Defaults to 50 when jobs are enqueued up
+    /// front, so kills land mid-job (with 4 workers of 32 slots, 50 ms caps
+    /// the run near 2,500 jobs/s), and to 5 with a steady producer, so the
+    /// workers are partly idle between jobs as in production: a graceful
+    /// shutdown races with enqueues only then.
+    #[arg(long)]
+    job_ms: Option<u64>,
     /// Worker lease.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     lease: Duration,
@@ -111,8 +114,8 @@ struct Args {
 
 const QUEUE: &str = "chaos";
 /// The producer's rate with --deploys or --net-drops when --rate is not
-/// given: below what 4 workers of 32 slots do with 50 ms jobs (~2,500/s).
-const DEFAULT_RATE: u64 = 2000;
+/// given: 5 ms jobs keep 4 workers of 32 slots about 4 % busy.
+const DEFAULT_RATE: u64 = 1000;
 /// The workers' reclaim interval.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 /// How often the main loop looks at the records and the faults.
@@ -140,7 +143,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         0
     });
-    let job = Duration::from_millis(args.job_ms);
+    let job_ms = args.job_ms.unwrap_or(if rate == 0 { 50 } else { 5 });
+    let job = Duration::from_millis(job_ms);
     let stall = args.lease + RECLAIM_EVERY + job;
     let settle = args.settle.unwrap_or(args.lease * 2 + job);
     let persistence = if args.fsync == "always" {
@@ -152,7 +156,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let url = redis.url();
     let dir = tempfile_dir()?;
     println!(
-        "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs {}, {} workers (logs in {})",
+        "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
         args.fsync,
         args.jobs,
         if rate == 0 {
@@ -196,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         conn.clone(),
         queue.clone(),
         ids.clone(),
-        args.job_ms,
+        job_ms,
         rate,
     ));
     let mut net = if args.net_drops {
@@ -328,7 +332,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(report::print(&report::Outcome {
         ids: &ids,
         enqueued_at: &enqueued_at,
-        job_ms: args.job_ms,
+        job_ms,
         records: &records,
         audit: &audit,
         kills: &kills,
