@@ -90,7 +90,9 @@ pub fn print(o: &Outcome) -> bool {
     println!();
     println!("Duplicates are jobs that finished on a worker killed before its ack was");
     println!("written, and ran again elsewhere: at most what the killed workers had in");
-    println!("flight (pending) at each kill, summed in duplicate_bound.");
+    println!("flight (pending) at each kill, summed in duplicate_bound. A worker that");
+    println!("shuts down while Redis restarts gives up its unwritten acks after 3 tries:");
+    println!("those jobs run again too, beyond the bound.");
     println!("Stranded jobs never ran but are still in Redis; lost jobs never ran and");
     println!("are nowhere. The chaos job never fails, so every dead-lettered job is a");
     println!("false dead letter. Pickup is enqueue to first finish, minus the job's");
