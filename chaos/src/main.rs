@@ -323,18 +323,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Some(n) => Some(n.stop().await),
         None => None,
     };
-    let enqueued_at = if producer.is_finished() {
+    let produced = if producer.is_finished() {
         producer.await??
     } else {
         producer.abort();
-        Vec::new()
+        produce::Produced {
+            enqueued_at: Vec::new(),
+            resent: 0,
+        }
     };
     workers.stop_all();
     records.poll()?;
     let audit = audit::audit(&mut conn, &queue).await?;
     Ok(report::print(&report::Outcome {
         ids: &ids,
-        enqueued_at: &enqueued_at,
+        enqueued_at: &produced.enqueued_at,
+        resent: produced.resent,
         job_ms,
         records: &records,
         audit: &audit,

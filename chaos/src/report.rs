@@ -17,6 +17,8 @@ pub struct Outcome<'a> {
     /// When each job of `ids` was enqueued (shorter than `ids` when the
     /// producer did not finish).
     pub enqueued_at: &'a [Instant],
+    /// Jobs the producer sent twice (a batch retried after an error).
+    pub resent: usize,
     /// How long each job sleeps.
     pub job_ms: u64,
     /// The workers' run records.
@@ -56,7 +58,7 @@ pub fn print(o: &Outcome) -> bool {
         .count();
     let false_dead_letters = a.dead.len();
     let duplicated = records.duplicated_in(&want);
-    let bound: usize = o.kills.iter().map(|k| k.in_flight.len()).sum();
+    let bound = o.kills.iter().map(|k| k.in_flight.len()).sum::<usize>() + o.resent;
     let mut recovery: Vec<Duration> = o
         .kills
         .iter()
@@ -89,10 +91,11 @@ pub fn print(o: &Outcome) -> bool {
 
     println!();
     println!("Duplicates are jobs that finished on a worker killed before its ack was");
-    println!("written, and ran again elsewhere: at most what the killed workers had in");
-    println!("flight (pending) at each kill, summed in duplicate_bound. A worker that");
-    println!("shuts down while Redis restarts gives up its unwritten acks after 3 tries:");
-    println!("those jobs run again too, beyond the bound.");
+    println!("written, and ran again elsewhere, or that the producer sent twice (a batch");
+    println!("retried after an error, e.g. during the Redis restart): at most what the");
+    println!("killed workers had in flight at each kill plus the jobs resent, summed in");
+    println!("duplicate_bound. A worker that shuts down while Redis restarts gives up its");
+    println!("unwritten acks after 3 tries: those jobs run again too, beyond the bound.");
     println!("Stranded jobs never ran but are still in Redis; lost jobs never ran and");
     println!("are nowhere. The chaos job never fails, so every dead-lettered job is a");
     println!("false dead letter. Pickup is enqueue to first finish, minus the job's");
