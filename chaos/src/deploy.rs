@@ -18,6 +18,10 @@ use crate::workers::{self, Workers};
 const EXIT_MARGIN: Duration = Duration::from_secs(5);
 /// How long a replacement may take to write its first heartbeat.
 const START_LIMIT: Duration = Duration::from_secs(15);
+/// A worker SIGTERMed this soon after a Redis restart (or during one) may
+/// fail to hand back its entries (Redis was down): those it leaves
+/// pending are not held against it.
+const REDIS_EXCUSE: Duration = Duration::from_secs(2);
 
 /// Where the rolling deploy stands.
 enum Phase {
@@ -54,8 +58,11 @@ pub struct Deployer {
     /// The slowest exit after a SIGTERM.
     pub slowest_exit: Duration,
     /// Entries still pending, after the exit, for the consumers of workers
-    /// that exited: nobody runs them until their lease expires.
+    /// that exited: nobody runs them until their lease expires. Not counted
+    /// when the worker stopped during or just after a Redis restart.
     pub left_pending: u64,
+    /// When Redis last came back from a restart.
+    redis_back: Option<Instant>,
 }
 
 impl Deployer {
@@ -73,7 +80,14 @@ impl Deployer {
             failures: Vec::new(),
             slowest_exit: Duration::ZERO,
             left_pending: 0,
+            redis_back: None,
         }
+    }
+
+    /// Notes that Redis was just restarted (a worker stopping meanwhile
+    /// may not hand back its entries).
+    pub fn redis_restarted(&mut self) {
+        self.redis_back = Some(Instant::now());
     }
 
     /// The slot being stopped or replaced, which a SIGKILL must spare.
@@ -147,7 +161,10 @@ impl Deployer {
                     Ok(Some((_, pending))) => pending,
                     _ => 0,
                 };
-                self.left_pending += left;
+                let excused = self.redis_back.is_some_and(|t| t + REDIS_EXCUSE >= since);
+                if !excused {
+                    self.left_pending += left;
+                }
                 let new_pid = workers.respawn(slot)?;
                 self.phase = Phase::Starting {
                     slot,

@@ -250,6 +250,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             } else {
                 redis.restart_graceful()?;
             }
+            if let Some(d) = &mut deployer {
+                d.redis_restarted();
+            }
             let how = if args.redis_kill {
                 "SIGKILL"
             } else {

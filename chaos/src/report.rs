@@ -78,6 +78,7 @@ pub fn print(o: &Outcome) -> bool {
     pickup.sort();
     let unexpected = records.unexpected(&want);
     let deploy_failures = o.deploy.map_or(0, |d| d.failures.len());
+    let left_pending = o.deploy.map_or(0, |d| d.left_pending);
     let produced = o.enqueued_at.len();
     let ok = lost == 0
         && stranded.is_empty()
@@ -87,7 +88,8 @@ pub fn print(o: &Outcome) -> bool {
         && a.pending_entries == 0
         && a.delayed.is_empty()
         && unexpected == 0
-        && deploy_failures == 0;
+        && deploy_failures == 0
+        && left_pending == 0;
 
     println!();
     println!("Duplicates are jobs that finished on a worker killed before its ack was");
@@ -100,6 +102,14 @@ pub fn print(o: &Outcome) -> bool {
     println!("are nowhere. The chaos job never fails, so every dead-lettered job is a");
     println!("false dead letter. Pickup is enqueue to first finish, minus the job's");
     println!("own time (to ~20 ms): a SIGKILLed worker's jobs wait out its lease.");
+    println!("deliveries_max is the highest delivery count seen on a pending entry");
+    println!("(sampled): a job is delivered once, again after a SIGKILL; the workers");
+    println!("dead-letter an expired entry at 5.");
+    if o.deploy.is_some() {
+        println!("A worker SIGTERMed by a deploy must exit 0 within its grace, having");
+        println!("handed back its jobs: entries still pending for its consumer after the");
+        println!("exit (deploy_left_pending) wait out a lease, and fail the run.");
+    }
     if !stranded.is_empty() {
         let count = |set: &HashSet<String>| stranded.iter().filter(|id| set.contains(**id)).count();
         println!();
@@ -143,7 +153,7 @@ pub fn print(o: &Outcome) -> bool {
         println!("deploys: {}", d.restarts);
         println!("deploy_bad_exits: {deploy_failures}");
         println!("deploy_exit_max_ms: {}", d.slowest_exit.as_millis());
-        println!("deploy_left_pending: {}", d.left_pending);
+        println!("deploy_left_pending: {left_pending}");
     }
     if let Some(n) = o.net_drops {
         println!("net_drops: {n}");
