@@ -124,11 +124,46 @@ async fn read(conn: &mut ConnectionManager, queue: &Queue) -> redis::RedisResult
 /// its job.
 type Scanned = (String, Option<String>, Option<String>);
 
-/// The highest delivery count among the first 1,000 pending entries: a
-/// job that never failed is delivered once, twice after its worker was
-/// killed; reclaim dead-letters it at the workers' max deliveries (5).
-pub async fn max_deliveries(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<u64> {
-    let pel: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+/// A look at the pending list while the run goes on.
+#[derive(Default, Clone, Copy)]
+pub struct PendingSample {
+    /// The highest delivery count among the first 1,000 pending entries: a
+    /// job that never failed is delivered once, again after its worker was
+    /// killed; reclaim dead-letters an expired entry at the workers' max
+    /// deliveries (5).
+    pub deliveries: u64,
+    /// The most entries pending for one consumer. A worker runs at most
+    /// `--concurrency` jobs; more pending means entries delivered to it
+    /// that it does not know it has.
+    pub per_consumer: u64,
+}
+
+impl PendingSample {
+    /// The larger of each figure.
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            deliveries: self.deliveries.max(other.deliveries),
+            per_consumer: self.per_consumer.max(other.per_consumer),
+        }
+    }
+}
+
+/// Samples the pending list (one round trip).
+pub async fn sample_pending(
+    conn: &mut ConnectionManager,
+    queue: &Queue,
+) -> anyhow::Result<PendingSample> {
+    type Summary = (
+        u64,
+        Option<String>,
+        Option<String>,
+        Option<Vec<(String, u64)>>,
+    );
+    let (summary, pel): (Summary, Vec<(String, String, u64, u64)>) = redis::pipe()
+        .cmd("XPENDING")
+        .arg(&queue.keys().stream)
+        .arg(queue.group())
+        .cmd("XPENDING")
         .arg(&queue.keys().stream)
         .arg(queue.group())
         .arg("-")
@@ -136,7 +171,16 @@ pub async fn max_deliveries(conn: &mut ConnectionManager, queue: &Queue) -> anyh
         .arg(1000)
         .query_async(conn)
         .await?;
-    Ok(pel.iter().map(|p| p.3).max().unwrap_or(0))
+    Ok(PendingSample {
+        deliveries: pel.iter().map(|p| p.3).max().unwrap_or(0),
+        per_consumer: summary
+            .3
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.1)
+            .max()
+            .unwrap_or(0),
+    })
 }
 
 /// Every entry of a stream.

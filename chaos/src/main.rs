@@ -123,7 +123,8 @@ const DEFAULT_RATE: u64 = 1000;
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 /// How often the main loop looks at the records and the faults.
 const TICK: Duration = Duration::from_millis(20);
-/// How often the delivery counts of pending entries are sampled.
+/// How often the pending list is sampled (delivery counts, entries per
+/// consumer).
 const DELIVERIES_EVERY: Duration = Duration::from_millis(250);
 
 #[tokio::main]
@@ -226,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut accounted = 0;
     let mut last_progress = Instant::now();
     let mut faults_ended: Option<Instant> = None;
-    let mut deliveries_max = 0;
+    let mut pending = audit::PendingSample::default();
     let mut next_deliveries = started;
     loop {
         records.poll()?;
@@ -238,8 +239,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         if Instant::now() >= next_deliveries {
             next_deliveries = Instant::now() + DELIVERIES_EVERY;
-            let n = audit::max_deliveries(&mut conn, &queue).await.unwrap_or(0);
-            deliveries_max = deliveries_max.max(n);
+            if let Ok(p) = audit::sample_pending(&mut conn, &queue).await {
+                pending = pending.max(p);
+            }
         }
         if !restarted_redis && done * 2 >= args.jobs {
             restarted_redis = true;
@@ -349,7 +351,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         redis_restarts: u8::from(args.restart_redis),
         deploy: deployer.as_ref(),
         net_drops,
-        deliveries_max,
+        pending,
         elapsed,
     }))
 }

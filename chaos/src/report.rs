@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::audit::Audit;
+use crate::audit::{Audit, PendingSample};
 use crate::deploy::Deployer;
 use crate::record::Records;
 use crate::workers::Kill;
@@ -33,8 +33,8 @@ pub struct Outcome<'a> {
     pub deploy: Option<&'a Deployer>,
     /// Connections killed, when `--net-drops`.
     pub net_drops: Option<usize>,
-    /// The highest delivery count a pending entry was seen with (sampled).
-    pub deliveries_max: u64,
+    /// The pending list's worst figures, sampled during the run.
+    pub pending: PendingSample,
     /// How long the run took (start of the fault phase to the end).
     pub elapsed: Duration,
 }
@@ -104,7 +104,8 @@ pub fn print(o: &Outcome) -> bool {
     println!("own time (to ~20 ms): a SIGKILLed worker's jobs wait out its lease.");
     println!("deliveries_max is the highest delivery count seen on a pending entry");
     println!("(sampled): a job is delivered once, again after a SIGKILL; the workers");
-    println!("dead-letter an expired entry at 5.");
+    println!("dead-letter an expired entry at 5. consumer_pending_max is the most");
+    println!("entries seen pending for one consumer, which runs at most --concurrency.");
     if o.deploy.is_some() {
         println!("A worker SIGTERMed by a deploy must exit 0 within its grace, having");
         println!("handed back its jobs: entries still pending for its consumer after the");
@@ -159,7 +160,8 @@ pub fn print(o: &Outcome) -> bool {
         println!("net_drops: {n}");
     }
     println!("redis_restarts: {}", o.redis_restarts);
-    println!("deliveries_max: {}", o.deliveries_max);
+    println!("deliveries_max: {}", o.pending.deliveries);
+    println!("consumer_pending_max: {}", o.pending.per_consumer);
     println!(
         "recovery_median_ms: {}",
         percentile(&recovery, 50).as_millis()
