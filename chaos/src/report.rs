@@ -96,8 +96,9 @@ pub fn print(o: &Outcome) -> bool {
     println!("written, and ran again elsewhere, or that the producer sent twice (a batch");
     println!("retried after an error, e.g. during the Redis restart): at most what the");
     println!("killed workers had in flight at each kill plus the jobs resent, summed in");
-    println!("duplicate_bound. A worker that shuts down while Redis restarts gives up its");
-    println!("unwritten acks after 3 tries: those jobs run again too, beyond the bound.");
+    println!("duplicate_bound. The bound does not cover dropped connections (--net-drops)");
+    println!("nor a worker that shuts down while Redis restarts (it gives up unwritten");
+    println!("acks after 3 tries): jobs whose acks were lost that way run again too.");
     println!("Stranded jobs never ran but are still in Redis; lost jobs never ran and");
     println!("are nowhere. The chaos job never fails, so every dead-lettered job is a");
     println!("false dead letter. Pickup is enqueue to first finish, minus the job's");
