@@ -55,9 +55,9 @@ struct Args {
     #[arg(long)]
     kills: Option<usize>,
     /// Rolling deploys: SIGTERM each worker in turn, wait for it to exit
-    /// (it must exit 0 within its grace), start a replacement, wait for its
-    /// heartbeat, then the next worker, round and round while the faults
-    /// last.
+    /// (it must exit 0 within its grace and leave nothing pending), start a
+    /// replacement, wait for its heartbeat, then the next worker, round and
+    /// round while the faults last.
     #[arg(long)]
     deploys: bool,
     /// Pause between two worker restarts of a rolling deploy. With 4
