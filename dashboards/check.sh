@@ -42,8 +42,15 @@ echo "--- static checks"
 python3 dashboards/check.py static
 
 echo "--- building millrace-worker"
-cargo build --quiet -p millrace-worker --bin millrace-worker
-worker_bin="$root/target/debug/millrace-worker"
+# Where cargo put it (CARGO_TARGET_DIR, a config's target-dir or ./target):
+# the path of the executable cargo reports for the build.
+worker_bin=$(cargo build --quiet -p millrace-worker --bin millrace-worker --message-format=json \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "millrace-worker":
+        print(m["executable"])')
+[ -x "$worker_bin" ] || { echo "cannot find the millrace-worker binary cargo built"; exit 1; }
 
 tmp=$(mktemp -d /tmp/millrace-check.XXXXXX)
 pids=()

@@ -1,6 +1,7 @@
 //! `millrace consumers <queue> [--prune]`: the group's consumers, their
-//! pending entries and heartbeats; prune removes dead ones that hold
-//! nothing (a consumer's pending entries would be lost with it).
+//! pending entries and heartbeats, with a state from missed beats; prune
+//! removes dead ones that hold nothing (a consumer's pending entries would
+//! be lost with it).
 
 use std::time::Duration;
 
@@ -12,13 +13,26 @@ use serde::Serialize;
 use crate::output::{self, cell};
 use crate::{Ctx, duration};
 
+/// Workers beat every second: a heartbeat older than this (three missed
+/// beats) makes a consumer `late`.
+const LATE_AFTER: Duration = Duration::from_secs(3);
+
 /// Flags of `millrace consumers`.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+STATE, from the heartbeat (workers beat every second, on Redis's clock):
+  alive   last beat under 3 s ago
+  late    3 s to --dead-after ago: missed beats (a stalled process, a network blip)
+  dead    older than --dead-after, or never beat
+IDLE is Redis's own idle time for the consumer in the group: since it was last
+delivered or claimed an entry (a lease renewal counts), not since its heartbeat;
+an idle worker with no work has a large IDLE and a fresh heartbeat.
+PENDING is how many entries it holds (running, or stuck if it is dead).")]
 pub struct Args {
     /// The queue.
     queue: String,
     /// A consumer with no heartbeat for this long is dead (workers beat
-    /// every second).
+    /// every second); one silent for 3 s to this long is late.
     #[arg(long, value_parser = duration, default_value = "30s")]
     dead_after: Duration,
     /// Remove dead consumers that hold no pending entries and that the
@@ -46,6 +60,8 @@ fn row(c: &ConsumerInfo, dead_after: Duration) -> ConsumerRow {
         name: c.name.clone(),
         state: if c.is_dead(dead_after) {
             "dead"
+        } else if c.is_dead(LATE_AFTER) {
+            "late"
         } else {
             "alive"
         },
@@ -116,7 +132,15 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         let state = if r.pruned { "dead (pruned)" } else { r.state };
         t.add_row(vec![
             Cell::new(&r.name),
-            cell(state, r.state == "dead", Color::Red),
+            cell(
+                state,
+                r.state != "alive",
+                if r.state == "dead" {
+                    Color::Red
+                } else {
+                    Color::Yellow
+                },
+            ),
             cell(r.pending, r.state == "dead" && r.pending > 0, Color::Red),
             Cell::new(output::opt_ms(r.idle_ms)),
             Cell::new(r.heartbeat_age_ms.map_or_else(

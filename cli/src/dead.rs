@@ -99,6 +99,10 @@ pub struct ListArgs {
     /// Show at most this many.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Show each error in full (wrapped) instead of cut to 60 characters;
+    /// `millrace dead show <queue> <entry>` shows one job's full error too.
+    #[arg(long)]
+    wide: bool,
 }
 
 /// Flags of `millrace dead show`.
@@ -177,7 +181,10 @@ pub async fn run(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-fn table(rows: &[RawEntry], now: u64) -> comfy_table::Table {
+/// Errors are cut to this many characters in tables unless `--wide`.
+const ERROR_WIDTH: usize = 60;
+
+fn table(rows: &[RawEntry], now: u64, wide: bool) -> comfy_table::Table {
     let mut t = output::table(&["ENTRY", "JOB ID", "JOB", "ATTEMPT", "DIED", "ERROR"]);
     for e in rows {
         let r = DeadRow::from(e);
@@ -190,7 +197,11 @@ fn table(rows: &[RawEntry], now: u64) -> comfy_table::Table {
                 "{} ago",
                 output::ms(now.saturating_sub(r.dead_at_ms))
             )),
-            Cell::new(output::clip(r.error.as_deref().unwrap_or(""), 60)),
+            Cell::new(if wide {
+                r.error.clone().unwrap_or_default()
+            } else {
+                output::clip(r.error.as_deref().unwrap_or(""), ERROR_WIDTH)
+            }),
         ]);
     }
     t
@@ -212,7 +223,17 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
-    output::print_table(&table(&rows, now));
+    output::print_table(&table(&rows, now, a.wide));
+    let cut = rows
+        .iter()
+        .filter_map(|e| DeadRow::from(e).error)
+        .any(|err| err.chars().count() > ERROR_WIDTH || err.contains('\n'));
+    if cut && !a.wide {
+        println!(
+            "errors cut to {ERROR_WIDTH} characters: --wide shows them in full, `millrace dead show {} <entry>` one job",
+            a.queue
+        );
+    }
     if (rows.len() as u64) < total {
         println!("({} shown of {total} dead)", rows.len());
     }
@@ -419,7 +440,7 @@ async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> 
 }
 
 fn show_sample(ctx: &Ctx, rows: &[RawEntry], now: u64) {
-    let t = table(rows, now);
+    let t = table(rows, now, false);
     for line in t.lines() {
         say(ctx, &format!("  {}", line.trim_end()));
     }

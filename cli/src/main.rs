@@ -65,6 +65,22 @@ struct Cli {
 enum Command {
     /// Every known queue: ready, in flight, delayed, retrying, dead,
     /// consumers, lag, oldest job, paused, counters.
+    #[command(after_long_help = "\
+Columns:
+  READY      entries waiting in the stream, not yet delivered to a worker
+  IN FLIGHT  entries delivered and not yet acknowledged (running, or held by a dead worker)
+  DELAYED    jobs scheduled for later (enqueue_in/at), not counting retries
+  RETRYING   failed jobs waiting for their next attempt (? past 100,000 delayed jobs)
+  DEAD       entries in the dead-letter stream now (bounded by its retention)
+  CONSUMERS  consumers in the group (millrace consumers tells which are alive)
+  LAG        how long the oldest READY entry has waited since it became ready
+             (a retry or a hand-back counts from then): how far behind the workers are
+  OLDEST     age of the oldest unfinished job (ready or in flight) since its first
+             enqueue: a job that keeps failing or running long shows here, not in LAG
+  PAUSED     yes when workers stop claiming (millrace pause), with why and since when
+  PROCESSED  jobs finished successfully, cumulative since the queue was created
+  FAILED     failed attempts (retried + dead-lettered), cumulative since the queue was
+             created; never reset, so compare two readings (or use millrace top) for rates")]
     Queues,
     /// Pending (in-flight) entries of a queue: who holds them and for how long.
     Pending(pending::Args),
@@ -80,7 +96,8 @@ enum Command {
     Delayed(delayed::Command),
     /// Consumers of a queue and their heartbeats; --prune removes dead ones.
     Consumers(consumers::Args),
-    /// Pause a queue: workers stop claiming new jobs (running ones finish).
+    /// Pause a queue: workers stop claiming new jobs within a second
+    /// (running ones finish); --reason records why.
     Pause(pause::Args),
     /// Resume a paused queue.
     Resume(pause::Args),

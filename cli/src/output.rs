@@ -181,6 +181,23 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// The PAUSED cell: `no`, `yes`, or `yes (12m): deploy freeze` with how
+/// long ago and why.
+pub fn paused(pause: Option<&millrace_core::PauseInfo>, now_ms: u64) -> String {
+    let Some(p) = pause else {
+        return "no".to_owned();
+    };
+    let mut out = "yes".to_owned();
+    if let Some(since) = p.since_ms {
+        out.push_str(&format!(" ({})", ms(now_ms.saturating_sub(since))));
+    }
+    if let Some(reason) = &p.reason {
+        out.push_str(": ");
+        out.push_str(&clip(reason, 40));
+    }
+    out
+}
+
 /// "1 job" / "3 jobs".
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     if n == 1 {

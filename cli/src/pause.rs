@@ -1,5 +1,7 @@
-//! `millrace pause|resume <queue>`: workers poll the flag every second and
-//! stop claiming while it is set; running jobs finish.
+//! `millrace pause|resume <queue>`: workers read the flag twice a second,
+//! end a blocked read at once and stop claiming while it is set; running
+//! jobs finish. A pause records when (server time) and, with `--reason`,
+//! why: `queues` and `top` show both.
 
 use serde::Serialize;
 
@@ -11,6 +13,9 @@ use crate::output;
 pub struct Args {
     /// The queue.
     queue: String,
+    /// Why it is paused (shown by `queues` and `top`; pause only).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -24,7 +29,14 @@ struct Out<'a> {
 pub async fn run(ctx: &mut Ctx, a: Args, pause: bool) -> anyhow::Result<()> {
     let queue = ctx.queue(&a.queue).await?;
     let was = queue.is_paused(&mut ctx.conn).await?;
-    queue.set_paused(&mut ctx.conn, pause).await?;
+    if a.reason.is_some() && !pause {
+        anyhow::bail!("--reason goes with `millrace pause`, not resume");
+    }
+    if pause {
+        queue.pause(&mut ctx.conn, a.reason.as_deref()).await?;
+    } else {
+        queue.set_paused(&mut ctx.conn, false).await?;
+    }
     let out = Out {
         queue: &a.queue,
         paused: pause,
@@ -38,7 +50,10 @@ pub async fn run(ctx: &mut Ctx, a: Args, pause: bool) -> anyhow::Result<()> {
             "paused queue {:?}: workers stop claiming within a second; running jobs finish",
             a.queue
         ),
-        (true, false) => println!("queue {:?} was already paused", a.queue),
+        (true, false) => println!(
+            "queue {:?} was already paused (reason and time updated)",
+            a.queue
+        ),
         (false, true) => println!(
             "resumed queue {:?}: workers claim again within a second",
             a.queue

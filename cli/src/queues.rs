@@ -21,6 +21,10 @@ pub struct QueueRow {
     lag_ms: Option<u64>,
     oldest_ms: Option<u64>,
     paused: bool,
+    /// Why it was paused (`millrace pause --reason`).
+    pause_reason: Option<String>,
+    /// When it was paused (unix ms, server time).
+    paused_since_ms: Option<u64>,
     processed: u64,
     retried: u64,
     dead_lettered: u64,
@@ -39,6 +43,8 @@ impl From<&QueueStats> for QueueRow {
             lag_ms: s.lag_ms,
             oldest_ms: s.oldest_ms,
             paused: s.paused,
+            pause_reason: s.pause.as_ref().and_then(|p| p.reason.clone()),
+            paused_since_ms: s.pause.as_ref().and_then(|p| p.since_ms),
             processed: s.processed,
             retried: s.retried,
             dead_lettered: s.dead_lettered,
@@ -73,6 +79,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let now = inspect::server_now_ms(&mut ctx.conn).await?;
     let mut t = output::table(&[
         "QUEUE",
         "READY",
@@ -106,7 +113,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                 Color::Yellow,
             ),
             comfy_table::Cell::new(output::opt_ms(s.oldest_ms)),
-            cell(if s.paused { "yes" } else { "no" }, s.paused, Color::Yellow),
+            cell(
+                output::paused(s.pause.as_ref(), now),
+                s.paused,
+                Color::Yellow,
+            ),
             comfy_table::Cell::new(s.processed),
             comfy_table::Cell::new(s.retried + s.dead_lettered),
         ]);

@@ -39,6 +39,8 @@ struct Row {
     consumers: u64,
     lag_ms: Option<u64>,
     paused: bool,
+    /// Why it was paused (`millrace pause --reason`).
+    pause_reason: Option<String>,
     /// Jobs processed per second over the last interval.
     processed_per_sec: f64,
     /// Failed attempts (retried or dead-lettered) per second.
@@ -70,6 +72,7 @@ fn rows(prev: Option<&Sample>, now: &Sample) -> Vec<Row> {
                 consumers: s.consumers,
                 lag_ms: s.lag_ms,
                 paused: s.paused,
+                pause_reason: s.pause.as_ref().and_then(|p| p.reason.clone()),
                 processed_per_sec: rate(s.processed, before.map(|b| b.processed)),
                 failed_per_sec: rate(
                     s.retried + s.dead_lettered,
@@ -125,7 +128,15 @@ fn render(ctx: &Ctx, rows: &[Row], interactive: bool) -> Vec<String> {
                 r.failed_per_sec > 0.0,
                 Color::Yellow,
             ),
-            cell(if r.paused { "yes" } else { "no" }, r.paused, Color::Yellow),
+            cell(
+                match (&r.pause_reason, r.paused) {
+                    (Some(why), true) => format!("yes: {}", output::clip(why, 30)),
+                    (None, true) => "yes".to_owned(),
+                    (_, false) => "no".to_owned(),
+                },
+                r.paused,
+                Color::Yellow,
+            ),
         ]);
     }
     lines.extend(t.lines().map(|l| l.trim_end().to_owned()));

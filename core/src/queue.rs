@@ -473,25 +473,78 @@ impl Queue {
             .map_err(QueueError::redis("paused"))
     }
 
-    /// Pauses or resumes the queue.
+    /// Pauses the queue (workers stop claiming), recording when, on the
+    /// server's clock, and why (`reason`, shown by the CLI).
+    pub async fn pause<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        reason: Option<&str>,
+    ) -> Result<(), QueueError> {
+        scripts::PAUSE
+            .key(&self.keys.paused)
+            .arg(reason.unwrap_or(""))
+            .invoke_async::<i64>(conn)
+            .await
+            .map(drop)
+            .map_err(QueueError::redis("pause"))
+    }
+
+    /// When and why the queue was paused; `None` when it is not paused.
+    pub async fn pause_info<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+    ) -> Result<Option<PauseInfo>, QueueError> {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&self.keys.paused)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("paused"))?;
+        Ok(value.map(|v| PauseInfo::parse(&v)))
+    }
+
+    /// Pauses (without a reason) or resumes the queue.
     pub async fn set_paused<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         paused: bool,
     ) -> Result<(), QueueError> {
-        let cmd = if paused {
-            let mut c = redis::cmd("SET");
-            c.arg(&self.keys.paused).arg("1");
-            c
-        } else {
-            let mut c = redis::cmd("DEL");
-            c.arg(&self.keys.paused);
-            c
-        };
-        cmd.query_async::<()>(conn)
+        if paused {
+            return self.pause(conn, None).await;
+        }
+        redis::cmd("DEL")
+            .arg(&self.keys.paused)
+            .query_async::<()>(conn)
             .await
-            .map_err(QueueError::redis("pause"))?;
-        Ok(())
+            .map_err(QueueError::redis("pause"))
+    }
+}
+
+/// When and why a queue was paused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PauseInfo {
+    /// When it was paused (unix ms, server time); `None` when the flag was
+    /// set without one (by hand, or by an older CLI).
+    pub since_ms: Option<u64>,
+    /// Why, as given to `millrace pause --reason`.
+    pub reason: Option<String>,
+}
+
+impl PauseInfo {
+    /// Reads the paused key's value: `{"at":ms,"reason":"..."}`, or
+    /// anything else (a flag set by hand) as a pause with no details.
+    pub fn parse(value: &str) -> Self {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(value) else {
+            return Self::default();
+        };
+        Self {
+            since_ms: v.get("at").and_then(serde_json::Value::as_u64),
+            reason: v
+                .get("reason")
+                .and_then(serde_json::Value::as_str)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        }
     }
 }
 

@@ -44,3 +44,5 @@ pub static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 /// A consumer's own pending entries with their fields, without raising
 /// their delivery count.
 pub static OWN_PENDING: LazyLock<Script> = script!("own_pending.lua");
+/// Pause a queue, recording when (server time) and why.
+pub static PAUSE: LazyLock<Script> = script!("pause.lua");

@@ -385,3 +385,87 @@ fn colour_only_on_a_terminal() {
     assert!(shown.contains("\x1b["), "styled on a terminal: {shown:?}");
     assert!(shown.contains("emails"), "{shown:?}");
 }
+
+#[test]
+fn a_pause_records_why_and_since_when() {
+    let env = Env::new();
+    seed(&env);
+    let v = env.json(&["pause", Q, "--reason", "deploy freeze until 18:00"]);
+    assert_eq!(v["paused"], true);
+    let s = env.stats(Q);
+    assert_eq!(s["pause_reason"], "deploy freeze until 18:00");
+    assert!(s["paused_since_ms"].as_u64().is_some_and(|t| t > 0), "{s}");
+    let table = env.run(&["queues"]).ok().stdout;
+    assert!(table.contains("yes (") && table.contains("deploy freeze"), "{table}");
+    let refused = env.run(&["resume", Q, "--reason", "x"]);
+    assert!(
+        refused.stderr.contains("--reason goes with `millrace pause`"),
+        "{refused:?}"
+    );
+    env.run(&["resume", Q]).ok();
+    let s = env.stats(Q);
+    assert_eq!(s["paused"], false);
+    assert!(s["pause_reason"].is_null());
+}
+
+#[test]
+fn consumers_are_late_after_missed_beats_before_they_are_dead() {
+    let env = Env::new();
+    seed(&env);
+    // A worker whose last beat was 10 s ago (server time): late, not dead.
+    let (secs, _): (u64, u64) = redis::cmd("TIME")
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _: i64 = redis::cmd("ZADD")
+        .arg("millrace:{emails}:workers")
+        .arg((secs - 10) * 1000)
+        .arg("slowpoke")
+        .query(&mut env.conn())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = env.json(&["consumers", Q]);
+    let state = |name: &str| {
+        rows.as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == name))
+            .map(|r| r["state"].clone())
+    };
+    assert_eq!(state("slowpoke"), Some("late".into()), "{rows}");
+    assert_eq!(state("ghost"), Some("dead".into()), "{rows}");
+    let help = env.run(&["consumers", "--help"]).ok().stdout;
+    assert!(help.contains("late    3 s to --dead-after"), "{help}");
+    assert!(help.contains("IDLE is Redis's own idle time"), "{help}");
+    let help = env.run(&["queues", "--help"]).ok().stdout;
+    assert!(help.contains("LAG ") && help.contains("cumulative"), "{help}");
+}
+
+#[test]
+fn long_dead_letter_errors_are_reachable_without_json() {
+    let env = Env::new();
+    let long = format!("upstream said: {}", "no ".repeat(40));
+    env.setup(async |conn| {
+        let q = millrace_core::Queue::new(Q).unwrap_or_else(|e| panic!("{e}"));
+        q.declare(conn).await.unwrap_or_else(|e| panic!("{e}"));
+        let _: String = redis::cmd("XADD")
+            .arg("millrace:{emails}:dead")
+            .arg("*")
+            .arg("id")
+            .arg("j-long")
+            .arg("name")
+            .arg("fail")
+            .arg("payload")
+            .arg("{}")
+            .arg("error")
+            .arg(long.trim_end())
+            .arg("dead_at")
+            .arg("1")
+            .query_async(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let cut = env.run(&["dead", "list", Q]).ok().stdout;
+    assert!(cut.contains('…'), "{cut}");
+    assert!(cut.contains("--wide shows them in full"), "{cut}");
+    let wide = env.run(&["dead", "list", Q, "--wide"]).ok().stdout;
+    let joined: String = wide.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(joined.contains(long.trim_end()), "{wide}");
+    assert!(!wide.contains("--wide shows"), "{wide}");
+}

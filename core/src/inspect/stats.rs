@@ -42,6 +42,8 @@ pub struct QueueStats {
     pub oldest_ms: Option<u64>,
     /// Whether the queue is paused.
     pub paused: bool,
+    /// When and why, when paused.
+    pub pause: Option<crate::queue::PauseInfo>,
     /// Jobs processed successfully (counter).
     pub processed: u64,
     /// Failed attempts scheduled for a retry (counter).
@@ -58,21 +60,21 @@ pub async fn stats<C: ConnectionLike + Send>(
 ) -> Result<QueueStats, QueueError> {
     let k = queue.keys();
     let now = server_now_ms(conn).await?;
-    let (xlen, delayed, dead, paused, counters): (u64, u64, u64, bool, HashMap<String, u64>) =
-        redis::pipe()
-            .cmd("XLEN")
-            .arg(&k.stream)
-            .cmd("ZCARD")
-            .arg(&k.delayed)
-            .cmd("XLEN")
-            .arg(&k.dead)
-            .cmd("EXISTS")
-            .arg(&k.paused)
-            .cmd("HGETALL")
-            .arg(&k.stats)
-            .query_async(conn)
-            .await
-            .map_err(QueueError::redis("stats"))?;
+    type Counts = (u64, u64, u64, Option<String>, HashMap<String, u64>);
+    let (xlen, delayed, dead, paused, counters): Counts = redis::pipe()
+        .cmd("XLEN")
+        .arg(&k.stream)
+        .cmd("ZCARD")
+        .arg(&k.delayed)
+        .cmd("XLEN")
+        .arg(&k.dead)
+        .cmd("GET")
+        .arg(&k.paused)
+        .cmd("HGETALL")
+        .arg(&k.stats)
+        .query_async(conn)
+        .await
+        .map_err(QueueError::redis("stats"))?;
     let group = group_info(conn, queue).await?;
     let (in_flight, consumers, last_delivered) = match &group {
         Some(g) => (g.pending, g.consumers, g.last_delivered.clone()),
@@ -109,7 +111,8 @@ pub async fn stats<C: ConnectionLike + Send>(
         consumers,
         lag_ms,
         oldest_ms,
-        paused,
+        paused: paused.is_some(),
+        pause: paused.map(|v| crate::queue::PauseInfo::parse(&v)),
         processed: counter("processed"),
         retried: counter("retried"),
         dead_lettered: counter("dead"),
