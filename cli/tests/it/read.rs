@@ -396,10 +396,15 @@ fn a_pause_records_why_and_since_when() {
     assert_eq!(s["pause_reason"], "deploy freeze until 18:00");
     assert!(s["paused_since_ms"].as_u64().is_some_and(|t| t > 0), "{s}");
     let table = env.run(&["queues"]).ok().stdout;
-    assert!(table.contains("yes (") && table.contains("deploy freeze"), "{table}");
+    assert!(
+        table.contains("yes (") && table.contains("deploy freeze"),
+        "{table}"
+    );
     let refused = env.run(&["resume", Q, "--reason", "x"]);
     assert!(
-        refused.stderr.contains("--reason goes with `millrace pause`"),
+        refused
+            .stderr
+            .contains("--reason goes with `millrace pause`"),
         "{refused:?}"
     );
     env.run(&["resume", Q]).ok();
@@ -434,7 +439,10 @@ fn consumers_are_late_after_missed_beats_before_they_are_dead() {
     assert!(help.contains("late    3 s to --dead-after"), "{help}");
     assert!(help.contains("IDLE is Redis's own idle time"), "{help}");
     let help = env.run(&["queues", "--help"]).ok().stdout;
-    assert!(help.contains("LAG ") && help.contains("cumulative"), "{help}");
+    assert!(
+        help.contains("LAG ") && help.contains("cumulative"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -468,4 +476,22 @@ fn long_dead_letter_errors_are_reachable_without_json() {
     let joined: String = wide.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(joined.contains(long.trim_end()), "{wide}");
     assert!(!wide.contains("--wide shows"), "{wide}");
+}
+
+#[test]
+fn every_output_ends_its_lines() {
+    let env = Env::new();
+    seed(&env);
+    // A dry run: the plan on stdout, the verdict on stderr, each on lines
+    // of their own (so a terminal never shows `1dry run: ...`).
+    let dry = env.run(&["dead", "replay", Q, "--all", "--dry-run"]);
+    assert!(dry.stdout.ends_with('\n'), "{dry:?}");
+    assert_eq!(dry.stderr, "dry run: nothing was changed\n", "{dry:?}");
+    let json = env.run(&["--json", "dead", "purge", Q, "--all", "--dry-run"]);
+    assert!(json.stdout.ends_with("}\n"), "{json:?}");
+    // A refusal after a plan table: the table ends its line before `error:`.
+    let refused = env.run(&["dead", "purge", Q, "--all"]);
+    assert!(refused.stdout.ends_with('\n'), "{refused:?}");
+    assert!(refused.stderr.starts_with("error: refusing"), "{refused:?}");
+    assert!(refused.stderr.ends_with('\n'), "{refused:?}");
 }
