@@ -13,7 +13,7 @@ use crate::reply::{parse_entries, parse_read_reply, protocol};
 use crate::scripts;
 
 mod fail;
-pub use fail::{FAIL_BATCH, FailOutcome, FailedEntry, Failure};
+pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
 
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -98,8 +98,12 @@ async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>, wake: &mut PromoterWa
             .fail_many(&mut conn, &q.consumer, &entries, q.cfg.dead_retention)
             .await
         {
-            Ok(o) => {
-                outcomes = Some(o);
+            Ok(report) => {
+                if report.vanished > 0 {
+                    warn!(queue = q.queue.name(), n = report.vanished,
+                        "failed entries had been deleted from the stream by hand while running; their retries were written anyway");
+                }
+                outcomes = Some(report.outcomes);
                 break;
             }
             Err(e) if attempt < FAIL_TRIES => {

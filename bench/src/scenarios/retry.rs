@@ -42,6 +42,7 @@ async fn run_backoff(
         let q = b.queue("retry")?;
         fill(b, &q, job.clone(), n).await?;
         let calls0 = b.probe.command_calls().await?;
+        let usec0 = b.probe.command_usec().await?;
         let cpu0 = b.probe.cpu_seconds().await?;
         let args = vec![
             "child-worker".to_owned(),
@@ -68,11 +69,21 @@ async fn run_backoff(
             .await?;
         let cpu = b.probe.cpu_seconds().await? - cpu0;
         let calls1 = b.probe.command_calls().await?;
+        let usec1 = b.probe.command_usec().await?;
         if run == 0 {
             println!(
                 "  {name} Redis commands: {}",
                 commands_text(&commands_per_job(&calls0, &calls1, n))
             );
+            // Where the time inside commands goes; script commands count
+            // twice (alone and in `evalsha`), the rest of INFO cpu is
+            // networking and the event loop.
+            let usec: Vec<String> = commands_per_job(&usec0, &usec1, n)
+                .iter()
+                .take(10)
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            println!("  {name} Redis µs/job in commands: {}", usec.join(", "));
         }
         worker.stop(Duration::from_secs(30))?;
         let expected = Counters {

@@ -66,6 +66,21 @@ pub enum FailOutcome {
     LeaseLost,
 }
 
+/// What [`Queue::fail_many`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailReport {
+    /// One outcome per failed attempt, in the order given.
+    pub outcomes: Vec<FailOutcome>,
+    /// Entries given with their fields that had been deleted from the
+    /// stream while pending (by hand: Millrace never deletes an entry it
+    /// has not acknowledged). Their retries were written all the same: the
+    /// script does not read such entries, and tells only how many XDEL did
+    /// not find. Entries the script reads are reported as
+    /// [`FailOutcome::Gone`] instead.
+    pub vanished: u64,
+}
+
 /// One failed attempt for [`Queue::fail_many`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,7 +133,7 @@ impl FailedEntry {
         };
         match (self.failure, self.next_fields(attempt.as_bytes())) {
             (Failure::Retry { delay, .. }, Some((_, next))) if delay.is_zero() => {
-                inv.arg("now").arg(0).arg(&self.error).arg(next.len());
+                inv.arg("now").arg(next.len());
                 for v in next {
                     inv.arg(v);
                 }
@@ -126,8 +141,6 @@ impl FailedEntry {
             (Failure::Retry { delay, .. }, Some((id, next))) => {
                 inv.arg("later")
                     .arg(duration_ms(delay))
-                    .arg(&self.error)
-                    .arg(2)
                     .arg(id)
                     .arg(json_array(&next));
             }
@@ -135,17 +148,15 @@ impl FailedEntry {
                 inv.arg("retry")
                     .arg(duration_ms(delay))
                     .arg(&self.error)
-                    .arg(1)
                     .arg(&attempt);
             }
             (Failure::Dead, _) => {
-                inv.arg("dead").arg(0).arg(&self.error).arg(0);
+                inv.arg("dead").arg(&self.error);
             }
             (Failure::Defer { delay, window }, _) => {
                 inv.arg("defer")
                     .arg(duration_ms(delay))
                     .arg(&self.error)
-                    .arg(1)
                     .arg(duration_ms(window));
             }
         }
@@ -181,6 +192,16 @@ impl FailedEntry {
         next.push(b"error");
         next.push(self.error.as_bytes());
         Some((id, next))
+    }
+}
+
+/// A stream entry id (`ms-seq`) as numbers, for ordering; ids that do not
+/// parse sort last.
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    match (ms.parse(), seq.parse()) {
+        (Ok(ms), Ok(seq)) => (ms, seq),
+        _ => (u64::MAX, u64::MAX),
     }
 }
 
@@ -233,12 +254,12 @@ impl Queue {
     ) -> Result<FailOutcome, QueueError> {
         let one = [FailedEntry::new(entry_id, failure, error)];
         let mut done = self.fail_many(conn, consumer, &one, retention).await?;
-        done.pop().ok_or_else(|| protocol("fail", "no outcome"))
+        done.outcomes.pop().ok_or_else(|| protocol("fail", "no outcome"))
     }
 
     /// Records many failed attempts, in one script call per
     /// [`FAIL_BATCH`] records, and returns one outcome per record, in
-    /// order. Each record is fenced on its own (a lost lease refuses that
+    /// order (see [`FailReport`]). Each record is fenced on its own (a lost lease refuses that
     /// record only), and each call checks all its records before its first
     /// write. A retry with the entry's fields and no backoff goes straight
     /// back to the ready stream (the `retried` counter counts it as any
@@ -249,9 +270,15 @@ impl Queue {
         consumer: &str,
         failed: &[FailedEntry],
         retention: DeadRetention,
-    ) -> Result<Vec<FailOutcome>, QueueError> {
-        let mut out = Vec::with_capacity(failed.len());
-        for chunk in failed.chunks(FAIL_BATCH) {
+    ) -> Result<FailReport, QueueError> {
+        // In entry id order, so that the script fences a call's records
+        // with one XPENDING over their range; outcomes go back in the
+        // caller's order.
+        let mut order: Vec<usize> = (0..failed.len()).collect();
+        order.sort_by_key(|&i| stream_id(&failed[i].entry_id));
+        let mut out = vec![FailOutcome::LeaseLost; failed.len()];
+        let mut vanished = 0;
+        for chunk in order.chunks(FAIL_BATCH) {
             let mut inv = scripts::FAIL.prepare_invoke();
             inv.key(&self.keys.stream)
                 .key(&self.keys.jobs)
@@ -262,30 +289,37 @@ impl Queue {
                 .arg(consumer)
                 .arg(retention.max_len)
                 .arg(duration_ms(retention.max_age));
-            for f in chunk {
-                f.write_record(&mut inv);
+            for &i in chunk {
+                failed[i].write_record(&mut inv);
             }
             let reply: Value = inv
                 .invoke_async(conn)
                 .await
                 .map_err(QueueError::redis("fail"))?;
-            let Value::Array(codes) = reply else {
+            let Value::Array(mut codes) = reply else {
                 return Err(protocol("fail", "expected an array"));
             };
+            match codes.pop() {
+                Some(Value::Int(n)) => vanished += u64::try_from(n).unwrap_or(0),
+                _ => return Err(protocol("fail", "expected a count last")),
+            }
             if codes.len() != chunk.len() {
                 return Err(protocol("fail", "one outcome per record expected"));
             }
-            for c in codes {
-                out.push(match c {
+            for (&i, c) in chunk.iter().zip(codes) {
+                out[i] = match c {
                     Value::Int(1) => FailOutcome::Retried,
                     Value::Int(2) => FailOutcome::Dead,
                     Value::Int(3) => FailOutcome::Gone,
                     Value::Int(0) => FailOutcome::LeaseLost,
                     _ => return Err(protocol("fail", "unexpected outcome")),
-                });
+                };
             }
         }
-        Ok(out)
+        Ok(FailReport {
+            outcomes: out,
+            vanished,
+        })
     }
 }
 
@@ -298,6 +332,13 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn stream_ids_order_by_number_not_text() {
+        assert!(stream_id("9-1") < stream_id("10-0"));
+        assert!(stream_id("10-2") < stream_id("10-10"));
+        assert!(stream_id("10-10") < stream_id("x"));
     }
 
     #[test]
