@@ -163,13 +163,17 @@ if #store > 0 then
   local ids = {}
   for s = 1, #store do ids[s] = store[s][2] end
   local held = redis.call('HMGET', KEYS[2], unpack(ids))
-  local taken, hset, zadd = {}, { 'HSET', KEYS[2] }, { 'ZADD', KEYS[3] }
+  local taken, hset, zadd, due = {}, { 'HSET', KEYS[2] }, { 'ZADD', KEYS[3] }, {}
   for s = 1, #store do
-    local k, id = store[s][1], store[s][2]
+    local k, id, delay = store[s][1], store[s][2], store[s][4]
     if held[s] or taken[id] then id = id .. '~' .. entries[k] end
     taken[id] = true
-    hset[#hset + 1] = id; hset[#hset + 1] = store[s][3]
-    zadd[#zadd + 1] = int(now + store[s][4]); zadd[#zadd + 1] = id
+    -- Backoffs repeat within a call: format each due time once.
+    local at = due[delay]
+    if not at then at = int(now + delay); due[delay] = at end
+    local h, z = #hset, #zadd
+    hset[h + 1] = id; hset[h + 2] = store[s][3]
+    zadd[z + 1] = at; zadd[z + 2] = id
     codes[k] = 1
     if modes[k] ~= 'defer' then retried = retried + 1 end
   end
