@@ -36,14 +36,15 @@ local ARITY = { later = 3, retry = 3, dead = 1, defer = 3 }
 -- at[k]: index of record k's first value (after its mode); modes[k]: its mode.
 -- A backoff must be a number: checked here, used in the second pass.
 local entries, at, modes = {}, {}, {}
-local i = 5
-while i <= #ARGV do
+local nargs, i, count = #ARGV, 5, 0
+while i <= nargs do
   local m = ARGV[i + 1]
-  local k = #entries + 1
+  count = count + 1
+  local k = count
   entries[k], modes[k] = ARGV[i], m
   if m == 'now' then
     local n = tonumber(ARGV[i + 2]) or -1
-    if n <= 0 or n > MAX_FIELDS or n % 2 ~= 0 or i + 2 + n > #ARGV then
+    if n <= 0 or n > MAX_FIELDS or n % 2 ~= 0 or i + 2 + n > nargs then
       return redis.error_reply('fail: bad field list for ' .. ARGV[i])
     end
     at[k] = i + 2
@@ -51,14 +52,13 @@ while i <= #ARGV do
   else
     local n = ARITY[m]
     if not n then return redis.error_reply('fail: unknown mode ' .. tostring(m)) end
-    if i + 1 + n > #ARGV or (m ~= 'dead' and not tonumber(ARGV[i + 2])) then
+    if i + 1 + n > nargs or (m ~= 'dead' and not tonumber(ARGV[i + 2])) then
       return redis.error_reply('fail: bad record for ' .. ARGV[i])
     end
     at[k] = i + 2
     i = i + 2 + n
   end
 end
-local count = #entries
 if count == 0 then return { 0 } end
 
 -- The fence: the pending entries of this consumer between the first and the
@@ -69,13 +69,14 @@ local p = redis.call('XPENDING', stream, group, entries[1], entries[count],
 for _, e in ipairs(p) do mine[e[1]] = true end
 
 local now = now_ms()
-local codes, owned, info = {}, {}, {}
+local codes, owned, info, nowned = {}, {}, {}, 0
 for k = 1, count do
   local entry, m = entries[k], modes[k]
   if not (mine[entry] or owns(stream, group, consumer, entry)) then
     codes[k] = 0
   else
-    owned[#owned + 1] = entry
+    nowned = nowned + 1
+    owned[nowned] = entry
     if m ~= 'now' and m ~= 'later' then
       -- Read the entry: the rare modes copy it server-side.
       local e = redis.call('XRANGE', stream, entry, entry)
@@ -106,7 +107,7 @@ for k = 1, count do
     end
   end
 end
-if #owned == 0 then
+if nowned == 0 then
   codes[count + 1] = 0
   return codes
 end
@@ -117,12 +118,15 @@ end
 -- is not told apart: its retry is written all the same, and the call
 -- returns how many such entries XDEL did not find.
 redis.call('XACK', stream, group, unpack(owned))
-local del = {}
+local del, ndel = {}, 0
 for k = 1, count do
-  if not codes[k] then del[#del + 1] = entries[k] end
+  if not codes[k] then
+    ndel = ndel + 1
+    del[ndel] = entries[k]
+  end
 end
 local missing = 0
-if #del > 0 then missing = #del - redis.call('XDEL', stream, unpack(del)) end
+if ndel > 0 then missing = ndel - redis.call('XDEL', stream, unpack(del)) end
 local retried, buried = 0, 0
 local store = {}
 for k = 1, count do
