@@ -100,8 +100,11 @@ async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>, wake: &mut PromoterWa
         {
             Ok(report) => {
                 if report.vanished > 0 {
-                    warn!(queue = q.queue.name(), n = report.vanished,
-                        "failed entries had been deleted from the stream by hand while running; their retries were written anyway");
+                    warn!(
+                        queue = q.queue.name(),
+                        n = report.vanished,
+                        "failed entries had been deleted from the stream by hand while running; their retries were written anyway"
+                    );
                 }
                 outcomes = Some(report.outcomes);
                 break;

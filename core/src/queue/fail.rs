@@ -254,7 +254,9 @@ impl Queue {
     ) -> Result<FailOutcome, QueueError> {
         let one = [FailedEntry::new(entry_id, failure, error)];
         let mut done = self.fail_many(conn, consumer, &one, retention).await?;
-        done.outcomes.pop().ok_or_else(|| protocol("fail", "no outcome"))
+        done.outcomes
+            .pop()
+            .ok_or_else(|| protocol("fail", "no outcome"))
     }
 
     /// Records many failed attempts, in one script call per
