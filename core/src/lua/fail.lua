@@ -34,14 +34,17 @@ local ARITY = { later = 3, retry = 3, dead = 1, defer = 3 }
 
 -- First pass: parse and check every record, fence them; no writes.
 -- at[k]: index of record k's first value (after its mode); modes[k]: its mode.
--- A backoff must be a number: checked here, used in the second pass.
-local entries, at, modes = {}, {}, {}
+-- A backoff must be a number: checked here, used in the second pass. An
+-- entry given twice would be retried twice: refused.
+local entries, at, modes, seen = {}, {}, {}, {}
 local nargs, i, count = #ARGV, 5, 0
 while i <= nargs do
   local m = ARGV[i + 1]
   count = count + 1
   local k = count
   entries[k], modes[k] = ARGV[i], m
+  if seen[ARGV[i]] then return redis.error_reply('fail: entry ' .. ARGV[i] .. ' given twice') end
+  seen[ARGV[i]] = true
   if m == 'now' then
     local n = tonumber(ARGV[i + 2]) or -1
     if n <= 0 or n > MAX_FIELDS or n % 2 ~= 0 or i + 2 + n > nargs then

@@ -94,8 +94,10 @@ pub struct FailedEntry {
     /// The entry's fields as the caller read them. Used by a
     /// [`Failure::Retry`]: the next attempt is built from them (all fields
     /// kept but `attempt`, `error`, `deferred_since` and `deferrals`), so
-    /// the script need not read the entry again. `None`: the script reads
-    /// it (as it always does to dead-letter or defer).
+    /// the script need not read the entry again: it writes them as given
+    /// (stream entries never change, so the caller's copy is the entry),
+    /// after the same fence and field-count checks. `None`: the script
+    /// reads the entry (as it always does to dead-letter or defer).
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
