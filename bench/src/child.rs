@@ -6,7 +6,8 @@
 //!   payload) to the start of its handler, and the latencies are written to
 //!   a file on exit;
 //! - [`FailOnce`] fails its first attempt and succeeds on the second, with
-//!   a zero backoff, to drive the retry and promote scripts.
+//!   the backoff its payload asks for (zero by default), to drive the retry
+//!   and promote scripts.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,6 +40,14 @@ pub struct FailOnce {
     /// Free text to size the payload.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pad: String,
+    /// Backoff before the second attempt, ms (0: the policy's, which is
+    /// zero; left out of the payload then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backoff_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Job for FailOnce {
@@ -104,11 +113,14 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         })
-        .register(|_job: FailOnce, ctx: JobContext| async move {
-            if ctx.attempt < 2 {
-                Err(JobError::retry("fails on purpose, once"))
-            } else {
+        .register(|job: FailOnce, ctx: JobContext| async move {
+            if ctx.attempt >= 2 {
                 Ok(())
+            } else if job.backoff_ms > 0 {
+                let backoff = Duration::from_millis(job.backoff_ms);
+                Err(JobError::retry_after(backoff, "fails on purpose, once"))
+            } else {
+                Err(JobError::retry("fails on purpose, once"))
             }
         })
         .build()?;

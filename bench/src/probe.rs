@@ -120,6 +120,21 @@ impl Probe {
             .collect())
     }
 
+    /// Microseconds spent per command so far (`INFO commandstats`):
+    /// commands run by scripts are counted both on their own and inside
+    /// the `evalsha` that ran them.
+    pub async fn command_usec(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let info = self.info("commandstats").await?;
+        Ok(info
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("cmdstat_")?;
+                let usec = v.split(',').find_map(|p| p.strip_prefix("usec="))?;
+                Some((name.to_owned(), usec.parse().ok()?))
+            })
+            .collect())
+    }
+
     /// A queue's counters.
     pub async fn counters(&self, keys: &Keys) -> anyhow::Result<Counters> {
         let (p, r, d): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")

@@ -16,6 +16,17 @@ struct Target {
     met: fn(&Figures, &Figure) -> Option<bool>,
 }
 
+/// The figure the retry targets compare with: Redis CPU of a job that
+/// succeeds at once.
+const SUCCESS_CPU: &str = "process_1_worker_redis_cpu";
+
+/// How many times Redis CPU of a success `x` is (`None` without the
+/// process scenario).
+fn times_success(figs: &Figures, x: &Figure) -> Option<f64> {
+    let s = figs.get(SUCCESS_CPU)?.median();
+    (s > 0.0).then(|| x.median() / s)
+}
+
 const TARGETS: &[Target] = &[
     Target {
         figure: "process_1_worker",
@@ -48,6 +59,21 @@ const TARGETS: &[Target] = &[
         figure: "worker_rss_mb",
         what: "< 40 MB",
         met: |_, x| Some(x.median() < 40.0),
+    },
+    Target {
+        figure: "retry_redis_cpu",
+        what: "<= 3 x process_1_worker",
+        met: |f, x| times_success(f, x).map(|r| r <= 3.0),
+    },
+    Target {
+        figure: "retry_1ms_redis_cpu",
+        what: "<= 3 x process_1_worker",
+        met: |f, x| times_success(f, x).map(|r| r <= 3.0),
+    },
+    Target {
+        figure: "retry_10ms_redis_cpu",
+        what: "<= 3 x process_1_worker",
+        met: |f, x| times_success(f, x).map(|r| r <= 3.0),
     },
 ];
 
@@ -140,9 +166,12 @@ pub fn summary(figs: &Figures, judge: bool) {
             Some(false) => "MISSED",
             None => "n/a",
         };
-        let value = match figs.ratio(f) {
-            Some(r) => format!("{} {} = {:.0} %", num(f.median()), f.unit, r * 100.0),
-            None => format!("{} {}", num(f.median()), f.unit),
+        let value = match (times_success(figs, f), figs.ratio(f)) {
+            (Some(x), _) if t.what.contains(" x ") => {
+                format!("{} {} = {x:.1} x", num(f.median()), f.unit)
+            }
+            (_, Some(r)) => format!("{} {} = {:.0} %", num(f.median()), f.unit, r * 100.0),
+            _ => format!("{} {}", num(f.median()), f.unit),
         };
         println!("  {:<28} {:<28} {:<32} {verdict}", t.figure, t.what, value);
     }

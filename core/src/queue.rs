@@ -12,6 +12,9 @@ use crate::keys::{DEFAULT_GROUP, DEFAULT_PREFIX, Keys};
 use crate::reply::{parse_entries, parse_read_reply, protocol};
 use crate::scripts;
 
+mod fail;
+pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
+
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -30,45 +33,6 @@ pub struct Delivery {
     pub entry_id: String,
     /// The entry's fields; `None` when the entry was deleted while pending.
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
-}
-
-/// What to do with a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Schedule attempt `next_attempt` after `delay`.
-    Retry {
-        /// Backoff before the next attempt.
-        delay: Duration,
-        /// The next attempt's number.
-        next_attempt: u32,
-    },
-    /// Move the job to the dead-letter stream.
-    Dead,
-    /// No handler here can run it yet (an unknown job name, a newer wire
-    /// version: producers deployed ahead of workers). Schedule it again
-    /// after a backoff (`delay`, doubled at each deferral up to 64 times),
-    /// with its attempt unchanged (no handler ran), until it has been deferred for `window`
-    /// (on server time, from its first deferral); then dead-letter it.
-    Defer {
-        /// Wait before it is offered again the first time.
-        delay: Duration,
-        /// How long deferrals may go on before it is dead-lettered.
-        window: Duration,
-    },
-}
-
-/// What a failure write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailOutcome {
-    /// The next attempt (or a deferral) was scheduled.
-    Retried,
-    /// The entry was dead-lettered (asked for, out of deferral window, or
-    /// too many fields to retry).
-    Dead,
-    /// The entry was deleted while pending: acknowledged, nothing to keep.
-    Gone,
-    /// Refused: this consumer no longer owns the entry (its lease was lost).
-    LeaseLost,
 }
 
 /// How the dead-letter stream is bounded.
@@ -290,56 +254,6 @@ impl Queue {
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("ack"))
-    }
-
-    /// Records a failed attempt: schedules the next one, defers it, or
-    /// dead-letters the job, with `error`. Fenced: refused when `consumer`
-    /// no longer owns the entry. An entry with too many fields to copy is
-    /// dead-lettered whatever was asked, with the reason.
-    pub async fn fail<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        entry_id: &str,
-        failure: Failure,
-        error: &str,
-        retention: DeadRetention,
-    ) -> Result<FailOutcome, QueueError> {
-        let (mode, delay, next, window) = match failure {
-            Failure::Retry {
-                delay,
-                next_attempt,
-            } => ("retry", duration_ms(delay), next_attempt, 0),
-            Failure::Dead => ("dead", 0, 0, 0),
-            Failure::Defer { delay, window } => {
-                ("defer", duration_ms(delay), 0, duration_ms(window))
-            }
-        };
-        let done: i64 = scripts::FAIL
-            .key(&self.keys.stream)
-            .key(&self.keys.jobs)
-            .key(&self.keys.delayed)
-            .key(&self.keys.dead)
-            .key(&self.keys.stats)
-            .arg(&self.group)
-            .arg(consumer)
-            .arg(entry_id)
-            .arg(mode)
-            .arg(delay)
-            .arg(next)
-            .arg(error)
-            .arg(retention.max_len)
-            .arg(duration_ms(retention.max_age))
-            .arg(window)
-            .invoke_async(conn)
-            .await
-            .map_err(QueueError::redis("fail"))?;
-        Ok(match done {
-            1 => FailOutcome::Retried,
-            2 => FailOutcome::Dead,
-            3 => FailOutcome::Gone,
-            _ => FailOutcome::LeaseLost,
-        })
     }
 
     /// Moves up to `limit` due jobs from the delayed set to the ready

@@ -32,6 +32,7 @@
 mod ack;
 mod backoff;
 pub mod config;
+mod fail;
 mod fetch;
 pub mod health;
 pub mod http;
@@ -182,6 +183,7 @@ impl Worker {
             declare_with_retries(&queue, &mut conn.clone()).await?;
             queue.join(&mut conn.clone(), &self.consumer).await?;
             let (tx, rx) = mpsc::unbounded_channel();
+            let (fail_tx, fail_rx) = mpsc::unbounded_channel();
             let q = Arc::new(QueueCtx::new(
                 queue,
                 self.consumer.clone(),
@@ -189,11 +191,13 @@ impl Worker {
                 self.handlers.clone(),
                 cfg.clone(),
                 tx,
+                fail_tx,
                 stop.clone(),
                 hard.clone(),
             ));
             fetchers.spawn(fetch::fetch_loop(q.clone(), pool.clone()));
             ackers.spawn(ack::ack_loop(q.clone(), rx, jobs_done.clone()));
+            ackers.spawn(fail::fail_loop(q.clone(), fail_rx, jobs_done.clone()));
             background.spawn(lease::renew_loop(q.clone(), jobs_done.clone()));
             background.spawn(promote::promote_loop(q.clone()));
             background.spawn(maintain::maintain_loop(q.clone()));

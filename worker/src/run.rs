@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use millrace_core::queue::FailedEntry;
 use millrace_core::trace::TraceParent;
 use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, debug_span, error, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
-use crate::backoff::Backoff;
+use crate::fail::FailRequest;
 use crate::metrics;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::registry::Handler;
@@ -25,6 +26,26 @@ const CANCEL_WAIT: Duration = Duration::from_secs(1);
 /// First backoff of an entry no handler here can run yet; it doubles at
 /// each deferral (up to 64 times).
 const DEFER_FIRST: Duration = Duration::from_secs(1);
+/// True for the fields `Envelope::decode` reads (see
+/// `core/src/envelope.rs`); an entry's other fields are kept aside for its
+/// retry. A `match` (length first), as it runs for every field of every job.
+fn is_envelope_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"v" | b"id"
+            | b"name"
+            | b"payload"
+            | b"attempt"
+            | b"max_attempts"
+            | b"enqueued_at"
+            | b"trace"
+            | b"unique"
+            | b"error"
+    )
+}
+
+/// Fields of an entry as read: name, value.
+type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// How an attempt ended.
 enum Outcome {
@@ -73,6 +94,14 @@ async fn run_delivery(
         let _ = q.acks.send(entry_id);
         return;
     };
+    // A retry is written from the decoded envelope plus the fields it does
+    // not know (kept here: nothing is allocated when there are none), so
+    // the retry script need not read the entry again.
+    let extras: RawFields = fields
+        .iter()
+        .filter(|(k, _)| !is_envelope_field(k))
+        .cloned()
+        .collect();
     let env = match Envelope::decode(fields) {
         Ok(env) => env,
         Err(e @ DecodeError::Version { .. }) if is_newer(&e) => {
@@ -85,7 +114,7 @@ async fn run_delivery(
             let reason = format!("undecodable entry: {e}");
             warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettering");
             q.metrics.undecodable.finished(MetricOutcome::Dead);
-            record_failure(&q, &entry_id, Failure::Dead, &reason).await;
+            record_failure(&q, FailedEntry::new(entry_id, Failure::Dead, reason)).await;
             return;
         }
     };
@@ -115,7 +144,7 @@ async fn run_delivery(
         span.record("trace_id", parent.trace_id());
         span.record("parent_span_id", parent.parent_id());
     }
-    run_envelope(&q, handler, env, entry_id, token)
+    run_envelope(&q, handler, env, extras, entry_id, token)
         .instrument(span)
         .await;
 }
@@ -123,14 +152,15 @@ async fn run_delivery(
 async fn run_envelope(
     q: &QueueCtx,
     handler: &Handler,
-    mut env: Envelope,
+    env: Envelope,
+    extras: RawFields,
     entry_id: String,
     token: CancellationToken,
 ) {
     let max_attempts = env.max_attempts.unwrap_or(handler.retry.max_attempts);
-    // The trace moves into the context (the span has recorded it): one
-    // allocation fewer per job than cloning. The id is cloned: the
-    // warnings below name it after the context has gone to the handler.
+    // The id and the trace are cloned: the warnings below name the id
+    // after the context has gone to the handler, and a retry carries the
+    // trace on (jobs without a trace allocate nothing for it).
     let mut ctx = JobContext::new(
         env.id.clone(),
         entry_id.clone(),
@@ -139,7 +169,7 @@ async fn run_envelope(
     );
     ctx.max_attempts = max_attempts;
     ctx.enqueued_at = env.enqueued_at;
-    ctx.trace = env.trace.take();
+    ctx.trace = env.trace.clone();
     ctx.cancel = token.clone();
     let timeout = handler.timeout.or(q.cfg.job_timeout);
     let m = q.metrics.job(&env.name);
@@ -170,10 +200,21 @@ async fn run_envelope(
                 }
             };
             m.finished_in(outcome, elapsed);
-            record_failure(q, &entry_id, failure, err.message()).await;
+            let mut failed = FailedEntry::new(entry_id, failure, err.message());
             if matches!(failure, Failure::Retry { .. }) {
-                q.promote_now.notify_one();
+                // The next attempt is written from what was read: the
+                // envelope (with its `v`) and the fields it does not know.
+                let mut fields: RawFields = env
+                    .fields()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+                    .collect();
+                fields.extend(extras);
+                failed = failed.with_fields(fields);
             }
+            // The failure batcher wakes the promoter when a retry is due
+            // before it would look anyway.
+            record_failure(q, failed).await;
         }
         Outcome::Cancelled if q.hard.is_cancelled() => {
             // Shutdown: hand the entry back so another worker runs it now.
@@ -283,11 +324,10 @@ async fn defer(q: &QueueCtx, entry_id: &str, reason: &str) {
             window,
         }
     };
-    match record_failure(q, entry_id, failure, reason).await {
+    match record_failure(q, FailedEntry::new(entry_id, failure, reason)).await {
         Some(FailOutcome::Retried) => {
             debug!(queue = q.queue.name(), entry = %entry_id, %reason, "deferred: no handler here yet");
             metrics::deferred(q.queue.name());
-            q.promote_now.notify_one();
         }
         Some(FailOutcome::Dead) => {
             warn!(queue = q.queue.name(), entry = %entry_id, %reason, "dead-lettered: no handler here");
@@ -315,57 +355,30 @@ fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler)
     }
 }
 
-/// Writes a retry, deferral or dead-letter (fenced), retrying the write
-/// itself a few times; if it cannot be written the entry stays pending and
-/// is reclaimed after its lease, so nothing is lost. Returns what was
-/// written (`None`: nothing could be).
-pub(crate) async fn record_failure(
-    q: &QueueCtx,
-    entry_id: &str,
-    failure: Failure,
-    error: &str,
-) -> Option<FailOutcome> {
-    let mut conn = q.conn();
-    let mut backoff = Backoff::default();
-    let mut outcome = None;
-    for attempt in 1..=5 {
-        match q
-            .queue
-            .fail(
-                &mut conn,
-                &q.consumer,
-                entry_id,
-                failure,
-                error,
-                q.cfg.dead_retention,
-            )
-            .await
-        {
-            Ok(FailOutcome::LeaseLost) => {
-                warn!(
-                    entry = entry_id,
-                    "lease lost before the outcome was written; another worker owns the entry"
-                );
-                metrics::lease_lost(q.queue.name());
-                outcome = Some(FailOutcome::LeaseLost);
-                break;
-            }
-            Ok(done) => {
-                outcome = Some(done);
-                break;
-            }
-            Err(e) if attempt < 5 => {
-                metrics::redis_error(q.queue.name(), "fail");
-                warn!(error = %e, "writing the failure failed, retrying");
-                tokio::time::sleep(backoff.next()).await;
-            }
-            Err(e) => {
-                metrics::redis_error(q.queue.name(), "fail");
-                error!(error = %e, entry = entry_id, "could not write the failure; the entry will be reclaimed after its lease");
-            }
-        }
+/// Writes a retry, deferral or dead-letter (fenced) through the failure
+/// batcher (`fail.rs`, which retries the write a few times) and waits for
+/// it; if it cannot be written the entry stays pending and is reclaimed
+/// after its lease, so nothing is lost. Returns what was written (`None`:
+/// nothing could be).
+pub(crate) async fn record_failure(q: &QueueCtx, failed: FailedEntry) -> Option<FailOutcome> {
+    let entry_id = failed.entry_id.clone();
+    let (reply, outcome) = oneshot::channel();
+    let sent = q.fails.send(FailRequest {
+        entry: failed,
+        reply,
+    });
+    let outcome = match sent {
+        Ok(()) => outcome.await.ok().flatten(),
+        Err(_) => None,
+    };
+    if outcome == Some(FailOutcome::LeaseLost) {
+        warn!(
+            entry = %entry_id,
+            "lease lost before the outcome was written; another worker owns the entry"
+        );
+        metrics::lease_lost(q.queue.name());
     }
-    q.inflight().remove(entry_id);
+    q.inflight().remove(&entry_id);
     outcome
 }
 

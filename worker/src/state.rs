@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
+use crate::fail::FailRequest;
 use crate::health::Progress;
 use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
@@ -32,6 +33,8 @@ pub(crate) struct QueueCtx {
     inflight: Mutex<InFlight>,
     /// Finished entries waiting to be acknowledged in a batch.
     pub acks: mpsc::UnboundedSender<String>,
+    /// Failed attempts waiting to be written in a batch.
+    pub fails: mpsc::UnboundedSender<FailRequest>,
     /// Set while the queue is paused: the fetch loop stops claiming.
     pub paused: AtomicBool,
     /// Stop claiming (first stage of shutdown).
@@ -62,6 +65,7 @@ impl QueueCtx {
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
         acks: mpsc::UnboundedSender<String>,
+        fails: mpsc::UnboundedSender<FailRequest>,
         stop: CancellationToken,
         hard: CancellationToken,
     ) -> Self {
@@ -77,6 +81,7 @@ impl QueueCtx {
             cfg,
             inflight: Mutex::new(HashMap::new()),
             acks,
+            fails,
             paused: AtomicBool::new(false),
             stop,
             hard,

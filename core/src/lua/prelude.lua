@@ -78,7 +78,7 @@ end
 
 -- True when `consumer` owns pending entry `id` of `group` on `stream`.
 local function owns(stream, group, consumer, id)
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  local p = redis.call('XPENDING', stream, group, id, id, '1')
   return #p == 1 and p[1][2] == consumer
 end
 
