@@ -44,3 +44,6 @@ pub static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 /// A consumer's own pending entries with their fields, without raising
 /// their delivery count.
 pub static OWN_PENDING: LazyLock<Script> = script!("own_pending.lua");
+/// Relay outbox rows to a queue exactly once: each row is added (or
+/// scheduled) only if its mark is not in the queue's relayed set.
+pub static RELAY: LazyLock<Script> = script!("relay.lua");
