@@ -3,6 +3,7 @@
 //! trigger) with a polling fallback, and that waits out Postgres or Redis
 //! outages with backoff, logging one line per change of state.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -181,6 +182,7 @@ pub struct Relay {
     config: RelayConfig,
     redis: Option<ConnectionManager>,
     batches: u64,
+    registered: HashSet<String>,
 }
 
 impl Relay {
@@ -202,6 +204,7 @@ impl Relay {
             config,
             redis: None,
             batches: 0,
+            registered: HashSet::new(),
         })
     }
 
@@ -226,7 +229,7 @@ impl Relay {
             mark_retention: self.config.mark_retention,
             failpoint: self.config.failpoint.as_ref(),
         };
-        let stats = relay_batch(&self.pool, &redis, &params, self.batches).await?;
+        let stats = relay_batch(&self.pool, &redis, &params, self.batches, &mut self.registered).await?;
         if stats.fetched > 0 {
             self.batches += 1;
         }

@@ -1,7 +1,7 @@
 //! One relay batch: lock committed rows, add them to their queues exactly
 //! once, delete them, commit, forget their marks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -68,6 +68,7 @@ pub(crate) async fn relay_batch(
     redis: &ConnectionManager,
     p: &BatchParams<'_>,
     batches_done: u64,
+    registered: &mut HashSet<String>,
 ) -> Result<BatchStats, RelayError> {
     let mut tx = pool.begin().await.map_err(RelayError::postgres)?;
     let rows: Vec<Row> = sqlx::query_as(
@@ -122,6 +123,21 @@ pub(crate) async fn relay_batch(
             mark,
             age,
         });
+    }
+
+    // New queues join the registry first (as the client does), so the CLI
+    // and the samplers know them.
+    for (name, (queue, _)) in &by_queue {
+        if !registered.contains(name) {
+            let mut conn = redis.clone();
+            match queue.register(&mut conn).await {
+                Ok(()) => {
+                    registered.insert(name.clone());
+                }
+                Err(e) if e.is_connection() => return Err(RelayError::Redis(e)),
+                Err(e) => debug!(queue = %name, error = %e, "outbox relay: cannot register the queue"),
+            }
+        }
     }
 
     // One script call per queue (split by size), all at once on the
