@@ -124,6 +124,8 @@ async fn a_relay_sigkilled_between_xadd_and_delete_never_duplicates_a_job() {
     // Redis already. A last relay finishes the work.
     let log = dir.join("relay-final.log");
     let mut child = spawn_relay(&bin, &env, &log, None);
+    // Its signal handler is installed before it says it started.
+    assert!(wait_for_line(&log, "outbox relay started", Duration::from_secs(20)));
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.outbox_rows().await > 0 {
         assert!(Instant::now() < deadline, "outbox not drained");
