@@ -107,7 +107,7 @@ struct Args {
     /// URL is given.
     #[cfg(feature = "postgres")]
     #[command(flatten)]
-    outbox: outbox_relay::Args,
+    outbox: outbox_relay::OutboxArgs,
 }
 
 fn main() -> std::process::ExitCode {

@@ -13,7 +13,7 @@ use tracing::info;
 
 /// The relay's flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct OutboxArgs {
     /// Postgres URL of the outbox to relay (password never logged); no
     /// relay runs without it.
     #[arg(long, env = "MILLRACE_DATABASE_URL")]
@@ -35,7 +35,7 @@ pub struct Args {
 
 /// Starts the relay when a database URL is given.
 pub async fn start(
-    args: &Args,
+    args: &OutboxArgs,
     redis_url: &str,
     prefix: &str,
     shutdown: CancellationToken,
