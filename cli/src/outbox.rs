@@ -162,7 +162,8 @@ pub async fn run(c: Command, json: bool) -> anyhow::Result<()> {
                 output::ms(out.oldest_age_ms)
             );
             if !out.problems.is_empty() {
-                let mut t = output::table(&["ID", "QUEUE", "JOB ID", "JOB", "ATTEMPTS", "STATE", "ERROR"]);
+                let mut t =
+                    output::table(&["ID", "QUEUE", "JOB ID", "JOB", "ATTEMPTS", "STATE", "ERROR"]);
                 for p in &out.problems {
                     t.add_row(vec![
                         p.id.to_string(),

@@ -168,9 +168,12 @@ pub async fn status(conn: &mut PgConnection) -> Result<Status, sqlx::Error> {
     })
 }
 
+/// A problem row as selected: id, queue, job id, name, attempts, error, dead.
+type ProblemTuple = (i64, String, String, String, i32, Option<String>, bool);
+
 /// Rows that failed at least once or were refused, oldest first.
 pub async fn problems(conn: &mut PgConnection, limit: i64) -> Result<Vec<ProblemRow>, sqlx::Error> {
-    let rows: Vec<(i64, String, String, String, i32, Option<String>, bool)> = sqlx::query_as(
+    let rows: Vec<ProblemTuple> = sqlx::query_as(
         "SELECT id, queue, job_id, name, attempts, last_error, dead_at IS NOT NULL
          FROM millrace_outbox WHERE attempts > 0 OR dead_at IS NOT NULL
          ORDER BY id LIMIT $1",
@@ -180,15 +183,17 @@ pub async fn problems(conn: &mut PgConnection, limit: i64) -> Result<Vec<Problem
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, queue, job_id, name, attempts, last_error, dead)| ProblemRow {
-            id,
-            queue,
-            job_id,
-            name,
-            attempts,
-            last_error,
-            dead,
-        })
+        .map(
+            |(id, queue, job_id, name, attempts, last_error, dead)| ProblemRow {
+                id,
+                queue,
+                job_id,
+                name,
+                attempts,
+                last_error,
+                dead,
+            },
+        )
         .collect())
 }
 

@@ -144,7 +144,9 @@ pub enum RelayError {
     #[error("postgres: {0}")]
     Postgres(String),
     /// The outbox table does not exist yet.
-    #[error("the outbox table is missing: apply the migrations (`millrace outbox migrate` or millrace_postgres::migrate)")]
+    #[error(
+        "the outbox table is missing: apply the migrations (`millrace outbox migrate` or millrace_postgres::migrate)"
+    )]
     NoSchema,
     /// Redis could not be reached.
     #[error(transparent)]
@@ -189,14 +191,20 @@ impl Relay {
     /// A relay for the outbox at `database_url` and the Redis at
     /// `redis_url`. Connects lazily: a database or Redis that is down now
     /// is waited for by [`run`](Self::run).
-    pub fn new(database_url: &str, redis_url: &str, config: RelayConfig) -> Result<Self, RelayError> {
+    pub fn new(
+        database_url: &str,
+        redis_url: &str,
+        config: RelayConfig,
+    ) -> Result<Self, RelayError> {
         config.validate()?;
         millrace_core::connect::client(redis_url)?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(database_url)
-            .map_err(|e| RelayError::Config(format!("database url {}: {e}", Redacted(database_url))))?;
+            .map_err(|e| {
+                RelayError::Config(format!("database url {}: {e}", Redacted(database_url)))
+            })?;
         Ok(Self {
             pool,
             database_url: database_url.to_owned(),
@@ -229,7 +237,14 @@ impl Relay {
             mark_retention: self.config.mark_retention,
             failpoint: self.config.failpoint.as_ref(),
         };
-        let stats = relay_batch(&self.pool, &redis, &params, self.batches, &mut self.registered).await?;
+        let stats = relay_batch(
+            &self.pool,
+            &redis,
+            &params,
+            self.batches,
+            &mut self.registered,
+        )
+        .await?;
         if stats.fetched > 0 {
             self.batches += 1;
         }
@@ -241,7 +256,11 @@ impl Relay {
     pub async fn run(mut self, shutdown: CancellationToken) {
         m::describe();
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(self.database_url.clone(), wake.clone(), shutdown.clone()));
+        let listener = tokio::spawn(listen(
+            self.database_url.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
         let mut state = State::Ok;
         let mut backoff = Duration::from_millis(100);
         let mut next_sample = Instant::now();
@@ -268,11 +287,19 @@ impl Relay {
                     let msg = e.to_string();
                     let changed = match &state {
                         State::Ok => true,
-                        State::Failing { kind: k, msg: m, .. } => *k != kind || (m != &msg && matches!(e, RelayError::NoSchema)),
+                        State::Failing {
+                            kind: k, msg: m, ..
+                        } => *k != kind || (m != &msg && matches!(e, RelayError::NoSchema)),
                     };
                     if changed {
-                        warn!("outbox relay: {msg}; nothing is lost, retrying with backoff (logged again when it changes)");
-                        state = State::Failing { kind, msg, since: Instant::now() };
+                        warn!(
+                            "outbox relay: {msg}; nothing is lost, retrying with backoff (logged again when it changes)"
+                        );
+                        state = State::Failing {
+                            kind,
+                            msg,
+                            since: Instant::now(),
+                        };
                     } else {
                         debug!("outbox relay: still failing: {msg}");
                     }
@@ -300,7 +327,9 @@ impl Relay {
                 match crate::effects::purge(&self.pool, keep).await {
                     Ok(n) if n > 0 => info!(rows = n, "purged old processed-jobs rows"),
                     Ok(_) => {}
-                    Err(e) => debug!(error = %e, "processed-jobs purge failed (retried in an hour)"),
+                    Err(e) => {
+                        debug!(error = %e, "processed-jobs purge failed (retried in an hour)")
+                    }
                 }
             }
             if more {

@@ -135,7 +135,9 @@ pub(crate) async fn relay_batch(
                     registered.insert(name.clone());
                 }
                 Err(e) if e.is_connection() => return Err(RelayError::Redis(e)),
-                Err(e) => debug!(queue = %name, error = %e, "outbox relay: cannot register the queue"),
+                Err(e) => {
+                    debug!(queue = %name, error = %e, "outbox relay: cannot register the queue")
+                }
             }
         }
     }

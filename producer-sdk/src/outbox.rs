@@ -140,7 +140,11 @@ impl Outbox {
         Ok(ids)
     }
 
-    fn row<J: Job>(&self, job: &J, options: &EnqueueOptions) -> Result<(JobId, NewJob), OutboxError> {
+    fn row<J: Job>(
+        &self,
+        job: &J,
+        options: &EnqueueOptions,
+    ) -> Result<(JobId, NewJob), OutboxError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
         validate_queue_name(queue)?;
         let payload = serde_json::to_string(job).map_err(|source| OutboxError::Serialize {
@@ -183,7 +187,9 @@ pub async fn enqueue<J: Job>(
     tx: &mut Transaction<'_, Postgres>,
     job: &J,
 ) -> Result<JobId, OutboxError> {
-    Outbox::new().enqueue_with(tx, job, EnqueueOptions::new()).await
+    Outbox::new()
+        .enqueue_with(tx, job, EnqueueOptions::new())
+        .await
 }
 
 /// [`enqueue`] with `options` (queue, attempts, job id, trace, delay).

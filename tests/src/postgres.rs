@@ -350,7 +350,5 @@ pub fn find_bindir() -> Option<PathBuf> {
     if let Some((_, d)) = versions.pop() {
         return Some(d);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|d| has(d))
-    })
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).find(|d| has(d)))
 }

@@ -42,7 +42,9 @@ pub async fn env_with(persistence: millrace_tests::Persistence) -> Env {
     let pg = PostgresServer::start().unwrap_or_else(|e| panic!("{e}"));
     let db_url = if pg.is_external() {
         // A fresh database per test on the shared server.
-        let admin = PgPool::connect(&pg.url()).await.unwrap_or_else(|e| panic!("{e}"));
+        let admin = PgPool::connect(&pg.url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let name = format!("millrace_test_{}", fastrand::u64(..));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin)
@@ -57,7 +59,9 @@ pub async fn env_with(persistence: millrace_tests::Persistence) -> Env {
         .connect(&db_url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}\n{}", pg.log()));
-    millrace_postgres::migrate(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    millrace_postgres::migrate(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     Env {
         redis,
         pg,
@@ -148,9 +152,21 @@ impl Env {
 pub fn assert_exactly_once(jobs: &HashMap<String, usize>, committed: &[String]) {
     let twice: Vec<_> = jobs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "jobs relayed more than once: {twice:?}");
-    let missing: Vec<_> = committed.iter().filter(|id| !jobs.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} committed jobs missing, e.g. {:?}", missing.len(), missing.first());
-    assert_eq!(jobs.len(), committed.len(), "jobs that were never committed reached Redis");
+    let missing: Vec<_> = committed
+        .iter()
+        .filter(|id| !jobs.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} committed jobs missing, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    assert_eq!(
+        jobs.len(),
+        committed.len(),
+        "jobs that were never committed reached Redis"
+    );
 }
 
 /// Polls `check` until it holds, or panics after `WAIT`.
@@ -161,7 +177,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

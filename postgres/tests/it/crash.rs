@@ -18,13 +18,20 @@ async fn commit_some(env: &Env, first: u64, n: u64) -> Vec<String> {
     while i < n {
         let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..7.min(n - i) {
-            ids.push(outbox::enqueue(&mut tx, &Ping { n: first + i }).await.unwrap_or_else(|e| panic!("{e}")).0);
+            ids.push(
+                outbox::enqueue(&mut tx, &Ping { n: first + i })
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .0,
+            );
             i += 1;
         }
         tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     }
     let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    outbox::enqueue(&mut tx, &Ping { n: 999_999 }).await.unwrap_or_else(|e| panic!("{e}"));
+    outbox::enqueue(&mut tx, &Ping { n: 999_999 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     ids
 }
@@ -69,10 +76,7 @@ fn spawn_relay(bin: &PathBuf, env: &Env, log: &std::path::Path, failpoint: Optio
         .env_remove("MILLRACE_RELAY_FAILPOINT")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(log)
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+        .stderr(std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}")));
     if let Some(fp) = failpoint {
         cmd.env("MILLRACE_RELAY_FAILPOINT", fp);
     }
@@ -112,7 +116,11 @@ async fn a_relay_sigkilled_between_xadd_and_delete_never_duplicates_a_job() {
             // Exactly between the Redis write and the delete, at batch 0..2.
             let fp = format!("pause-after-redis:{}", round % 3);
             let mut child = spawn_relay(&bin, &env, &log, Some(&fp));
-            let paused = wait_for_line(&log, "failpoint: paused after redis", Duration::from_secs(20));
+            let paused = wait_for_line(
+                &log,
+                "failpoint: paused after redis",
+                Duration::from_secs(20),
+            );
             child.kill().unwrap_or_else(|e| panic!("{e}"));
             let _ = child.wait();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -125,16 +133,27 @@ async fn a_relay_sigkilled_between_xadd_and_delete_never_duplicates_a_job() {
     let log = dir.join("relay-final.log");
     let mut child = spawn_relay(&bin, &env, &log, None);
     // Its signal handler is installed before it says it started.
-    assert!(wait_for_line(&log, "outbox relay started", Duration::from_secs(20)));
+    assert!(wait_for_line(
+        &log,
+        "outbox relay started",
+        Duration::from_secs(20)
+    ));
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.outbox_rows().await > 0 {
         assert!(Instant::now() < deadline, "outbox not drained");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // SIGTERM: a clean stop.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "{status}: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let jobs = env.jobs_in("outbox");
     assert_exactly_once(&jobs, &committed);
     assert_eq!(env.marks("outbox"), 0, "marks left behind");

@@ -16,31 +16,44 @@ async fn rollback_leaves_no_job_and_commit_yields_exactly_one() {
     let mut committed = Vec::new();
     let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
     for n in 0..3 {
-        let id = outbox::enqueue(&mut tx, &Ping { n }).await.unwrap_or_else(|e| panic!("{e}"));
+        let id = outbox::enqueue(&mut tx, &Ping { n })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         committed.push(id.0);
     }
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
     for n in 10..12 {
-        outbox::enqueue(&mut tx, &Ping { n }).await.unwrap_or_else(|e| panic!("{e}"));
+        outbox::enqueue(&mut tx, &Ping { n })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     // A transaction dropped without commit rolls back too.
     {
         let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        outbox::enqueue(&mut tx, &Ping { n: 20 }).await.unwrap_or_else(|e| panic!("{e}"));
+        outbox::enqueue(&mut tx, &Ping { n: 20 })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     env.drain().await;
     let jobs = env.jobs_in("outbox");
     assert_exactly_once(&jobs, &committed);
     assert_eq!(env.outbox_rows().await, 0, "relayed rows are deleted");
-    assert_eq!(env.marks("outbox"), 0, "marks are forgotten once the rows are gone");
+    assert_eq!(
+        env.marks("outbox"),
+        0,
+        "marks are forgotten once the rows are gone"
+    );
     let queues: Vec<String> = redis::cmd("SMEMBERS")
         .arg("millrace:queues")
         .query(&mut env.conn())
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(queues.contains(&"outbox".to_owned()), "relayed queues are registered: {queues:?}");
+    assert!(
+        queues.contains(&"outbox".to_owned()),
+        "relayed queues are registered: {queues:?}"
+    );
 }
 
 #[tokio::test]
@@ -63,11 +76,17 @@ async fn options_schedules_and_batches_reach_redis_as_given() {
     let later = outbox::enqueue_in(&mut tx, &Ping { n: 2 }, Duration::from_secs(3600))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let past = outbox::enqueue_at(&mut tx, &Ping { n: 3 }, SystemTime::now() - Duration::from_secs(5))
+    let past = outbox::enqueue_at(
+        &mut tx,
+        &Ping { n: 3 },
+        SystemTime::now() - Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let many: Vec<Ping> = (100..300).map(|n| Ping { n }).collect();
+    let many_ids = outbox::enqueue_many(&mut tx, &many)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let many: Vec<Ping> = (100..300).map(|n| Ping { n }).collect();
-    let many_ids = outbox::enqueue_many(&mut tx, &many).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(many_ids.len(), 200);
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     env.drain().await;
@@ -103,7 +122,10 @@ async fn options_schedules_and_batches_reach_redis_as_given() {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as f64;
-    assert!((due - now_ms - 3_600_000.0).abs() < 60_000.0, "due {due}, now {now_ms}");
+    assert!(
+        (due - now_ms - 3_600_000.0).abs() < 60_000.0,
+        "due {due}, now {now_ms}"
+    );
     // Due in the past: straight to the ready stream, in outbox id order.
     let jobs = env.jobs_in("outbox");
     assert_eq!(jobs.get(&past.0), Some(&1));
@@ -121,7 +143,10 @@ async fn options_schedules_and_batches_reach_redis_as_given() {
     let expected: Vec<String> = std::iter::once(past.0.clone())
         .chain(many_ids.iter().map(|i| i.0.clone()))
         .collect();
-    assert_eq!(ids, expected, "one relay keeps outbox id order within a queue");
+    assert_eq!(
+        ids, expected,
+        "one relay keeps outbox id order within a queue"
+    );
 }
 
 /// Serializing this fails: JSON object keys must be strings.
@@ -156,28 +181,47 @@ async fn bad_input_is_refused_inside_the_transaction_and_leaves_no_poison_row() 
     )
     .await
     .err();
-    assert!(matches!(err, Some(OutboxError::Serialize { .. })), "{err:?}");
-    assert!(format!("{}", err.unwrap_or_else(|| panic!())).contains("cannot serialize job `unserializable`"));
+    assert!(
+        matches!(err, Some(OutboxError::Serialize { .. })),
+        "{err:?}"
+    );
+    assert!(
+        format!("{}", err.unwrap_or_else(|| panic!()))
+            .contains("cannot serialize job `unserializable`")
+    );
 
-    let err = outbox::enqueue_with(&mut tx, &Ping { n: 1 }, EnqueueOptions::new().queue("bad:queue"))
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = outbox::enqueue_with(
+        &mut tx,
+        &Ping { n: 1 },
+        EnqueueOptions::new().queue("bad:queue"),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(err.contains("invalid queue name"), "{err}");
 
-    let err = outbox::enqueue(&mut tx, &Big { blob: "x".repeat(2 << 20) })
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = outbox::enqueue(
+        &mut tx,
+        &Big {
+            blob: "x".repeat(2 << 20),
+        },
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(err.contains("payload too large"), "{err}");
 
-    let err = outbox::enqueue_with(&mut tx, &Ping { n: 1 }, EnqueueOptions::new().max_attempts(0))
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = outbox::enqueue_with(
+        &mut tx,
+        &Ping { n: 1 },
+        EnqueueOptions::new().max_attempts(0),
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(err.contains("max_attempts (0)"), "{err}");
 
     let err = outbox::enqueue_many_with(
@@ -192,17 +236,20 @@ async fn bad_input_is_refused_inside_the_transaction_and_leaves_no_poison_row() 
     assert!(err.contains("enqueue_many takes no"), "{err}");
 
     // The transaction is still good: nothing was sent to the database.
-    let good = outbox::enqueue(&mut tx, &Ping { n: 7 }).await.unwrap_or_else(|e| panic!("{e}"));
+    let good = outbox::enqueue(&mut tx, &Ping { n: 7 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
 
     // Plain SQL is held to the same rules by the table's constraints.
     for (queue, name, payload) in [("a b", "x", "{}"), ("", "x", "{}"), ("q", "", "{}")] {
-        let r = sqlx::query("INSERT INTO millrace_outbox (queue, name, payload) VALUES ($1, $2, $3)")
-            .bind(queue)
-            .bind(name)
-            .bind(payload)
-            .execute(&env.pool)
-            .await;
+        let r =
+            sqlx::query("INSERT INTO millrace_outbox (queue, name, payload) VALUES ($1, $2, $3)")
+                .bind(queue)
+                .bind(name)
+                .bind(payload)
+                .execute(&env.pool)
+                .await;
         assert!(r.is_err(), "{queue:?}/{name:?} was accepted");
     }
 

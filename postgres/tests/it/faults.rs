@@ -26,12 +26,18 @@ async fn a_failing_queue_does_not_block_the_rows_behind_it() {
     let mut broken = Vec::new();
     for n in 0..6 {
         if n % 2 == 0 {
-            let id = outbox::enqueue_with(&mut tx, &Ping { n }, EnqueueOptions::new().queue("broken"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let id =
+                outbox::enqueue_with(&mut tx, &Ping { n }, EnqueueOptions::new().queue("broken"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
             broken.push(id.0);
         } else {
-            good.push(outbox::enqueue(&mut tx, &Ping { n }).await.unwrap_or_else(|e| panic!("{e}")).0);
+            good.push(
+                outbox::enqueue(&mut tx, &Ping { n })
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .0,
+            );
         }
     }
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
@@ -53,7 +59,9 @@ async fn a_failing_queue_does_not_block_the_rows_behind_it() {
     assert_eq!(s.fetched, 0);
     let status = {
         let mut c = env.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-        millrace_postgres::outbox::status(&mut c).await.unwrap_or_else(|e| panic!("{e}"))
+        millrace_postgres::outbox::status(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     assert_eq!((status.waiting, status.failing, status.dead), (3, 3, 0));
 
@@ -73,18 +81,32 @@ async fn a_row_that_can_never_be_delivered_is_kept_dead_and_others_go_on() {
     let env = env().await;
     let id = JobId("dup".into());
     let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    outbox::enqueue_with(&mut tx, &Ping { n: 1 }, EnqueueOptions::new().job_id(id.clone()).delay(Duration::from_secs(3600)))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    outbox::enqueue_with(
+        &mut tx,
+        &Ping { n: 1 },
+        EnqueueOptions::new()
+            .job_id(id.clone())
+            .delay(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     env.drain().await;
     // Another job with the same id, scheduled while the first waits: Redis
     // refuses it, as Client::enqueue_in would.
     let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-    outbox::enqueue_with(&mut tx, &Ping { n: 2 }, EnqueueOptions::new().job_id(id).delay(Duration::from_secs(60)))
+    outbox::enqueue_with(
+        &mut tx,
+        &Ping { n: 2 },
+        EnqueueOptions::new()
+            .job_id(id)
+            .delay(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let after = outbox::enqueue(&mut tx, &Ping { n: 3 })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let after = outbox::enqueue(&mut tx, &Ping { n: 3 }).await.unwrap_or_else(|e| panic!("{e}"));
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
     // A raw row with a queue name the Rust check refuses but the table's
     // constraint lets through (a non-ASCII space).
@@ -107,15 +129,33 @@ async fn a_row_that_can_never_be_delivered_is_kept_dead_and_others_go_on() {
     assert_eq!(jobs.get(&raw_ok), Some(&1), "plain SQL rows relay too");
     let problems = {
         let mut c = env.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-        millrace_postgres::outbox::problems(&mut c, 10).await.unwrap_or_else(|e| panic!("{e}"))
+        millrace_postgres::outbox::problems(&mut c, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     assert_eq!(problems.len(), 2);
     assert!(problems.iter().all(|p| p.dead));
-    let errors: Vec<String> = problems.iter().filter_map(|p| p.last_error.clone()).collect();
-    assert!(errors.iter().any(|e| e.contains("already scheduled")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("invalid queue name")), "{errors:?}");
+    let errors: Vec<String> = problems
+        .iter()
+        .filter_map(|p| p.last_error.clone())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("already scheduled")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("invalid queue name")),
+        "{errors:?}"
+    );
     // Dead rows are skipped from now on.
-    assert_eq!(relay.relay_once().await.unwrap_or_else(|e| panic!("{e}")).fetched, 0);
+    assert_eq!(
+        relay
+            .relay_once()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .fetched,
+        0
+    );
 }
 
 /// Commits one-row transactions until `stop`, recording which surely
@@ -156,8 +196,18 @@ impl Producer {
         let stop = Arc::new(AtomicBool::new(false));
         let sure = Arc::new(Mutex::new(Vec::new()));
         let unsure = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(produce(env.pool.clone(), stop.clone(), sure.clone(), unsure.clone()));
-        Self { stop, sure, unsure, task }
+        let task = tokio::spawn(produce(
+            env.pool.clone(),
+            stop.clone(),
+            sure.clone(),
+            unsure.clone(),
+        ));
+        Self {
+            stop,
+            sure,
+            unsure,
+            task,
+        }
     }
 
     async fn stop(self) -> (Vec<String>, Vec<String>) {
@@ -170,8 +220,15 @@ impl Producer {
 }
 
 async fn check_after_outage(env: &Env, sure: &[String], unsure: &[String]) {
-    assert!(sure.len() > 50, "the producer committed only {} jobs", sure.len());
-    eventually("the outbox to empty", || async { env.outbox_rows().await == 0 }).await;
+    assert!(
+        sure.len() > 50,
+        "the producer committed only {} jobs",
+        sure.len()
+    );
+    eventually("the outbox to empty", || async {
+        env.outbox_rows().await == 0
+    })
+    .await;
     let jobs = env.jobs_in("outbox");
     let twice: Vec<_> = jobs.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "relayed twice: {twice:?}");

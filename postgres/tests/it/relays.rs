@@ -26,7 +26,12 @@ async fn many_relays_at_once(relays: usize) {
         let mut ids = Vec::new();
         for _ in 0..size {
             n += 1;
-            ids.push(outbox::enqueue(&mut tx, &Ping { n }).await.unwrap_or_else(|e| panic!("{e}")).0);
+            ids.push(
+                outbox::enqueue(&mut tx, &Ping { n })
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .0,
+            );
         }
         if round % 5 == 4 {
             tx.rollback().await.unwrap_or_else(|e| panic!("{e}"));
@@ -35,7 +40,10 @@ async fn many_relays_at_once(relays: usize) {
             committed.extend(ids);
         }
     }
-    eventually("the outbox to empty", || async { env.outbox_rows().await == 0 }).await;
+    eventually("the outbox to empty", || async {
+        env.outbox_rows().await == 0
+    })
+    .await;
     stop.cancel();
     for t in tasks {
         t.await.unwrap_or_else(|e| panic!("{e}"));
@@ -83,7 +91,9 @@ async fn a_committed_job_reaches_its_handler_within_milliseconds() {
     let mut worst = Duration::ZERO;
     for n in 0..5 {
         let mut tx = env.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        outbox::enqueue(&mut tx, &Ping { n }).await.unwrap_or_else(|e| panic!("{e}"));
+        outbox::enqueue(&mut tx, &Ping { n })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
         let committed = Instant::now();
         let (got, at) = tokio::time::timeout(Duration::from_secs(10), done.recv())
@@ -93,7 +103,10 @@ async fn a_committed_job_reaches_its_handler_within_milliseconds() {
         assert_eq!(got, n);
         worst = worst.max(at - committed);
     }
-    assert!(worst < Duration::from_secs(2), "commit to handler took {worst:?}: NOTIFY did not wake the relay");
+    assert!(
+        worst < Duration::from_secs(2),
+        "commit to handler took {worst:?}: NOTIFY did not wake the relay"
+    );
     stop.cancel();
     relay.await.unwrap_or_else(|e| panic!("{e}"));
     let _ = worker.await;
