@@ -63,6 +63,7 @@ struct Local {
     bindir: PathBuf,
     as_postgres: bool,
     running: bool,
+    durable: bool,
 }
 
 impl PostgresServer {
@@ -77,8 +78,21 @@ impl PostgresServer {
         }
     }
 
-    /// A private server on a free port, whatever the environment says.
+    /// A private server on a free port, whatever the environment says,
+    /// with `fsync` off (fast, and a server crash still loses nothing: the
+    /// operating system keeps what was written).
     pub fn start_local() -> Result<Self, PostgresError> {
+        Self::start_local_with(false)
+    }
+
+    /// A private server with PostgreSQL's durable defaults (`fsync` and
+    /// `full_page_writes` on): for benchmarks whose commits must cost what
+    /// they cost in production.
+    pub fn start_local_durable() -> Result<Self, PostgresError> {
+        Self::start_local_with(true)
+    }
+
+    fn start_local_with(durable: bool) -> Result<Self, PostgresError> {
         let bindir = find_bindir().ok_or(PostgresError::NotInstalled)?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -96,6 +110,7 @@ impl PostgresServer {
             bindir,
             as_postgres,
             running: false,
+            durable,
         };
         local.initdb()?;
         let mut last = None;
@@ -232,11 +247,14 @@ impl Local {
     }
 
     fn pg_start(&mut self) -> Result<(), PostgresError> {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200",
+        let mut opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        if !self.durable {
+            opts.push_str(" -c fsync=off -c full_page_writes=off");
+        }
         let mut c = self.cmd("pg_ctl");
         c.arg("-D")
             .arg(self.data())
