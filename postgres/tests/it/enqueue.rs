@@ -257,3 +257,50 @@ async fn bad_input_is_refused_inside_the_transaction_and_leaves_no_poison_row() 
     assert_exactly_once(&env.jobs_in("outbox"), &[good.0]);
     assert_eq!(env.outbox_rows().await, 0);
 }
+
+#[tokio::test]
+async fn the_readme_example_runs() {
+    let env = env().await;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "millrace-postgres",
+                "--example",
+                "enqueue_in_transaction",
+            ])
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap_or_else(|| panic!("no target dir"))
+        .join("examples")
+        .join("enqueue_in_transaction");
+    let out = std::process::Command::new(bin)
+        .env("MILLRACE_DATABASE_URL", &env.db_url)
+        .env("MILLRACE_REDIS_URL", env.redis.url())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("committed invoice 1, rolled back invoice 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("relayed 2 job(s)"), "{stdout}");
+    assert_eq!(env.jobs_in("billing").len(), 1);
+    assert_eq!(
+        env.jobs_in("reminders").len(),
+        1,
+        "the reminder waits in the delayed set"
+    );
+}
