@@ -6,4 +6,5 @@ mod crash;
 mod effects;
 mod enqueue;
 mod faults;
+mod processes;
 mod relays;
