@@ -166,9 +166,12 @@ impl RelayError {
         Self::Postgres(e.to_string().replace('\n', " "))
     }
 
+    /// What failed, for state-change logs: `postgres`, `the outbox table`,
+    /// `redis` or `config`.
     fn kind(&self) -> &'static str {
         match self {
-            Self::Postgres(_) | Self::NoSchema => "postgres",
+            Self::Postgres(_) => "postgres",
+            Self::NoSchema => "the outbox table",
             Self::Connect(_) | Self::Redis(_) => "redis",
             Self::Config(_) => "config",
         }
@@ -283,13 +286,13 @@ impl Relay {
                 }
                 Err(e) => {
                     let kind = e.kind();
-                    metrics::counter!(m::OUTBOX_RELAY_ERRORS, "kind" => if kind == "redis" { "redis" } else { "postgres" }).increment(1);
+                    let label = if kind == "redis" { "redis" } else { "postgres" };
+                    metrics::counter!(m::OUTBOX_RELAY_ERRORS, "kind" => label).increment(1);
                     let msg = e.to_string();
+                    // One line per change of what fails, not one per retry.
                     let changed = match &state {
                         State::Ok => true,
-                        State::Failing {
-                            kind: k, msg: m, ..
-                        } => *k != kind || (m != &msg && matches!(e, RelayError::NoSchema)),
+                        State::Failing { kind: k, .. } => *k != kind,
                     };
                     if changed {
                         warn!(
@@ -297,7 +300,6 @@ impl Relay {
                         );
                         state = State::Failing {
                             kind,
-                            msg,
                             since: Instant::now(),
                         };
                     } else {
@@ -306,7 +308,7 @@ impl Relay {
                     if kind == "redis" {
                         self.redis = None;
                     }
-                    let jitter = 1.0 - fastrand_f64() * 0.25;
+                    let jitter = 1.0 - fastrand::f64() * 0.25;
                     let wait = backoff.mul_f64(jitter);
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     tokio::select! {
@@ -366,11 +368,7 @@ impl Relay {
 
 enum State {
     Ok,
-    Failing {
-        kind: &'static str,
-        msg: String,
-        since: Instant,
-    },
+    Failing { kind: &'static str, since: Instant },
 }
 
 /// Forwards notifications to `wake`, reconnecting with backoff; the relay
@@ -428,15 +426,4 @@ fn set_now(name: &'static str) {
         .unwrap_or_default()
         .as_secs_f64();
     metrics::gauge!(name).set(now);
-}
-
-fn fastrand_f64() -> f64 {
-    // Jitter only: the sub-second clock is random enough.
-    f64::from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos()
-            % 1000,
-    ) / 1000.0
 }
