@@ -19,6 +19,9 @@ use tracing::{debug, info, warn};
 use crate::metrics as m;
 use crate::relay_batch::{BatchParams, BatchStats, relay_batch};
 
+/// Longest a batch may take before it is abandoned (and rolled back).
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The channel the outbox trigger notifies at commit.
 pub const CHANNEL: &str = "millrace_outbox";
 
@@ -240,14 +243,24 @@ impl Relay {
             mark_retention: self.config.mark_retention,
             failpoint: self.config.failpoint.as_ref(),
         };
-        let stats = relay_batch(
+        // A batch that hangs (a black-holed connection) is abandoned: its
+        // transaction never commits, so its rows are relayed again (and
+        // found marked). Redis calls have their own 5 s reply timeout.
+        let batch = relay_batch(
             &self.pool,
             &redis,
             &params,
             self.batches,
             &mut self.registered,
-        )
-        .await?;
+        );
+        let stats = tokio::time::timeout(BATCH_TIMEOUT, batch)
+            .await
+            .map_err(|_| {
+                RelayError::Postgres(format!(
+                    "a batch took over {}s: abandoned",
+                    BATCH_TIMEOUT.as_secs()
+                ))
+            })??;
         if stats.fetched > 0 {
             self.batches += 1;
         }
