@@ -56,7 +56,29 @@ pub async fn run(b: &Bench, figs: &mut Figures, database_url: Option<&str>) -> a
     } else {
         (2_000, 50_000, 5.0, 500.0)
     };
+    // The physical limit of one job per transaction: the same row size
+    // committed into a plain table, no outbox, no trigger.
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_commit_baseline (id bigserial PRIMARY KEY, payload text NOT NULL)")
+        .execute(&pool)
+        .await?;
     for run in 0..b.runs {
+        let t = Instant::now();
+        for _ in 0..single {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO bench_commit_baseline (payload) VALUES ($1)")
+                .bind(serde_json::to_string(&job(0))?)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        let base = single as f64 / t.elapsed().as_secs_f64();
+        figs.add(
+            "outbox_baseline_commit_1task",
+            "jobs/s",
+            Better::Higher,
+            None,
+            base,
+        );
         let q = b.queue("outbox")?;
         let t = Instant::now();
         commit_each(&pool, &q, single, 1).await?;
@@ -115,6 +137,9 @@ pub async fn run(b: &Bench, figs: &mut Figures, database_url: Option<&str>) -> a
         figs.add("outbox_e2e_p50", "ms", Better::Lower, None, p50);
         figs.add("outbox_e2e_p99", "ms", Better::Lower, None, p99);
         figs.add("outbox_e2e_max", "ms", Better::Lower, None, max);
+        sqlx::query("TRUNCATE bench_commit_baseline")
+            .execute(&pool)
+            .await?;
         b.progress(&format!(
             "outbox run {}: enqueue {one:.0}/{eight:.0}/{many:.0} jobs/s (1 per tx, 1 and 8 tasks; 100 per tx), relay {relay_rate:.0} jobs/s, commit to handler p50 {p50:.2} ms p99 {p99:.2} ms",
             run + 1
