@@ -302,14 +302,18 @@ async fn end_to_end(
     stop.cancel();
     relay_task.await?;
     worker_task.await??;
+    let committed = std::mem::take(
+        &mut *committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let started = std::mem::take(
+        &mut *started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     let mut h = latency_histogram()?;
-    let committed = committed
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let started = started
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for (seq, at) in started.iter() {
+    for (seq, at) in &started {
         if let Some(c) = committed.get(seq) {
             // A job can start before its commit call returns: count 1 µs.
             let us = at.saturating_duration_since(*c).as_micros().max(1);
