@@ -1,30 +1,43 @@
 //! `millrace-chaos`: the chaos run. It enqueues N jobs onto a private
 //! `redis-server` with AOF, runs W `millrace-worker` processes that record
-//! every job they finish, kills one worker with SIGKILL (and restarts it)
-//! every few seconds, restarts Redis once mid-run, and then checks that
-//! every job ran: lost jobs, duplicates (bounded by what the killed workers
-//! had in flight), dead-lettered jobs, and how long a killed worker's jobs
-//! took to run elsewhere. Its last lines are `name: value` pairs, and it
-//! exits non-zero when anything was lost or left behind.
+//! every job they finish, and meanwhile, each fault selectable on its own:
+//! kills one worker with SIGKILL (and restarts it) every few seconds,
+//! restarts Redis once mid-run, restarts every worker gracefully one after
+//! another in a loop (`--deploys`), and kills worker connections at random
+//! (`--net-drops`). When the faults stop it waits a settle time for the
+//! last jobs, then checks every job: lost, stranded (still in Redis, never
+//! ran), falsely dead-lettered, duplicated (bounded by what the killed
+//! workers had in flight), how long a killed worker's jobs took to run
+//! elsewhere and the worst wait from enqueue to run. Its last lines are
+//! `name: value` pairs, and it exits non-zero when anything was lost,
+//! stranded, dead-lettered or left behind.
 
 #![allow(clippy::print_stdout, reason = "the report is the program's output")]
 
+mod audit;
+mod deploy;
+mod netdrop;
+mod produce;
 mod record;
+mod report;
 mod workers;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use millrace_core::redis::aio::ConnectionManager;
-use millrace_core::{Envelope, JobId, Queue};
+use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::{JobId, Queue};
 use millrace_tests::{Persistence, RedisServer};
 
+use crate::deploy::Deployer;
+use crate::netdrop::NetDrops;
 use crate::record::Records;
 use crate::workers::Workers;
 
-/// Kill workers and restart Redis while jobs run; count what was lost.
+/// Kill workers, restart them, drop their connections and restart Redis
+/// while jobs run; count what was lost, stranded or dead-lettered.
 #[derive(Debug, Parser)]
 #[command(name = "millrace-chaos")]
 struct Args {
@@ -37,9 +50,35 @@ struct Args {
     /// Time between two SIGKILLs of a worker.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     kill_every: Duration,
-    /// Stop killing after this many kills (default: keep killing until done).
+    /// Stop killing after this many kills (default: keep killing until
+    /// done); 0 turns SIGKILLs off.
     #[arg(long)]
     kills: Option<usize>,
+    /// Rolling deploys: SIGTERM each worker in turn, wait for it to exit
+    /// (it must exit 0 within its grace and leave nothing pending), start a
+    /// replacement, wait for its heartbeat, then the next worker, round and
+    /// round while the faults last.
+    #[arg(long)]
+    deploys: bool,
+    /// Pause between two worker restarts of a rolling deploy. With 4
+    /// workers, 250 ms lets each live past its first reclaim round (1 s);
+    /// much shorter, no worker reclaims a crashed one's jobs until the
+    /// deploys stop.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    deploy_pause: Duration,
+    /// Kill a random worker Redis connection (`CLIENT KILL ID`) every
+    /// `--net-drop-every` or so, while the faults last.
+    #[arg(long)]
+    net_drops: bool,
+    /// Mean time between two dropped connections; each wait is drawn from
+    /// 60–140 % of it.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    net_drop_every: Duration,
+    /// Jobs enqueued per second, in a batch every 5 ms; 0 enqueues them all
+    /// at once. Defaults to 1000 with --deploys or --net-drops (so enqueues
+    /// land during the faults), else 0.
+    #[arg(long)]
+    rate: Option<u64>,
     /// Restart Redis once, when half the jobs are done.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     restart_redis: bool,
@@ -50,22 +89,43 @@ struct Args {
     /// AOF fsync policy: everysec or always.
     #[arg(long, default_value = "everysec", value_parser = ["everysec", "always"])]
     fsync: String,
-    /// Each job sleeps this long, so kills land mid-job (with 4 workers of
-    /// 32 slots, 50 ms caps the run near 2,500 jobs/s).
-    #[arg(long, default_value_t = 50)]
-    job_ms: u64,
+    /// Each job sleeps this long. Defaults to 50 when jobs are enqueued up
+    /// front, so kills land mid-job (with 4 workers of 32 slots, 50 ms caps
+    /// the run near 2,500 jobs/s), and to 5 with a steady producer, so the
+    /// workers are partly idle between jobs as in production: a graceful
+    /// shutdown races with enqueues only then.
+    #[arg(long)]
+    job_ms: Option<u64>,
     /// Worker lease.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     lease: Duration,
     /// Jobs each worker runs at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Worker grace: how long running jobs may finish at shutdown. A worker
+    /// SIGTERMed by a deploy must exit 0 within it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// After the faults stop, how long to wait for the last jobs before
+    /// reporting; defaults to twice the lease plus the job's time.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    settle: Option<Duration>,
     /// Give up after this long.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     deadline: Duration,
 }
 
 const QUEUE: &str = "chaos";
+/// The producer's rate with --deploys or --net-drops when --rate is not
+/// given: 5 ms jobs keep 4 workers of 32 slots about 4 % busy.
+const DEFAULT_RATE: u64 = 1000;
+/// The workers' reclaim interval.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+/// How often the main loop looks at the records and the faults.
+const TICK: Duration = Duration::from_millis(20);
+/// How often the pending list is sampled (delivery counts, entries per
+/// consumer).
+const DELIVERIES_EVERY: Duration = Duration::from_millis(250);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -81,6 +141,16 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    let rate = args.rate.unwrap_or(if args.deploys || args.net_drops {
+        DEFAULT_RATE
+    } else {
+        0
+    });
+    let job_ms = args.job_ms.unwrap_or(if rate == 0 { 50 } else { 5 });
+    let job = Duration::from_millis(job_ms);
+    let stall = args.lease + RECLAIM_EVERY + job;
+    let settle = args.settle.unwrap_or(args.lease * 2 + job);
     let persistence = if args.fsync == "always" {
         Persistence::AofAlways
     } else {
@@ -88,13 +158,27 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let mut redis = RedisServer::start_with(persistence)?;
     let url = redis.url();
-    println!(
-        "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs, {} workers, a SIGKILL every {:?}",
-        args.fsync, args.jobs, args.workers, args.kill_every
-    );
     let dir = tempfile_dir()?;
+    println!(
+        "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
+        args.fsync,
+        args.jobs,
+        if rate == 0 {
+            "enqueued up front".to_owned()
+        } else {
+            format!("enqueued at {rate}/s")
+        },
+        args.workers,
+        dir.display()
+    );
+    println!("faults: {}", faults_line(&args));
     let bin = millrace_tests::workspace_bin("millrace-worker", "millrace-worker")?;
     let mut conn = millrace_core::connect::command_connection(&url).await?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(netdrop::CHAOS_CLIENT)
+        .query_async::<()>(&mut conn)
+        .await?;
     let queue = Queue::new(QUEUE)?;
     queue.declare(&mut conn).await?;
 
@@ -104,36 +188,61 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "--lease".to_owned(),
         humantime::format_duration(args.lease).to_string(),
         "--reclaim-every".to_owned(),
-        "1s".to_owned(),
+        humantime::format_duration(RECLAIM_EVERY).to_string(),
         "--block".to_owned(),
         "1s".to_owned(),
         "--concurrency".to_owned(),
         args.concurrency.to_string(),
         "--grace".to_owned(),
-        "10s".to_owned(),
+        humantime::format_duration(args.grace).to_string(),
     ];
     let mut workers = Workers::start(&bin, &url, &dir, args.workers, worker_args)?;
     let mut records = Records::new(&dir, args.workers);
 
-    // The producer: our own job ids, so a batch retried after a Redis
-    // error can only duplicate a job, never lose or invent one.
     let ids: Vec<String> = (0..args.jobs).map(|_| JobId::new().0).collect();
-    let producer = tokio::spawn(produce(
+    let producer = tokio::spawn(produce::produce(
         conn.clone(),
         queue.clone(),
         ids.clone(),
-        args.job_ms,
+        job_ms,
+        rate,
     ));
+    let mut net = if args.net_drops {
+        Some(NetDrops::start(&url, conn.clone(), args.net_drop_every)?)
+    } else {
+        None
+    };
+    let mut deployer = args
+        .deploys
+        .then(|| Deployer::new(args.grace, args.deploy_pause));
 
     let started = Instant::now();
+    let at = || started.elapsed().as_secs_f64();
     let deadline = started + args.deadline;
     let mut next_kill = started + args.kill_every;
     let mut kills = Vec::new();
     let mut restarted_redis = !args.restart_redis;
     let want: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut dead = 0;
+    let mut accounted = 0;
+    let mut last_progress = Instant::now();
+    let mut faults_ended: Option<Instant> = None;
+    let mut pending = audit::PendingSample::default();
+    let mut next_deliveries = started;
     loop {
         records.poll()?;
         let done = records.distinct_in(&want);
+        dead = dead_count(&mut conn, &queue).await.unwrap_or(dead);
+        if done + dead != accounted {
+            accounted = done + dead;
+            last_progress = Instant::now();
+        }
+        if Instant::now() >= next_deliveries {
+            next_deliveries = Instant::now() + DELIVERIES_EVERY;
+            if let Ok(p) = audit::sample_pending(&mut conn, &queue).await {
+                pending = pending.max(p);
+            }
+        }
         if !restarted_redis && done * 2 >= args.jobs {
             restarted_redis = true;
             let t = Instant::now();
@@ -143,164 +252,185 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             } else {
                 redis.restart_graceful()?;
             }
+            if let Some(d) = &mut deployer {
+                d.redis_restarted();
+            }
+            let how = if args.redis_kill {
+                "SIGKILL"
+            } else {
+                "SIGTERM"
+            };
             println!(
-                "[{:>6.1}s] restarted redis-server ({}), down {:?}",
-                started.elapsed().as_secs_f64(),
-                if args.redis_kill {
-                    "SIGKILL"
-                } else {
-                    "SIGTERM"
-                },
+                "[{:>6.1}s] restarted redis-server ({how}), down {:?}",
+                at(),
                 t.elapsed()
             );
         }
+        let faults_on = faults_ended.is_none();
         let kills_left = args.kills.is_none_or(|k| kills.len() < k);
-        if kills_left && Instant::now() >= next_kill && done < args.jobs {
+        if faults_on && kills_left && Instant::now() >= next_kill && done < args.jobs {
             next_kill = Instant::now() + args.kill_every;
-            let kill = workers.kill_one(&mut conn, &queue, kills.len()).await?;
-            println!(
-                "[{:>6.1}s] SIGKILL worker {} with {} jobs in flight; restarted it",
-                started.elapsed().as_secs_f64(),
-                kill.slot,
-                kill.in_flight.len()
-            );
-            kills.push(kill);
+            let busy = deployer.as_ref().and_then(Deployer::busy_slot);
+            if let Some(slot) = kill_slot(kills.len(), args.workers, busy) {
+                let kill = workers.kill_one(&mut conn, &queue, slot).await?;
+                println!(
+                    "[{:>6.1}s] SIGKILL worker {} with {} jobs in flight; restarted it",
+                    at(),
+                    kill.slot,
+                    kill.in_flight.len()
+                );
+                kills.push(kill);
+            }
         }
-        if done >= args.jobs && producer.is_finished() && queue_empty(&mut conn, &queue).await {
+        if let Some(d) = &mut deployer
+            && let Some(line) = d.step(&mut workers, &mut conn, &queue, faults_on).await?
+        {
+            println!("[{:>6.1}s] {line}", at());
+        }
+        // The faults last while jobs are enqueued, and after that while
+        // jobs still finish; they stop when every job is accounted for or
+        // nothing finished for longer than a killed worker's jobs take to
+        // come back (lease + reclaim tick + the job itself).
+        let producing = !producer.is_finished();
+        if faults_on && !producing && (accounted >= args.jobs || last_progress.elapsed() >= stall) {
+            faults_ended = Some(Instant::now());
+            if let Some(n) = &net {
+                n.halt();
+            }
+            println!(
+                "[{:>6.1}s] faults stop: {done} of {} jobs ran, {dead} dead-lettered; settling for at most {settle:?}",
+                at(),
+                args.jobs
+            );
+        }
+        if accounted >= args.jobs && !producing && queue_empty(&mut conn, &queue).await {
+            break;
+        }
+        if faults_ended.is_some_and(|t| t.elapsed() >= settle) {
+            println!(
+                "[{:>6.1}s] settle time over: {done} of {} jobs ran, {dead} dead-lettered",
+                at(),
+                args.jobs
+            );
             break;
         }
         if Instant::now() > deadline {
             println!("deadline of {:?} reached", args.deadline);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(TICK).await;
     }
     let elapsed = started.elapsed();
+    if let Some(d) = &mut deployer {
+        d.finish(&mut workers, &mut conn, &queue).await?;
+    }
+    let net_drops = match net.take() {
+        Some(n) => Some(n.stop().await),
+        None => None,
+    };
     let produced = if producer.is_finished() {
         producer.await??
     } else {
         producer.abort();
-        0
+        produce::Produced {
+            enqueued_at: Vec::new(),
+            resent: 0,
+        }
     };
     workers.stop_all();
     records.poll()?;
-
-    let left = leftovers(&mut conn, &queue).await?;
-    let completed = records.distinct_in(&want);
-    let dead = left.dead as usize;
-    let lost = args.jobs.saturating_sub(completed + dead);
-    let duplicated = records.duplicated_in(&want);
-    let bound: usize = kills.iter().map(|k| k.in_flight.len()).sum();
-    let mut recovery: Vec<Duration> = kills
-        .iter()
-        .filter_map(|k| records.recovery_time(k.at, &k.in_flight))
-        .collect();
-    recovery.sort();
-    let median = recovery
-        .get(recovery.len() / 2)
-        .copied()
-        .unwrap_or_default();
-    let max = recovery.last().copied().unwrap_or_default();
-    let unexpected = records.unexpected(&want);
-    let ok = lost == 0
-        && produced == args.jobs
-        && left.stream == 0
-        && left.pending == 0
-        && left.delayed == 0
-        && unexpected == 0;
-
-    println!();
-    println!("Duplicates are jobs that finished on a worker killed before its ack was");
-    println!("written, and ran again elsewhere: at most what the killed workers had in");
-    println!("flight (pending) at each kill, summed in duplicate_bound.");
-    println!();
-    println!("enqueued: {produced}");
-    println!("completed: {completed}");
-    println!("lost: {lost}");
-    println!("duplicated: {duplicated}");
-    println!("duplicate_bound: {bound}");
-    println!("dead_lettered: {dead}");
-    println!("unexpected: {unexpected}");
-    println!("kills: {}", kills.len());
-    println!("redis_restarts: {}", u8::from(args.restart_redis));
-    println!("recovery_median_ms: {}", median.as_millis());
-    println!("recovery_max_ms: {}", max.as_millis());
-    println!("stream_empty: {}", left.stream == 0);
-    println!("pending_empty: {}", left.pending == 0);
-    println!("delayed_empty: {}", left.delayed == 0);
-    println!("seconds: {:.1}", elapsed.as_secs_f64());
-    println!("result: {}", if ok { "ok" } else { "FAILED" });
-    Ok(ok)
+    let audit = audit::audit(&mut conn, &queue).await?;
+    Ok(report::print(&report::Outcome {
+        ids: &ids,
+        enqueued_at: &produced.enqueued_at,
+        resent: produced.resent,
+        job_ms,
+        records: &records,
+        audit: &audit,
+        kills: &kills,
+        redis_restarts: u8::from(args.restart_redis),
+        deploy: deployer.as_ref(),
+        net_drops,
+        pending,
+        elapsed,
+    }))
 }
 
-/// Enqueues every job in batches of 500, retrying a batch until Redis takes
-/// it (through the Redis restart). Returns how many were enqueued.
-async fn produce(
-    mut conn: ConnectionManager,
-    queue: Queue,
-    ids: Vec<String>,
-    job_ms: u64,
-) -> anyhow::Result<usize> {
-    let payload = serde_json::to_string(&millrace_jobs::Sleep { ms: job_ms })?;
-    let mut n = 0;
-    for chunk in ids.chunks(500) {
-        let envs: Vec<Envelope> = chunk
-            .iter()
-            .map(|id| {
-                let mut e = Envelope::new(id.clone(), "sleep", payload.clone());
-                e.max_attempts = Some(5);
-                e.enqueued_at = Some(millrace_core::queue::unix_ms(std::time::SystemTime::now()));
-                e
-            })
-            .collect();
-        let mut tries = 0;
-        while let Err(e) = queue.enqueue(&mut conn, &envs).await {
-            tries += 1;
-            if tries > 300 {
-                bail!("enqueue kept failing: {e}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        n += envs.len();
+/// The faults of this run, in words.
+fn faults_line(args: &Args) -> String {
+    let mut f = Vec::new();
+    match args.kills {
+        Some(0) => {}
+        Some(k) => f.push(format!("{k} SIGKILLs, one every {:?}", args.kill_every)),
+        None => f.push(format!("a SIGKILL every {:?}", args.kill_every)),
     }
-    Ok(n)
-}
-
-struct Left {
-    stream: u64,
-    pending: u64,
-    delayed: u64,
-    dead: u64,
-}
-
-/// What the queue still holds (retrying through a Redis restart).
-async fn leftovers(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<Left> {
-    let mut last = None;
-    for _ in 0..50 {
-        match millrace_core::inspect::stats(conn, queue).await {
-            Ok(s) => {
-                return Ok(Left {
-                    stream: s.ready + s.in_flight,
-                    pending: s.in_flight,
-                    delayed: s.scheduled + s.retrying.unwrap_or(0),
-                    dead: s.dead,
-                });
-            }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if args.restart_redis {
+        let how = if args.redis_kill {
+            "SIGKILL"
+        } else {
+            "SIGTERM"
+        };
+        f.push(format!("Redis restarted ({how}) at half the jobs"));
     }
-    bail!("cannot read the queue's state: {last:?}")
+    if args.deploys {
+        f.push(format!(
+            "rolling deploys (grace {:?}, {:?} between restarts)",
+            args.grace, args.deploy_pause
+        ));
+    }
+    if args.net_drops {
+        f.push(format!(
+            "a worker connection killed every ~{:?}",
+            args.net_drop_every
+        ));
+    }
+    if f.is_empty() {
+        "none".to_owned()
+    } else {
+        f.join("; ")
+    }
 }
 
+/// The slot the `n`th SIGKILL hits: round robin, sparing the slot a deploy
+/// is restarting (`None` when that is the only one).
+fn kill_slot(n: usize, workers: usize, busy: Option<usize>) -> Option<usize> {
+    let slot = n % workers;
+    match busy {
+        Some(b) if b == slot && workers == 1 => None,
+        Some(b) if b == slot => Some((slot + 1) % workers),
+        _ => Some(slot),
+    }
+}
+
+/// Entries in the dead-letter stream.
+async fn dead_count(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<usize> {
+    let n = millrace_core::inspect::dead_count(conn, queue).await?;
+    Ok(usize::try_from(n)?)
+}
+
+/// Whether the ready stream, the pending list and the delayed set are all
+/// empty (false when Redis cannot say).
 async fn queue_empty(conn: &mut ConnectionManager, queue: &Queue) -> bool {
-    leftovers(conn, queue)
+    millrace_core::inspect::stats(conn, queue)
         .await
-        .is_ok_and(|l| l.stream == 0 && l.pending == 0 && l.delayed == 0)
+        .is_ok_and(|s| s.ready + s.in_flight == 0 && s.scheduled + s.retrying.unwrap_or(0) == 0)
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("millrace-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kills_spare_the_slot_a_deploy_is_restarting() {
+        assert_eq!(kill_slot(5, 4, None), Some(1));
+        assert_eq!(kill_slot(5, 4, Some(1)), Some(2));
+        assert_eq!(kill_slot(3, 4, Some(3)), Some(0));
+        assert_eq!(kill_slot(0, 1, Some(0)), None);
+    }
 }

@@ -67,6 +67,11 @@ impl Records {
             .count()
     }
 
+    /// When the run first saw `id` finished (`None`: it never ran).
+    pub fn first_run(&self, id: &str) -> Option<Instant> {
+        self.runs.get(id)?.first().copied()
+    }
+
     /// Ids that ran but were never enqueued (must be 0).
     pub fn unexpected(&self, want: &HashSet<&str>) -> usize {
         self.runs

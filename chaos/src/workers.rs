@@ -1,7 +1,8 @@
-//! The worker processes: start, SIGKILL one and restart it, stop all.
+//! The worker processes: start, SIGKILL one and restart it, SIGTERM one
+//! and replace it (a rolling deploy), stop all.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -71,15 +72,54 @@ impl Workers {
             .with_context(|| format!("cannot start {}", self.bin.display()))
     }
 
-    /// SIGKILLs the worker of slot `n % workers`, reads what its consumer
-    /// had pending (frozen until its lease expires), and restarts the slot.
+    /// How many worker slots there are.
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// The process id of the worker in `slot`.
+    pub fn pid(&self, slot: usize) -> u32 {
+        self.procs[slot].id()
+    }
+
+    /// Sends SIGTERM to the worker in `slot` (a graceful shutdown starts).
+    pub fn sigterm(&self, slot: usize) -> anyhow::Result<()> {
+        let pid = self.pid(slot);
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// The exit status of the worker in `slot`, once it has exited.
+    pub fn try_exit(&mut self, slot: usize) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.procs[slot].try_wait()?)
+    }
+
+    /// SIGKILLs the worker in `slot` and reaps it (it outlived its grace).
+    pub fn force_kill(&mut self, slot: usize) {
+        let _ = self.procs[slot].kill();
+        let _ = self.procs[slot].wait();
+    }
+
+    /// Starts a new worker in `slot`, whose previous process has exited;
+    /// returns its process id.
+    pub fn respawn(&mut self, slot: usize) -> anyhow::Result<u32> {
+        self.procs[slot] = self.spawn(slot)?;
+        Ok(self.pid(slot))
+    }
+
+    /// SIGKILLs the worker of `slot`, reads what its consumer had pending
+    /// (frozen until its lease expires), and restarts the slot.
     pub async fn kill_one(
         &mut self,
         conn: &mut ConnectionManager,
         queue: &Queue,
-        n: usize,
+        slot: usize,
     ) -> anyhow::Result<Kill> {
-        let slot = n % self.procs.len();
         let pid = self.procs[slot].id();
         self.procs[slot].kill()?;
         self.procs[slot].wait()?;
@@ -132,6 +172,50 @@ impl Drop for Workers {
     }
 }
 
+/// The group's consumer of process `pid` (`host-pid-random`) and how many
+/// entries are pending for it; `None` when it is not in the group.
+pub async fn consumer_of_pid(
+    conn: &mut ConnectionManager,
+    queue: &Queue,
+    pid: u32,
+) -> anyhow::Result<Option<(String, u64)>> {
+    let infos: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&queue.keys().stream)
+        .arg(queue.group())
+        .query_async(conn)
+        .await?;
+    let marker = format!("-{pid}-");
+    Ok(infos.iter().find_map(|m| {
+        let name = m
+            .get("name")
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .filter(|n| n.contains(&marker))?;
+        let pending = m
+            .get("pending")
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            .unwrap_or(0);
+        Some((name, pending))
+    }))
+}
+
+/// Whether the worker of process `pid` has written its heartbeat (it does
+/// at start, before its first read): the replacement of a deploy is up.
+pub async fn heartbeating(
+    conn: &mut ConnectionManager,
+    queue: &Queue,
+    pid: u32,
+) -> anyhow::Result<bool> {
+    let names: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&queue.keys().workers)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await?;
+    let marker = format!("-{pid}-");
+    Ok(names.iter().any(|n| n.contains(&marker)))
+}
+
 /// Job ids pending for the consumer of process `pid` (`host-pid-random`).
 async fn pending_jobs_of_pid(
     conn: &mut ConnectionManager,
@@ -139,24 +223,15 @@ async fn pending_jobs_of_pid(
     pid: u32,
 ) -> anyhow::Result<Vec<String>> {
     let stream = &queue.keys().stream;
-    let infos: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(stream)
-        .arg(queue.group())
-        .query_async(conn)
-        .await?;
-    let marker = format!("-{pid}-");
-    let Some(name) = infos
-        .iter()
-        .filter_map(|m| {
-            m.get("name")
-                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-        })
-        .find(|n| n.contains(&marker))
-    else {
+    let Some((name, _)) = consumer_of_pid(conn, queue, pid).await? else {
         return Ok(Vec::new());
     };
     let entries = queue.pending_of(conn, &name, 100_000).await?;
+    if entries.is_empty() {
+        // An empty pipeline's reply does not parse: a worker killed with
+        // nothing pending made every lookup fail, and the run stalled 5 s.
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for e in &entries {
         pipe.cmd("XRANGE").arg(stream).arg(e).arg(e);

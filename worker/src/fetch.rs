@@ -67,7 +67,10 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
     // earlier process (a fixed consumer name): claim them (a real restart).
     let mut sweep: Option<bool> = Some(true);
     let mut backoff = Backoff::default();
-    let mut next_reclaim = Instant::now() + q.cfg.reclaim_every;
+    // A worker starts with a reclaim round: a replacement for a crashed
+    // worker (or one in a fast rolling deploy) takes over expired leases at
+    // once instead of after its first interval.
+    let mut next_reclaim = Instant::now();
     q.progress.beat();
     while !q.stop.is_cancelled() {
         if q.paused.load(Ordering::Relaxed) {

@@ -75,7 +75,7 @@ async fn run_delivery(
     };
     let env = match Envelope::decode(fields) {
         Ok(env) => env,
-        Err(e @ DecodeError::Version { .. }) => {
+        Err(e @ DecodeError::Version { .. }) if is_newer(&e) => {
             // Written by a newer producer: a newer worker may be on its way.
             let reason = format!("undecodable entry: {e}");
             defer(&q, &entry_id, &reason).await;
@@ -253,6 +253,17 @@ async fn run_handler(
     }
 }
 
+/// True for a wire version above this build's (a newer producer), false
+/// for one that is no version at all (`0`, `abc`): that is just bad input.
+fn is_newer(e: &DecodeError) -> bool {
+    match e {
+        DecodeError::Version { found, .. } => found
+            .parse::<u32>()
+            .is_ok_and(|v| v > millrace_core::envelope::WIRE_VERSION),
+        _ => false,
+    }
+}
+
 /// About 30 years from now: "never" for a timer.
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
@@ -365,5 +376,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_real_newer_version_is_deferred() {
+        let version = |found: &str| DecodeError::Version {
+            found: found.to_owned(),
+            supported: millrace_core::envelope::WIRE_VERSION,
+        };
+        assert!(is_newer(&version("2")));
+        assert!(is_newer(&version("9")));
+        for garbage in ["0", "abc", "-1", ""] {
+            assert!(!is_newer(&version(garbage)), "{garbage:?}");
+        }
+        assert!(!is_newer(&DecodeError::Missing("name")));
     }
 }

@@ -1,0 +1,98 @@
+//! The producer: our own job ids, so a batch retried after a Redis error
+//! can only duplicate a job, never lose or invent one. It enqueues either
+//! everything at once, or at a steady rate for the whole fault phase (so
+//! enqueues land while workers shut down, reconnect or die).
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::{Envelope, Queue};
+
+/// Largest batch in one enqueue call.
+const BATCH: usize = 500;
+/// How often the steady producer enqueues what is due.
+const TICK: Duration = Duration::from_millis(5);
+
+/// What the producer did.
+pub struct Produced {
+    /// Per job, in enqueue order: when its successful enqueue call started.
+    pub enqueued_at: Vec<Instant>,
+    /// Jobs in batches that were sent again after an error: Redis may have
+    /// written the first try too (its reply was lost), so each may run
+    /// twice.
+    pub resent: usize,
+}
+
+/// Enqueues every job of `ids`: all at once when `rate` is 0, else `rate`
+/// jobs a second in a batch every 5 ms (catching up after a stall, e.g. a
+/// Redis restart). Each batch is retried until Redis takes it.
+pub async fn produce(
+    mut conn: ConnectionManager,
+    queue: Queue,
+    ids: Vec<String>,
+    job_ms: u64,
+    rate: u64,
+) -> anyhow::Result<Produced> {
+    let payload = serde_json::to_string(&millrace_jobs::Sleep { ms: job_ms })?;
+    let started = Instant::now();
+    let mut times = Vec::with_capacity(ids.len());
+    let mut resent = 0;
+    while times.len() < ids.len() {
+        let due = if rate == 0 {
+            ids.len()
+        } else {
+            let d = started.elapsed().as_secs_f64() * rate as f64;
+            (d as usize).clamp(1, ids.len())
+        };
+        while times.len() < due {
+            let end = due.min(times.len() + BATCH);
+            let (at, retried) =
+                enqueue_batch(&mut conn, &queue, &ids[times.len()..end], &payload).await?;
+            if retried {
+                resent += end - times.len();
+            }
+            times.resize(end, at);
+        }
+        if times.len() < ids.len() {
+            tokio::time::sleep(TICK).await;
+        }
+    }
+    Ok(Produced {
+        enqueued_at: times,
+        resent,
+    })
+}
+
+/// Enqueues one batch, retrying for up to 30 s; returns when the call that
+/// succeeded started, and whether it was a retry.
+async fn enqueue_batch(
+    conn: &mut ConnectionManager,
+    queue: &Queue,
+    ids: &[String],
+    payload: &str,
+) -> anyhow::Result<(Instant, bool)> {
+    let envs: Vec<Envelope> = ids
+        .iter()
+        .map(|id| {
+            let mut e = Envelope::new(id.clone(), "sleep", payload.to_owned());
+            e.max_attempts = Some(5);
+            e.enqueued_at = Some(millrace_core::queue::unix_ms(std::time::SystemTime::now()));
+            e
+        })
+        .collect();
+    let mut tries = 0;
+    loop {
+        let at = Instant::now();
+        match queue.enqueue(conn, &envs).await {
+            Ok(_) => return Ok((at, tries > 0)),
+            Err(e) => {
+                tries += 1;
+                if tries > 300 {
+                    bail!("enqueue kept failing: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
