@@ -108,20 +108,38 @@ impl Queue {
             .collect()
     }
 
-    /// Removes the marks of rows whose delete from the outbox has
-    /// committed: they can never be relayed again.
+    /// Lets the marks of rows whose delete from the outbox has committed
+    /// go: they are re-scored so that the trim of a later `relay.lua` call
+    /// (which drops marks older than `mark_retention`) removes them
+    /// `keep_for` from now, or removed at once when `keep_for` is zero.
+    /// Keeping them a little longer covers a relay that lost its rows'
+    /// locks (its session was ended) while its script was still on its
+    /// way to Redis.
     pub async fn forget_relayed<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         marks: &[String],
+        keep_for: Duration,
+        mark_retention: Duration,
     ) -> Result<(), QueueError> {
         if marks.is_empty() {
             return Ok(());
         }
-        redis::cmd("ZREM")
-            .arg(&self.keys().relayed)
-            .arg(marks)
-            .query_async::<()>(conn)
+        let cmd = if keep_for.is_zero() {
+            let mut c = redis::cmd("ZREM");
+            c.arg(&self.keys().relayed).arg(marks);
+            c
+        } else {
+            let now = crate::queue::unix_ms(std::time::SystemTime::now());
+            let score = (now + duration_ms(keep_for)).saturating_sub(duration_ms(mark_retention));
+            let mut c = redis::cmd("ZADD");
+            c.arg(&self.keys().relayed).arg("XX");
+            for m in marks {
+                c.arg(score).arg(m);
+            }
+            c
+        };
+        cmd.query_async::<()>(conn)
             .await
             .map_err(QueueError::redis("forget_relayed"))
     }

@@ -42,6 +42,12 @@ pub struct RelayConfig {
     /// Redis write and its commit): must be longer than any outage of all
     /// relays. Defaults to 7 days.
     pub mark_retention: Duration,
+    /// How long the mark of a relayed row is kept after its delete has
+    /// committed: longer than a batch can be in flight
+    /// ([`BATCH_TIMEOUT`]), so a relay that lost its rows' locks (Postgres
+    /// ended its session) while its Redis call was on its way still finds
+    /// the mark. Zero removes marks at once (tests). Defaults to 5 min.
+    pub mark_grace: Duration,
     /// How often the outbox gauges are sampled. Defaults to 5 s.
     pub sample_every: Duration,
     /// Processed-jobs rows (exactly-once effects) older than this are
@@ -61,6 +67,7 @@ impl Default for RelayConfig {
             batch: 500,
             poll_every: Duration::from_secs(1),
             mark_retention: Duration::from_secs(7 * 24 * 3600),
+            mark_grace: Duration::from_secs(300),
             sample_every: Duration::from_secs(5),
             processed_retention: Some(crate::effects::DEFAULT_RETENTION),
             max_backoff: Duration::from_secs(10),
@@ -86,6 +93,13 @@ impl RelayConfig {
         if self.mark_retention < Duration::from_secs(3600) {
             return Err(RelayError::Config(format!(
                 "relay mark retention ({}s) must be at least 1h: a mark must outlive any relay outage",
+                self.mark_retention.as_secs()
+            )));
+        }
+        if self.mark_grace > self.mark_retention {
+            return Err(RelayError::Config(format!(
+                "relay mark grace ({}s) must not exceed the mark retention ({}s)",
+                self.mark_grace.as_secs(),
                 self.mark_retention.as_secs()
             )));
         }
@@ -241,6 +255,7 @@ impl Relay {
             prefix: &self.config.prefix,
             batch: self.config.batch,
             mark_retention: self.config.mark_retention,
+            mark_grace: self.config.mark_grace,
             failpoint: self.config.failpoint.as_ref(),
         };
         // A batch that hangs (a black-holed connection) is abandoned: its

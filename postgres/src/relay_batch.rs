@@ -58,6 +58,7 @@ pub(crate) struct BatchParams<'a> {
     pub prefix: &'a str,
     pub batch: usize,
     pub mark_retention: Duration,
+    pub mark_grace: Duration,
     pub failpoint: Option<&'a Failpoint>,
 }
 
@@ -248,12 +249,16 @@ pub(crate) async fn relay_batch(
     }
     tx.commit().await.map_err(RelayError::postgres)?;
 
-    // The rows are gone for good: their marks are no longer needed. A
+    // The rows are gone for good: their marks go after the grace (a relay
+    // that lost these rows' locks may still have a script on its way). A
     // failure here only leaves marks for the retention to trim.
     for (name, marks) in delivered_marks {
         if let Some((queue, _)) = by_queue.get(name) {
             let mut conn = redis.clone();
-            if let Err(e) = queue.forget_relayed(&mut conn, &marks).await {
+            if let Err(e) = queue
+                .forget_relayed(&mut conn, &marks, p.mark_grace, p.mark_retention)
+                .await
+            {
                 debug!(queue = %name, error = %e, "outbox relay: marks not forgotten (trimmed by retention)");
             }
         }

@@ -76,6 +76,8 @@ impl Env {
         c.poll_every = Duration::from_millis(200);
         c.max_backoff = Duration::from_millis(500);
         c.sample_every = Duration::from_millis(200);
+        // Marks go at once after the commit, so tests can count them.
+        c.mark_grace = Duration::ZERO;
         c
     }
 
@@ -135,6 +137,23 @@ impl Env {
         sqlx::query_scalar("SELECT count(*) FROM millrace_outbox")
             .fetch_one(&self.pool)
             .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Marks of a queue that would be kept for the whole retention (7
+    /// days) rather than the grace after a commit (5 min).
+    pub fn marks_kept(&self, queue: &str) -> usize {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let retention = 7 * 24 * 3600 * 1000u64;
+        let grace_end = now - retention + 301_000;
+        redis::cmd("ZCOUNT")
+            .arg(format!("millrace:{{{queue}}}:relayed"))
+            .arg(format!("({grace_end}"))
+            .arg("+inf")
+            .query(&mut self.conn())
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
