@@ -103,9 +103,7 @@ impl RelayConfig {
                 self.mark_retention.as_secs()
             )));
         }
-        millrace_core::keys::Keys::new(&self.prefix, "x")
-            .map(drop)
-            .map_err(|e| RelayError::Config(e.to_string()))
+        Ok(())
     }
 }
 
@@ -454,4 +452,59 @@ fn set_now(name: &'static str) {
         .unwrap_or_default()
         .as_secs_f64();
     metrics::gauge!(name).set(now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_checks_name_the_bad_setting() {
+        assert!(RelayConfig::default().validate().is_ok());
+        let mut c = RelayConfig::default();
+        c.batch = 0;
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("relay batch (0) must be from 1 to 10000"), "{e}");
+        let mut c = RelayConfig::default();
+        c.mark_retention = Duration::from_secs(60);
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("mark retention (60s) must be at least 1h"),
+            "{e}"
+        );
+        let mut c = RelayConfig::default();
+        c.mark_grace = Duration::from_secs(8 * 24 * 3600);
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("must not exceed the mark retention"), "{e}");
+    }
+
+    #[test]
+    fn failpoints_parse() {
+        assert!(matches!(
+            Failpoint::parse("pause-after-redis"),
+            Ok(Failpoint::PauseAfterRedis(0))
+        ));
+        assert!(matches!(
+            Failpoint::parse("pause-after-redis:3"),
+            Ok(Failpoint::PauseAfterRedis(3))
+        ));
+        assert!(matches!(
+            Failpoint::parse("fail-after-redis"),
+            Ok(Failpoint::FailAfterRedis)
+        ));
+        assert!(Failpoint::parse("pause-after-redis:x").is_err());
+        assert!(Failpoint::parse("explode").is_err());
+    }
 }

@@ -370,3 +370,21 @@ pub fn find_bindir() -> Option<PathBuf> {
     }
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).find(|d| has(d)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_of_replaces_the_database_and_keeps_the_query() {
+        let s = PostgresServer {
+            inner: Inner::External("postgres://u:p@h:5/db?sslmode=disable".into()),
+        };
+        assert_eq!(s.url_of("t1"), "postgres://u:p@h:5/t1?sslmode=disable");
+        let s = PostgresServer {
+            inner: Inner::External("postgres://h".into()),
+        };
+        assert_eq!(s.url_of("t1"), "postgres://h/t1");
+        assert!(s.is_external());
+    }
+}
