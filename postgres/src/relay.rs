@@ -461,16 +461,20 @@ mod tests {
     #[test]
     fn config_checks_name_the_bad_setting() {
         assert!(RelayConfig::default().validate().is_ok());
-        let mut c = RelayConfig::default();
-        c.batch = 0;
+        let c = RelayConfig {
+            batch: 0,
+            ..RelayConfig::default()
+        };
         let e = c
             .validate()
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("relay batch (0) must be from 1 to 10000"), "{e}");
-        let mut c = RelayConfig::default();
-        c.mark_retention = Duration::from_secs(60);
+        let c = RelayConfig {
+            mark_retention: Duration::from_secs(60),
+            ..RelayConfig::default()
+        };
         let e = c
             .validate()
             .err()
@@ -480,8 +484,10 @@ mod tests {
             e.contains("mark retention (60s) must be at least 1h"),
             "{e}"
         );
-        let mut c = RelayConfig::default();
-        c.mark_grace = Duration::from_secs(8 * 24 * 3600);
+        let c = RelayConfig {
+            mark_grace: Duration::from_secs(8 * 24 * 3600),
+            ..RelayConfig::default()
+        };
         let e = c
             .validate()
             .err()
