@@ -53,7 +53,12 @@ pub async fn start(
     if args.database_migrate {
         millrace_postgres::migrate(relay.pool())
             .await
-            .context("cannot apply the outbox migrations")?;
+            .with_context(|| {
+                format!(
+                    "cannot apply the outbox migrations to {}",
+                    millrace_core::Redacted(url)
+                )
+            })?;
         info!("outbox migrations applied");
     }
     Ok(Some(tokio::spawn(relay.run(shutdown))))
