@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "dashboards" / "grafana" / "dashboards").glob("*.json"))
 ALERTS = ROOT / "dashboards" / "prometheus" / "alerts.yml"
 METRICS_RS = ROOT / "worker" / "src" / "metrics.rs"
+# The outbox relay's metrics (millrace-postgres), exported by the worker too.
+OUTBOX_METRICS_RS = ROOT / "postgres" / "src" / "metrics.rs"
 README = ROOT / "README.md"
 COMPOSE = ROOT / "compose.yaml"
 DEPLOY = sorted((ROOT / "deploy").glob("*.yaml"))
@@ -52,7 +54,7 @@ def fail(msg):
 
 
 def defined_metrics():
-    text = METRICS_RS.read_text()
+    text = METRICS_RS.read_text() + OUTBOX_METRICS_RS.read_text()
     names = set(re.findall(r'pub const [A-Z_]+: &str = "(millrace_[a-z0-9_]+)";', text))
     if len(names) < 10:
         sys.exit(f"found only {len(names)} metric names in {METRICS_RS}: has its format changed?")

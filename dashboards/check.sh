@@ -5,14 +5,16 @@
 #  2. static checks (dashboards/check.py static): every metric a dashboard,
 #     an alert or the KEDA example queries is one the worker emits, every
 #     metric is documented, compose.yaml parses and names files that exist;
-#  3. a private redis-server, a real millrace-worker under load from
-#     dashboards/load.sh (successes, sleeps, retries, dead letters) and a
+#  3. a private redis-server and PostgreSQL, a real millrace-worker (with
+#     its outbox relay) under load from dashboards/load.sh (successes,
+#     sleeps, retries, dead letters) and plain-SQL outbox inserts, and a
 #     real Prometheus scraping it every second with alerts.yml loaded, all
 #     on 127.0.0.1 in a temp dir; then every PromQL expression of every
 #     dashboard panel, of the KEDA trigger and of every alert rule runs
 #     through Prometheus's HTTP API (dashboards/check.py live).
 #
-# Installs Debian's prometheus package (prometheus + promtool) when missing.
+# Installs Debian's prometheus package (prometheus + promtool) and
+# postgresql when missing.
 # Takes about 30 s once the worker is built. Usage: dashboards/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "--- installing redis-server"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+pg_bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -z "$pg_bindir" ] || [ ! -x "$pg_bindir/initdb" ]; then
+  echo "--- installing postgresql (for the outbox relay's metrics)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  pg_bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
 if ! python3 -c 'import yaml' 2>/dev/null; then
   python3 -m pip install --quiet pyyaml
@@ -63,6 +72,10 @@ cleanup() {
     kill "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
   done
+  if [ -n "${pgdir:-}" ]; then
+    "${as_pg[@]}" "$pg_bindir/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pgdir"
+  fi
   rm -rf "$tmp"
   echo "--- done in ${SECONDS}s"
 }
@@ -90,6 +103,7 @@ wait_for() {
 redis_port=$(free_port)
 metrics_port=$(free_port)
 prom_port=$(free_port)
+pg_port=$(free_port)
 
 echo "--- redis-server :$redis_port, worker :$metrics_port, prometheus :$prom_port ($tmp)"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
@@ -97,9 +111,24 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 pids+=($!)
 wait_for "redis-server" 10 redis-cli -p "$redis_port" ping
 
+# A private PostgreSQL for the outbox relay the worker runs (as the
+# postgres user when we are root: PostgreSQL refuses to run as root).
+pgdir=$(mktemp -d /tmp/millrace-check-pg.XXXXXX)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$pgdir"
+  as_pg=(runuser -u postgres --)
+fi
+"${as_pg[@]}" "$pg_bindir/initdb" -D "$pgdir/data" -U postgres -A trust --no-sync --no-instructions >/dev/null
+"${as_pg[@]}" "$pg_bindir/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" \
+  -o "-p $pg_port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+database_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
+echo "--- postgres :$pg_port ($pgdir)"
+
 RUST_LOG=warn "$worker_bin" --redis-url "redis://127.0.0.1:$redis_port" \
   --queues default,billing --concurrency 4 --block 500ms --lease 3s \
   --sample-every 1s --metrics-addr 127.0.0.1 --metrics-port "$metrics_port" \
+  --database-url "$database_url" --database-migrate --relay-poll 200ms \
   >"$tmp/worker.log" 2>&1 &
 pids+=($!)
 wait_for "the worker's /readyz" 20 curl -fsS "http://127.0.0.1:$metrics_port/readyz"
@@ -108,6 +137,17 @@ wait_for "the worker's /readyz" 20 curl -fsS "http://127.0.0.1:$metrics_port/rea
 # 4 slots per queue can run, so backlog and oldest-job age are non-zero.
 REDIS_PORT=$redis_port QUEUES=default,billing PER_ROUND=30 INTERVAL=0.5 \
   sh dashboards/load.sh >"$tmp/load.log" 2>&1 &
+pids+=($!)
+
+# Outbox load: plain-SQL inserts (any language can), relayed by the worker.
+(
+  while true; do
+    "$pg_bindir/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c \
+      "INSERT INTO millrace_outbox (queue, name, payload) SELECT 'default', 'noop', '{}' FROM generate_series(1, 5)" \
+      >/dev/null 2>&1
+    sleep 0.5
+  done
+) &
 pids+=($!)
 
 cat >"$tmp/prometheus.yml" <<EOF
@@ -137,6 +177,8 @@ wait_for "scraped dead letters" 60 \
 wait_for "scraped job durations" 60 \
   has_series 'rate(millrace_job_duration_seconds_count[30s]) > 0'
 wait_for "a scraped backlog" 60 has_series 'millrace_queue_backlog > 0'
+wait_for "scraped outbox relays" 60 \
+  has_series 'rate(millrace_outbox_relay_lag_seconds_count[30s]) > 0'
 wait_for "a 10 s history" 30 has_series 'count_over_time(up{job="millrace-worker"}[30s]) >= 10'
 
 echo "--- every dashboard and alert query"

@@ -59,7 +59,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint, metrics.
+    /// process, e2e, latency, retry, footprint, metrics, outbox.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -74,6 +74,10 @@ struct Args {
     /// this program's profile, next to it).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
+    /// PostgreSQL for the outbox scenario (default: a private server with
+    /// fsync on, started and removed by the benchmark).
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -364,6 +368,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let n = if b.quick { 10_000 } else { 500_000 };
         metrics_cost::run(&mut figs, n, b.runs)?;
         report::section(&figs, "metrics");
+    }
+    if wants("outbox") {
+        scenarios::outbox::run(&b, &mut figs, args.database_url.as_deref()).await?;
+        report::section(&figs, "outbox");
     }
     report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {

@@ -18,6 +18,7 @@ mod consumers;
 mod dead;
 mod delayed;
 mod enqueue;
+mod outbox;
 mod output;
 mod pause;
 mod pending;
@@ -106,6 +107,12 @@ Columns:
     /// Live view of all queues with rates; `q` quits.
     #[command(alias = "watch")]
     Top(top::Args),
+    /// The Postgres outbox: migrate, status, revive dead rows.
+    #[command(subcommand)]
+    Outbox(outbox::Command),
+    /// Relay committed outbox rows to their queues until SIGINT/SIGTERM
+    /// (the worker does too when given --database-url).
+    Relay(outbox::RelayArgs),
 }
 
 /// What every command gets: the connection and the global flags.
@@ -166,6 +173,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The outbox commands need Postgres, not the command connection.
+    let cli = match cli.command {
+        Command::Outbox(c) => return outbox::run(c, cli.json).await.map(|()| ExitCode::SUCCESS),
+        Command::Relay(a) => {
+            outbox::relay(a, &cli.redis_url, &cli.prefix).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        command => Cli { command, ..cli },
+    };
     let conn = millrace_core::connect::command_connection(&cli.redis_url).await?;
     let mut ctx = Ctx {
         conn,
@@ -185,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(a) => pause::run(&mut ctx, a, false).await?,
         Command::Enqueue(a) => enqueue::run(&mut ctx, a).await?,
         Command::Top(a) => top::run(&mut ctx, a).await?,
+        Command::Outbox(_) | Command::Relay(_) => {} // handled above
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -33,6 +33,9 @@ pub struct Keys {
     pub stats: String,
     /// Set of all known queue names (shared by every queue under the prefix).
     pub registry: String,
+    /// Sorted set: outbox row mark → time relayed (unix ms): the outbox
+    /// relay's idempotency record (`relay.lua`).
+    pub relayed: String,
 }
 
 impl Keys {
@@ -50,6 +53,7 @@ impl Keys {
             paused: format!("{base}:paused"),
             stats: format!("{base}:stats"),
             registry: registry_key(prefix),
+            relayed: format!("{base}:relayed"),
         })
     }
 }

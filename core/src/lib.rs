@@ -26,6 +26,7 @@ pub mod error;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+pub mod outbox;
 pub mod queue;
 mod reply;
 pub mod retry;

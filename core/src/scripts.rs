@@ -46,3 +46,6 @@ pub static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 pub static OWN_PENDING: LazyLock<Script> = script!("own_pending.lua");
 /// Pause a queue, recording when (server time) and why.
 pub static PAUSE: LazyLock<Script> = script!("pause.lua");
+/// Relay outbox rows to a queue exactly once: each row is added (or
+/// scheduled) only if its mark is not in the queue's relayed set.
+pub static RELAY: LazyLock<Script> = script!("relay.lua");

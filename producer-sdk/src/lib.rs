@@ -5,6 +5,9 @@
 //! [`enqueue_many`](Client::enqueue_many) (one round trip per batch),
 //! [`enqueue_in`](Client::enqueue_in) / [`enqueue_at`](Client::enqueue_at)
 //! and [`EnqueueOptions`] (queue, attempts, job id, trace context).
+//! With feature `postgres`, [`outbox`](crate::outbox) enqueues inside a
+//! Postgres transaction (sqlx): the job exists if and only if the
+//! transaction commits.
 //!
 //! ```no_run
 //! use millrace::{Client, Job};
@@ -21,6 +24,8 @@
 
 mod client;
 mod options;
+#[cfg(feature = "postgres")]
+pub mod outbox;
 
 pub use client::{Client, ClientBuilder, EnqueueError};
 pub use millrace_core::{Job, JobId, RetryPolicy};

@@ -6,15 +6,19 @@
 //! test can stop, restart or pause its own server to test reconnects. The
 //! demo, the benchmark and the chaos run use it too, to start a local
 //! Redis when none is configured. [`Proxy`] puts a TCP proxy that can
-//! black-hole traffic between a worker and its server.
+//! black-hole traffic between a worker and its server. [`PostgresServer`]
+//! starts a private PostgreSQL the same way (or uses
+//! `MILLRACE_TEST_DATABASE_URL`), for the outbox tests.
 //!
 //! ```no_run
 //! let redis = millrace_tests::RedisServer::start().unwrap();
 //! println!("test Redis at {}", redis.url());
 //! ```
 
+mod postgres;
 mod proxy;
 
+pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
 
 use std::net::TcpListener;

@@ -17,6 +17,9 @@ use millrace_worker::{Worker, WorkerBuilder, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+#[cfg(feature = "postgres")]
+mod outbox_relay;
+
 /// mimalloc: a worker allocates ~50 times per job (reply parsing, tasks,
 /// strings); glibc malloc/free were about a quarter of its CPU.
 #[global_allocator]
@@ -100,6 +103,11 @@ struct Args {
     /// Log format.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The Postgres outbox's relay, run beside the worker when a database
+    /// URL is given.
+    #[cfg(feature = "postgres")]
+    #[command(flatten)]
+    outbox: outbox_relay::OutboxArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -148,6 +156,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(Recorder::open)
         .transpose()?;
+    let redis_url = args.redis_url.clone();
+    let prefix = args.prefix.clone();
     let mut config = WorkerConfig::new(args.redis_url);
     config.prefix = args.prefix;
     config.queues = args.queues;
@@ -190,8 +200,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    #[cfg(feature = "postgres")]
+    let relay = outbox_relay::start(&args.outbox, &redis_url, &prefix, shutdown.clone()).await?;
     info!(consumer = worker.consumer_name(), "starting");
     let result = worker.run(shutdown).await;
+    #[cfg(feature = "postgres")]
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     http_stop.cancel();
     let _ = http.await;
     result?;

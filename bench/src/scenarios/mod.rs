@@ -5,6 +5,7 @@ pub mod e2e;
 pub mod enqueue;
 pub mod footprint;
 pub mod latency;
+pub mod outbox;
 pub mod process;
 pub mod retry;
 

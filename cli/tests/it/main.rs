@@ -6,5 +6,6 @@
 mod common;
 mod destructive;
 mod errors;
+mod outbox;
 mod read;
 mod top;

@@ -1,0 +1,10 @@
+//! The outbox, the relay and exactly-once effects against a private
+//! PostgreSQL and a private redis-server per test.
+
+mod common;
+mod crash;
+mod effects;
+mod enqueue;
+mod faults;
+mod processes;
+mod relays;
