@@ -60,6 +60,8 @@ impl Workers {
             .open(self.dir.join(format!("worker-{slot}.log")))?;
         Command::new(&self.bin)
             .env("MILLRACE_REDIS_URL", &self.url)
+            // Never relay (or touch) a database outbox from a test.
+            .env_remove("MILLRACE_DATABASE_URL")
             .env("RUST_LOG", "warn")
             .args(["--metrics-port", "0"])
             .arg("--record-runs")

@@ -151,6 +151,7 @@ fn init_logging(format: &str) {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let recorder = args
         .record_runs
         .as_deref()
@@ -199,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(watch_signals(signals, shutdown.clone()));
     #[cfg(feature = "postgres")]
     let relay = outbox_relay::start(&args.outbox, &redis_url, &prefix, shutdown.clone()).await?;
     info!(consumer = worker.consumer_name(), "starting");
@@ -266,16 +267,27 @@ impl Recorder {
     }
 }
 
+/// SIGTERM and SIGINT, caught from the first moment of `run`: a signal that
+/// arrives while the worker is still starting (a rollout that changes its
+/// mind) is a graceful shutdown too, not the default death by signal.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+        })
+    }
+}
+
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
+async fn watch_signals(signals: Signals, shutdown: CancellationToken) {
+    let Signals { mut term, mut int } = signals;
     for round in 0..2 {
         tokio::select! {
             _ = term.recv() => {}

@@ -78,6 +78,8 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(millrace_bin());
         c.env("MILLRACE_REDIS_URL", &self.url)
+            // Never relay (or touch) a database outbox from a test.
+            .env_remove("MILLRACE_DATABASE_URL")
             .env_remove("MILLRACE_PREFIX")
             .env("NO_COLOR", "1")
             .args(args);
@@ -287,6 +289,8 @@ impl Worker {
         let record = dir.path().join("runs");
         let child = Command::new(worker_bin())
             .env("MILLRACE_REDIS_URL", &env.url)
+            // Never relay (or touch) a database outbox from a test.
+            .env_remove("MILLRACE_DATABASE_URL")
             .env("RUST_LOG", "error")
             .args(["--queues", queues, "--block", "200ms"])
             .args(["--metrics-port", "0"])

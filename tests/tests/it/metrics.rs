@@ -57,6 +57,8 @@ fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
 fn start_worker(url: &str, port: u16, extra: &[&str]) -> Child {
     Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         // Failed attempts log warnings by design: keep test output quiet.
         .env("RUST_LOG", "error")
         .args([
@@ -361,6 +363,8 @@ async fn a_port_in_use_stops_the_worker_with_a_clear_error() {
     let redis = redis();
     let out = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", redis.url())
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         .env("RUST_LOG", "off")
         .args(["--metrics-addr", "127.0.0.1", "--metrics-port"])
         .arg(port.to_string())

@@ -38,6 +38,8 @@ impl Drop for Proc {
 pub fn start_worker(url: &str, record: &std::path::Path, extra: &[&str]) -> Proc {
     let child = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         .env("RUST_LOG", "warn")
         .arg("--record-runs")
         .arg(record)
@@ -158,6 +160,8 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
 fn worker_output(args: &[&str], url: &str) -> (bool, String) {
     let out = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -205,6 +209,8 @@ async fn failure_warnings_name_the_job_at_the_default_log_level() {
     let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", &url)
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         .env("RUST_LOG", "info")
         .args(["--metrics-port", "0", "--block", "500ms"])
         .stdin(Stdio::null())

@@ -103,11 +103,20 @@ async fn graceful_restarts_under_a_steady_producer_strand_nothing() {
         })
     };
     let mut records = vec![steady];
+    let mut c = conn(&url).await;
     for i in 0..24 {
         let record = dir.path().join(format!("a{i}.runs"));
+        let before = group_consumers(&mut c).await.len();
         let mut a = start_worker(&url, &record, &["--concurrency", "8"]);
         records.push(record);
-        tokio::time::sleep(Duration::from_millis(150 + fastrand::u64(0..200))).await;
+        // As a rollout does, restart it once it is up (it joins the group
+        // at start); then let it work a moment.
+        eventually("the new worker to join the group", || {
+            let mut c = c.clone();
+            async move { group_consumers(&mut c).await.len() > before }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(0..200))).await;
         sigterm(&a);
         let status = tokio::task::block_in_place(|| {
             crate::processes::wait_exit(&mut a, Duration::from_secs(15))
@@ -139,7 +148,6 @@ async fn graceful_restarts_under_a_steady_producer_strand_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut c = conn(&url).await;
     if !missing.is_empty() {
         panic!(
             "{} of {} jobs did not run within 8 s of the last restart:\n{}",
@@ -445,6 +453,8 @@ async fn a_worker_with_a_skewed_clock_is_not_pruned() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = std::process::Command::new(worker_bin());
     cmd.env("MILLRACE_REDIS_URL", &url)
+        // Never relay (or touch) a database outbox from a test.
+        .env_remove("MILLRACE_DATABASE_URL")
         .env("RUST_LOG", "warn")
         .arg("--record-runs")
         .arg(dir.path().join("runs"))
