@@ -134,6 +134,23 @@ impl Queue {
             .map_err(QueueError::redis("heartbeat"))
     }
 
+    /// A worker's upkeep tick: records that `consumer` is alive now (server
+    /// time) and returns whether the queue is paused, in one round trip.
+    pub async fn beat<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+    ) -> Result<bool, QueueError> {
+        let (_, paused): (u64, i64) = scripts::BEAT
+            .key(&self.keys().workers)
+            .key(&self.keys().paused)
+            .arg(consumer)
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("heartbeat"))?;
+        Ok(paused == 1)
+    }
+
     /// Removes `consumer` (this worker, leaving) from the group and the
     /// heartbeat set, atomically with the check that nothing is pending for
     /// it. Returns whether it was removed.

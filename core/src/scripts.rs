@@ -49,3 +49,5 @@ pub static PAUSE: LazyLock<Script> = script!("pause.lua");
 /// Relay outbox rows to a queue exactly once: each row is added (or
 /// scheduled) only if its mark is not in the queue's relayed set.
 pub static RELAY: LazyLock<Script> = script!("relay.lua");
+/// Heartbeat and pause check of a worker's upkeep tick, in one call.
+pub static BEAT: LazyLock<Script> = script!("beat.lua");

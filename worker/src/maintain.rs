@@ -1,8 +1,8 @@
-//! Upkeep: follow the pause flag (twice a second, interrupting a blocked
-//! read when the queue is paused, so a pause takes effect within about half
-//! a second plus one round trip), heartbeat in the queue's workers set (on
-//! the server's clock), and now and then remove consumers that are long
-//! dead and have nothing pending.
+//! Upkeep: twice a second, one script call heartbeats in the queue's
+//! workers set (on the server's clock) and reads the pause flag
+//! (interrupting a blocked read when the queue is paused, so a pause takes
+//! effect within about half a second plus one round trip); now and then,
+//! remove consumers that are long dead and have nothing pending.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,10 +15,9 @@ use tracing::{debug, info, warn};
 use crate::metrics;
 use crate::state::QueueCtx;
 
-/// How often the pause flag is read.
+/// How often the pause flag is read and the heartbeat written (one script
+/// call: `beat.lua`).
 pub(crate) const TICK: Duration = Duration::from_millis(500);
-/// How often the heartbeat is written.
-const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// Longest time between two looks for dead consumers.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -26,10 +25,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
     let mut conn = q.conn();
     let mut last_prune = Instant::now();
-    let mut last_beat: Option<Instant> = None;
     let prune_every = PRUNE_EVERY.min(q.cfg.prune_consumers_after / 2);
     loop {
-        match q.queue.is_paused(&mut conn).await {
+        // Heartbeat and pause flag in one round trip.
+        match q.queue.beat(&mut conn, &q.consumer).await {
             Ok(p) => {
                 if q.paused.swap(p, Ordering::Relaxed) != p {
                     info!(
@@ -44,15 +43,8 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
                 }
             }
             Err(e) => {
-                metrics::redis_error(q.queue.name(), "paused");
-                debug!(queue = q.queue.name(), error = %e, "pause check failed");
-            }
-        }
-        if last_beat.is_none_or(|t| t.elapsed() >= BEAT_EVERY) {
-            last_beat = Some(Instant::now());
-            if let Err(e) = q.queue.heartbeat(&mut conn, &q.consumer).await {
                 metrics::redis_error(q.queue.name(), "heartbeat");
-                debug!(queue = q.queue.name(), error = %e, "heartbeat failed");
+                debug!(queue = q.queue.name(), error = %e, "heartbeat and pause check failed");
             }
         }
         if last_prune.elapsed() >= prune_every {
