@@ -6,10 +6,12 @@
 //! failing, renews the leases of long jobs, takes over the work of crashed
 //! workers and shuts down gracefully.
 //!
+//! Everything a worker's code names comes from this crate (`Job`,
+//! `JobContext`, `JobError`, `RetryPolicy`, `CancellationToken`, …): no
+//! need to depend on `millrace-core`.
+//!
 //! ```no_run
-//! use millrace_core::{Job, JobContext, JobError};
-//! use millrace_worker::{Worker, WorkerConfig};
-//! use tokio_util::sync::CancellationToken;
+//! use millrace_worker::{CancellationToken, Job, JobContext, JobError, Worker, WorkerConfig};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct SendInvoice { invoice_id: u64 }
@@ -48,14 +50,18 @@ mod state;
 use std::future::Future;
 use std::sync::Arc;
 
-use millrace_core::{ConfigError, ConnectError, Job, JobContext, JobError, Queue, QueueError};
+use millrace_core::Queue;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+/// The job contract and the types a handler names, re-exported so a worker
+/// depends on this crate alone.
+pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
+/// The types a [`WorkerConfig`] and a [`WorkerError`] carry.
+pub use millrace_core::{ConfigError, ConnectError, DeadRetention, QueueError};
 use registry::Handlers;
 use state::QueueCtx;
 
