@@ -169,9 +169,97 @@ impl fmt::Display for JobError {
     }
 }
 
-/// Any error converts to a retryable failure, so handlers can use `?`.
-impl<E: std::error::Error> From<E> for JobError {
+/// Any error converts to a retryable failure, so a handler can use `?` on
+/// it: every `std::error::Error + Send + Sync + 'static` (`std::io::Error`,
+/// `serde_json::Error`, `ParseIntError`, your own `thiserror` enums),
+/// `anyhow::Error`, `Box<dyn Error + Send + Sync>`, and plain `String` /
+/// `&str` messages.
+///
+/// The design: one blanket impl over `Into<Box<dyn Error + Send + Sync>>`,
+/// the bound std's own `?` uses for boxed errors. A blanket over
+/// `E: std::error::Error` cannot also cover `anyhow::Error` or a boxed
+/// error (neither implements `Error`, and coherence forbids adding impls
+/// for them beside that blanket); `anyhow` converts itself into the box,
+/// so this needs no dependency on `anyhow`. For the same reason `JobError`
+/// itself does not implement `std::error::Error`.
+///
+/// The message is the error's text followed by its `source()` chain
+/// (`"loading invoice 42: connection refused"`, like `anyhow`'s `{:#}`); a
+/// source whose text the message already holds is not repeated. Errors
+/// that are not `Send + Sync + 'static` (e.g. a `PoisonError` holding a
+/// guard) need `JobError::retry(e)`.
+///
+/// ```
+/// use millrace_core::JobError;
+/// fn parse(s: &str) -> Result<u64, JobError> {
+///     let n: u64 = s.parse()?; // ParseIntError
+///     let _ = std::fs::metadata("/")?; // std::io::Error
+///     let boxed: Box<dyn std::error::Error + Send + Sync> = "boxed".into();
+///     if n == 0 { Err(boxed)? } // Box<dyn Error + Send + Sync>
+///     if n == 1 { Err("a plain message")? }
+///     Ok(n)
+/// }
+/// assert!(matches!(parse("x"), Err(JobError::Retry { .. })));
+/// assert_eq!(parse("0").unwrap_err().message(), "boxed");
+/// assert_eq!(parse("7").ok(), Some(7));
+/// ```
+impl<E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>> From<E> for JobError {
     fn from(err: E) -> Self {
-        Self::retry(err)
+        Self::Retry {
+            message: chain(err.into().as_ref()),
+        }
+    }
+}
+
+/// `err`'s text, then each source's text not already in it, `: `-joined.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = e.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading invoice 42")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading invoice 42: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+    }
+
+    #[test]
+    fn the_message_carries_the_source_chain_once() {
+        assert_eq!(
+            JobError::from(Outer(refused())).message(),
+            "loading invoice 42: connection refused"
+        );
+        assert_eq!(
+            JobError::from(Repeats(refused())).message(),
+            "loading invoice 42: connection refused"
+        );
+    }
+
+    #[test]
+    fn common_errors_convert_to_retry() {
+        let json = serde_json::from_str::<u32>("x").map_err(JobError::from);
+        assert!(matches!(json, Err(JobError::Retry { .. })));
+        let int = "x".parse::<u32>().map_err(JobError::from);
+        assert!(matches!(int, Err(JobError::Retry { .. })));
+        assert_eq!(JobError::from(String::from("nope")).message(), "nope");
     }
 }

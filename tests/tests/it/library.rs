@@ -1,0 +1,106 @@
+//! The library surface a service adopts: one import per role, `?` on any
+//! error in a handler.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use millrace::Client;
+use millrace_worker::{Job, JobContext, JobError, RetryPolicy, Worker};
+use serde::{Deserialize, Serialize};
+
+use crate::common::*;
+
+/// A job that fails with the error kind it names, through `?`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fallible {
+    kind: String,
+}
+
+impl Job for Fallible {
+    const NAME: &'static str = "fallible";
+    fn retry() -> RetryPolicy {
+        RetryPolicy::exponential(2)
+            .base(Duration::from_millis(50))
+            .jitter(0.0)
+    }
+}
+
+/// Fails through `?` on an error of `kind`; never succeeds.
+async fn fallible(job: Fallible) -> Result<(), JobError> {
+    match job.kind.as_str() {
+        "io" => {
+            std::fs::read("/nonexistent/millrace-test")?;
+        }
+        "json" => {
+            serde_json::from_str::<u32>("not json")?;
+        }
+        "parse_int" => {
+            "forty-two".parse::<u32>()?;
+        }
+        "boxed" => {
+            let e: Box<dyn std::error::Error + Send + Sync> = "boxed failure".into();
+            Err(e)?;
+        }
+        "anyhow" => {
+            let inner: anyhow::Result<()> = Err(anyhow::anyhow!("connection refused"));
+            anyhow::Context::context(inner, "loading invoice 42")?;
+        }
+        other => Err(format!("unknown kind {other}"))?,
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_mark_on_any_error_retries_with_its_message() {
+    let redis = redis();
+    let url = redis.url();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = spawn(Worker::builder(fast_config(&url)).register(
+        move |job: Fallible, ctx: JobContext| {
+            let _ = tx.send((job.kind.clone(), ctx.attempt));
+            fallible(job)
+        },
+    ));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let want = [
+        ("io", "No such file or directory (os error 2)"),
+        ("json", "expected ident at line 1 column 2"),
+        ("parse_int", "invalid digit found in string"),
+        ("boxed", "boxed failure"),
+        ("anyhow", "loading invoice 42: connection refused"),
+    ];
+    for (kind, _) in want {
+        client
+            .enqueue(&Fallible { kind: kind.into() })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut c = conn(&url).await;
+    wait_left(
+        &c,
+        "default",
+        Left {
+            dead: 5,
+            ..Left::default()
+        },
+    )
+    .await;
+    let mut attempts: HashMap<String, Vec<u32>> = HashMap::new();
+    while let Ok((kind, attempt)) = rx.try_recv() {
+        attempts.entry(kind).or_default().push(attempt);
+    }
+    let dead = dead_entries(&mut c, "default").await;
+    for (kind, message) in want {
+        assert_eq!(attempts[kind], [1, 2], "{kind}: retried once");
+        let payload = format!("{{\"kind\":\"{kind}\"}}");
+        let d = dead
+            .iter()
+            .find(|d| d["payload"] == payload)
+            .unwrap_or_else(|| panic!("{kind} not dead-lettered: {dead:?}"));
+        assert_eq!(d["attempt"], "2", "{kind}");
+        assert_eq!(d["error"], message, "{kind}");
+    }
+    worker.shutdown().await;
+}
