@@ -1,11 +1,16 @@
 //! Worker configuration: every knob with its default, and `validate()` with
 //! exact messages. Binaries turn flags and environment into this struct;
-//! the library never reads the environment.
+//! the library reads the environment only when asked
+//! ([`WorkerConfig::from_env`]).
 
 use std::time::Duration;
 
 use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
 use millrace_core::{ConfigError, DeadRetention};
+
+mod env;
+
+pub use env::{VARIABLES, parse_duration};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]

@@ -104,3 +104,26 @@ async fn question_mark_on_any_error_retries_with_its_message() {
     }
     worker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_is_clone_and_its_debug_hides_the_password() {
+    let redis = redis();
+    // The private server's default user has no password: any is accepted.
+    let url = redis
+        .url()
+        .replacen("redis://", "redis://default:hunter2@", 1);
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!("{client:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("default:***@"), "{text}");
+    let clone = client.clone();
+    let id = tokio::spawn(async move { clone.enqueue(&Fallible { kind: "io".into() }).await })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!id.as_str().is_empty());
+    let mut c = conn(&redis.url()).await;
+    assert_eq!(left(&mut c, "default").await.stream, 1);
+}
