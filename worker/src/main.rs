@@ -172,7 +172,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
     config.sample_every = args.sample_every;
 
-    let builder = Worker::builder(config);
+    // The catalogue's jobs (`Job::QUEUE` = `default`) run on whatever
+    // queues `--queues` names.
+    let builder = Worker::builder(config).allow_unconsumed_jobs();
     let builder = register(builder, recorder.clone(), jobs::noop);
     let builder = register(builder, recorder.clone(), jobs::sleep);
     let builder = register(builder, recorder.clone(), jobs::flaky);

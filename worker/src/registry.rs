@@ -18,6 +18,8 @@ pub(crate) struct Handler {
     pub call: Call,
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
+    /// The job type's default queue (`Job::QUEUE`).
+    pub queue: &'static str,
 }
 
 /// All registered job types, by name.
@@ -45,6 +47,7 @@ impl Handlers {
                 call,
                 retry: J::retry(),
                 timeout: J::timeout(),
+                queue: J::QUEUE,
             },
         );
     }
@@ -67,6 +70,13 @@ impl Handlers {
     /// The registered names, sorted, for messages.
     pub fn names(&self) -> String {
         self.name_list().join(", ")
+    }
+
+    /// Each registered job's name and default queue, sorted by name.
+    pub fn queues(&self) -> Vec<(&'static str, &'static str)> {
+        let mut pairs: Vec<_> = self.map.iter().map(|(k, h)| (*k, h.queue)).collect();
+        pairs.sort_unstable();
+        pairs
     }
 
     pub fn policies(&self) -> impl Iterator<Item = (&'static str, &RetryPolicy)> {

@@ -127,3 +127,85 @@ async fn client_is_clone_and_its_debug_hides_the_password() {
     let mut c = conn(&redis.url()).await;
     assert_eq!(left(&mut c, "default").await.stream, 1);
 }
+
+/// A job on its own queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Bill {
+    n: u64,
+}
+
+impl Job for Bill {
+    const NAME: &'static str = "bill";
+    const QUEUE: &'static str = "billing";
+}
+
+async fn ok_fallible(_job: Fallible, _ctx: JobContext) -> Result<(), JobError> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_worker_consumes_its_jobs_queues() {
+    let redis = redis();
+    let url = redis.url();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let builder = Worker::builder(fast_config(&url))
+        .register(ok_fallible)
+        .register(move |job: Bill, _ctx: JobContext| {
+            let _ = tx.send(job.n);
+            async { Ok(()) }
+        });
+    let worker = builder.build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(worker.queues(), ["billing", "default"]);
+    let stop = millrace_worker::CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .enqueue(&Bill { n: 7 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n = tokio::time::timeout(WAIT, rx.recv()).await;
+    assert_eq!(n, Ok(Some(7)), "the billing job ran");
+    stop.cancel();
+    match tokio::time::timeout(WAIT, handle).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("worker did not stop cleanly: {other:?}"),
+    }
+}
+
+#[test]
+fn a_job_whose_queue_is_not_consumed_fails_the_build() {
+    let mut config = fast_config("redis://127.0.0.1:1");
+    config.queues = vec!["default".into()];
+    let builder = || {
+        Worker::builder(config.clone())
+            .register(ok_fallible)
+            .register(|_job: Bill, _ctx: JobContext| async { Ok(()) })
+    };
+    let err = match builder().build() {
+        Ok(_) => panic!("built a worker that never runs `bill`"),
+        Err(e) => e,
+    };
+    assert!(matches!(
+        err,
+        millrace_worker::WorkerError::UnconsumedQueue {
+            job: "bill",
+            queue: "billing",
+            ..
+        }
+    ));
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "job `bill` goes to queue `billing`, which this worker does not consume (queues: default): add `billing` to WorkerConfig::queues"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("allow_unconsumed_jobs()"), "{text}");
+    let worker = builder()
+        .allow_unconsumed_jobs()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(worker.queues(), ["default"], "explicit queues are kept");
+}
