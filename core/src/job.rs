@@ -1,7 +1,9 @@
 //! The job contract: a serde type with a stable name, what a handler gets
 //! (a [`JobContext`]) and what it returns (a [`JobError`] on failure).
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -89,6 +91,19 @@ pub struct JobContext {
     /// Cancelled when the worker shuts down, the attempt times out or its
     /// lease is lost: a long handler should watch it and stop.
     pub cancel: CancellationToken,
+    /// The worker's shared state (`WorkerBuilder::state`), read with
+    /// [`JobContext::state`].
+    state: SharedState,
+}
+
+/// The worker's state as handlers see it: shared, of any type.
+#[derive(Clone, Default)]
+struct SharedState(Option<Arc<dyn Any + Send + Sync>>);
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl JobContext {
@@ -103,7 +118,51 @@ impl JobContext {
             enqueued_at: None,
             trace: None,
             cancel: CancellationToken::new(),
+            state: SharedState::default(),
         }
+    }
+
+    /// This context with the worker's shared state (the worker runtime
+    /// sets it from `WorkerBuilder::state`; tests of handlers set it here).
+    #[must_use]
+    pub fn with_state(mut self, state: Arc<dyn Any + Send + Sync>) -> Self {
+        self.state = SharedState(Some(state));
+        self
+    }
+
+    /// The worker's shared state of type `T` (an app's pools, clients and
+    /// settings, given once to `Worker::builder(config).state(app)`),
+    /// like axum's `State<T>`:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use millrace_core::{JobContext, JobError};
+    /// struct App { greeting: String }
+    /// async fn handler(ctx: JobContext) -> Result<(), JobError> {
+    ///     let app = ctx.state::<App>()?;
+    ///     assert_eq!(app.greeting, "hi");
+    ///     Ok(())
+    /// }
+    /// let ctx = JobContext::new("id".into(), "1-0".into(), "default".into(), 1)
+    ///     .with_state(Arc::new(App { greeting: "hi".into() }));
+    /// assert!(ctx.state::<App>().is_ok());
+    /// assert!(ctx.state::<String>().is_err());
+    /// ```
+    ///
+    /// Fails, with a retryable [`JobError`] naming the type, when the
+    /// worker was given no state or state of another type: a deployment
+    /// mistake that a corrected worker can retry.
+    pub fn state<T: Any + Send + Sync>(&self) -> Result<&T, JobError> {
+        self.state
+            .0
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<T>())
+            .ok_or_else(|| {
+                JobError::retry(format!(
+                    "this worker has no state of type `{}`: give it with Worker::builder(config).state(..)",
+                    std::any::type_name::<T>()
+                ))
+            })
     }
 }
 

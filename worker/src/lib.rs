@@ -123,6 +123,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Shared state for every handler, read with
+    /// [`JobContext::state`] (`ctx.state::<App>()?`), like axum's
+    /// `State<T>`: an app's pools, clients and settings, given once instead
+    /// of an `Arc` captured by each handler's closure. A second call
+    /// replaces the first.
+    pub fn state<T: std::any::Any + Send + Sync>(mut self, state: T) -> Self {
+        self.handlers.state = Some(Arc::new(state));
+        self
+    }
+
     /// Lets the worker consume explicit [`WorkerConfig::queues`] that
     /// leave out a registered job's queue (`Job::QUEUE`): [`build`](Self::build)
     /// then warns instead of failing. For a worker whose jobs are enqueued

@@ -1,9 +1,11 @@
 //! Handler registry: job name → a type-erased handler that decodes the
 //! payload into the job type and runs the user's function.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_core::{Job, JobContext, JobError, RetryPolicy};
@@ -26,6 +28,8 @@ pub(crate) struct Handler {
 #[derive(Default)]
 pub(crate) struct Handlers {
     map: HashMap<&'static str, Handler>,
+    /// The state every attempt's context carries (`WorkerBuilder::state`).
+    pub state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Handlers {

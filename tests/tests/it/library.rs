@@ -209,3 +209,57 @@ fn a_job_whose_queue_is_not_consumed_fails_the_build() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(worker.queues(), ["default"], "explicit queues are kept");
 }
+
+/// Shared state handed to every handler.
+struct App {
+    greeting: String,
+    seen: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+async fn greet(job: Bill, ctx: JobContext) -> Result<(), JobError> {
+    let app = ctx.state::<App>()?;
+    let _ = app.seen.send(format!("{} {}", app.greeting, job.n));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_read_the_workers_state() {
+    let redis = redis();
+    let url = redis.url();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = App {
+        greeting: "hello".into(),
+        seen: tx,
+    };
+    let worker = spawn(
+        Worker::builder(fast_config(&url))
+            .state(app)
+            .register(greet),
+    );
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .enqueue(&Bill { n: 3 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = tokio::time::timeout(WAIT, rx.recv()).await;
+    assert_eq!(seen, Ok(Some("hello 3".to_owned())));
+    worker.shutdown().await;
+}
+
+#[test]
+fn state_of_another_type_is_a_retryable_error_naming_it() {
+    let ctx = JobContext::new("id".into(), "1-0".into(), "default".into(), 1)
+        .with_state(std::sync::Arc::new(42_u32));
+    assert_eq!(ctx.state::<u32>().ok(), Some(&42));
+    match ctx.state::<App>() {
+        Err(JobError::Retry { message }) => {
+            assert!(
+                message.contains("no state of type `it::library::App`"),
+                "{message}"
+            );
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
