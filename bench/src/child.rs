@@ -102,6 +102,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     let seen: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
     let record = seen.clone();
     let worker = Worker::builder(config)
+        .allow_unconsumed_jobs() // probes are enqueued on `args.queue`
         .register(move |job: Probe, _ctx: JobContext| {
             let record = record.clone();
             async move {

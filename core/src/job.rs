@@ -1,7 +1,9 @@
 //! The job contract: a serde type with a stable name, what a handler gets
 //! (a [`JobContext`]) and what it returns (a [`JobError`] on failure).
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -89,6 +91,19 @@ pub struct JobContext {
     /// Cancelled when the worker shuts down, the attempt times out or its
     /// lease is lost: a long handler should watch it and stop.
     pub cancel: CancellationToken,
+    /// The worker's shared state (`WorkerBuilder::state`), read with
+    /// [`JobContext::state`].
+    state: SharedState,
+}
+
+/// The worker's state as handlers see it: shared, of any type.
+#[derive(Clone, Default)]
+struct SharedState(Option<Arc<dyn Any + Send + Sync>>);
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl JobContext {
@@ -103,7 +118,51 @@ impl JobContext {
             enqueued_at: None,
             trace: None,
             cancel: CancellationToken::new(),
+            state: SharedState::default(),
         }
+    }
+
+    /// This context with the worker's shared state (the worker runtime
+    /// sets it from `WorkerBuilder::state`; tests of handlers set it here).
+    #[must_use]
+    pub fn with_state(mut self, state: Arc<dyn Any + Send + Sync>) -> Self {
+        self.state = SharedState(Some(state));
+        self
+    }
+
+    /// The worker's shared state of type `T` (an app's pools, clients and
+    /// settings, given once to `Worker::builder(config).state(app)`),
+    /// like axum's `State<T>`:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use millrace_core::{JobContext, JobError};
+    /// struct App { greeting: String }
+    /// async fn handler(ctx: JobContext) -> Result<(), JobError> {
+    ///     let app = ctx.state::<App>()?;
+    ///     assert_eq!(app.greeting, "hi");
+    ///     Ok(())
+    /// }
+    /// let ctx = JobContext::new("id".into(), "1-0".into(), "default".into(), 1)
+    ///     .with_state(Arc::new(App { greeting: "hi".into() }));
+    /// assert!(ctx.state::<App>().is_ok());
+    /// assert!(ctx.state::<String>().is_err());
+    /// ```
+    ///
+    /// Fails, with a retryable [`JobError`] naming the type, when the
+    /// worker was given no state or state of another type: a deployment
+    /// mistake that a corrected worker can retry.
+    pub fn state<T: Any + Send + Sync>(&self) -> Result<&T, JobError> {
+        self.state
+            .0
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<T>())
+            .ok_or_else(|| {
+                JobError::retry(format!(
+                    "this worker has no state of type `{}`: give it with Worker::builder(config).state(..)",
+                    std::any::type_name::<T>()
+                ))
+            })
     }
 }
 
@@ -169,9 +228,97 @@ impl fmt::Display for JobError {
     }
 }
 
-/// Any error converts to a retryable failure, so handlers can use `?`.
-impl<E: std::error::Error> From<E> for JobError {
+/// Any error converts to a retryable failure, so a handler can use `?` on
+/// it: every `std::error::Error + Send + Sync + 'static` (`std::io::Error`,
+/// `serde_json::Error`, `ParseIntError`, your own `thiserror` enums),
+/// `anyhow::Error`, `Box<dyn Error + Send + Sync>`, and plain `String` /
+/// `&str` messages.
+///
+/// The design: one blanket impl over `Into<Box<dyn Error + Send + Sync>>`,
+/// the bound std's own `?` uses for boxed errors. A blanket over
+/// `E: std::error::Error` cannot also cover `anyhow::Error` or a boxed
+/// error (neither implements `Error`, and coherence forbids adding impls
+/// for them beside that blanket); `anyhow` converts itself into the box,
+/// so this needs no dependency on `anyhow`. For the same reason `JobError`
+/// itself does not implement `std::error::Error`.
+///
+/// The message is the error's text followed by its `source()` chain
+/// (`"loading invoice 42: connection refused"`, like `anyhow`'s `{:#}`); a
+/// source whose text the message already holds is not repeated. Errors
+/// that are not `Send + Sync + 'static` (e.g. a `PoisonError` holding a
+/// guard) need `JobError::retry(e)`.
+///
+/// ```
+/// use millrace_core::JobError;
+/// fn parse(s: &str) -> Result<u64, JobError> {
+///     let n: u64 = s.parse()?; // ParseIntError
+///     let _ = std::fs::metadata("/")?; // std::io::Error
+///     let boxed: Box<dyn std::error::Error + Send + Sync> = "boxed".into();
+///     if n == 0 { Err(boxed)? } // Box<dyn Error + Send + Sync>
+///     if n == 1 { Err("a plain message")? }
+///     Ok(n)
+/// }
+/// assert!(matches!(parse("x"), Err(JobError::Retry { .. })));
+/// assert_eq!(parse("0").unwrap_err().message(), "boxed");
+/// assert_eq!(parse("7").ok(), Some(7));
+/// ```
+impl<E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>> From<E> for JobError {
     fn from(err: E) -> Self {
-        Self::retry(err)
+        Self::Retry {
+            message: chain(err.into().as_ref()),
+        }
+    }
+}
+
+/// `err`'s text, then each source's text not already in it, `: `-joined.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = e.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading invoice 42")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading invoice 42: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+    }
+
+    #[test]
+    fn the_message_carries_the_source_chain_once() {
+        assert_eq!(
+            JobError::from(Outer(refused())).message(),
+            "loading invoice 42: connection refused"
+        );
+        assert_eq!(
+            JobError::from(Repeats(refused())).message(),
+            "loading invoice 42: connection refused"
+        );
+    }
+
+    #[test]
+    fn common_errors_convert_to_retry() {
+        let json = serde_json::from_str::<u32>("x").map_err(JobError::from);
+        assert!(matches!(json, Err(JobError::Retry { .. })));
+        let int = "x".parse::<u32>().map_err(JobError::from);
+        assert!(matches!(int, Err(JobError::Retry { .. })));
+        assert_eq!(JobError::from(String::from("nope")).message(), "nope");
     }
 }

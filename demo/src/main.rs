@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.block = Duration::from_millis(500);
         cfg.grace = Duration::from_secs(5);
         let worker = Worker::builder(cfg)
+            .allow_unconsumed_jobs() // the catalogue's jobs, on queue `demo`
             .register(jobs::noop)
             .register(jobs::sleep)
             .register(jobs::flaky)

@@ -1,13 +1,16 @@
 //! The producer client.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use millrace_core::envelope::MAX_ATTEMPTS_LIMIT;
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
-use millrace_core::{ConfigError, ConnectError, Envelope, Job, JobId, Queue, QueueError, When};
+use millrace_core::{
+    ConfigError, ConnectError, Envelope, Job, JobId, Queue, QueueError, Redacted, When,
+};
 use redis::aio::ConnectionManager;
 use tracing::warn;
 
@@ -52,13 +55,24 @@ pub enum EnqueueError {
     Redis(#[from] QueueError),
 }
 
-/// Builds a [`Client`].
-#[derive(Debug, Clone)]
+/// Builds a [`Client`]. Its `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct ClientBuilder {
     url: String,
     prefix: String,
     retries: u32,
     max_payload: usize,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &Redacted(&self.url).to_string())
+            .field("prefix", &self.prefix)
+            .field("retries", &self.retries)
+            .field("max_payload", &self.max_payload)
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -89,23 +103,39 @@ impl ClientBuilder {
         let conn = millrace_core::connect::command_connection(&self.url).await?;
         Ok(Client {
             conn,
+            url: Redacted(&self.url).to_string().into(),
             prefix: self.prefix,
             retries: self.retries,
             max_payload: self.max_payload,
-            registered: Mutex::new(HashSet::new()),
+            registered: Arc::default(),
         })
     }
 }
 
-/// Enqueues jobs. Cheap to share: one multiplexed connection pipelines
-/// concurrent calls.
+/// Enqueues jobs. Cheap to share and to clone: clones share one
+/// multiplexed connection, which pipelines concurrent calls. Its `Debug`
+/// shows the URL with any password hidden.
+#[derive(Clone)]
 pub struct Client {
     conn: ConnectionManager,
+    /// The URL, password hidden (for `Debug`).
+    url: Arc<str>,
     prefix: String,
     retries: u32,
     max_payload: usize,
-    /// Queues already added to the registry by this client.
-    registered: Mutex<HashSet<String>>,
+    /// Queues already added to the registry by this client and its clones.
+    registered: Arc<Mutex<HashSet<String>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .field("retries", &self.retries)
+            .field("max_payload", &self.max_payload)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -287,5 +317,18 @@ impl Client {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_debug_hides_the_password() {
+        let b = Client::builder("redis://bob:hunter2@cache:6379/1");
+        let text = format!("{b:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://bob:***@cache:6379/1"), "{text}");
     }
 }

@@ -9,16 +9,25 @@
 //! Postgres transaction (sqlx): the job exists if and only if the
 //! transaction commits.
 //!
+//! Everything a producer names comes from this crate (`Client`, `Job`,
+//! `JobId`, `EnqueueOptions`, `RetryPolicy`, the errors): no need to
+//! depend on `millrace-core`.
+//!
 //! ```no_run
-//! use millrace::{Client, Job};
+//! use millrace::{Client, EnqueueError, EnqueueOptions, Job, JobId, RetryPolicy};
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct SendInvoice { invoice_id: u64 }
-//! impl Job for SendInvoice { const NAME: &'static str = "send_invoice"; }
+//! impl Job for SendInvoice {
+//!     const NAME: &'static str = "send_invoice";
+//!     fn retry() -> RetryPolicy { RetryPolicy::exponential(10) }
+//! }
 //!
-//! # async fn demo() -> Result<(), millrace::EnqueueError> {
+//! # async fn demo() -> Result<(), EnqueueError> {
 //! let client = Client::connect("redis://127.0.0.1:6379").await?;
-//! let id = client.enqueue(&SendInvoice { invoice_id: 42 }).await?;
+//! let id: JobId = client.enqueue(&SendInvoice { invoice_id: 42 }).await?;
 //! println!("enqueued {id}");
+//! let options = EnqueueOptions::new().queue("billing").delay(std::time::Duration::from_secs(60));
+//! client.enqueue_with(&SendInvoice { invoice_id: 43 }, options).await?;
 //! # Ok(()) }
 //! ```
 
@@ -28,5 +37,8 @@ mod options;
 pub mod outbox;
 
 pub use client::{Client, ClientBuilder, EnqueueError};
+/// The errors an [`EnqueueError`] carries.
+pub use millrace_core::{ConfigError, ConnectError, QueueError};
+/// The job contract, re-exported so a producer depends on this crate alone.
 pub use millrace_core::{Job, JobId, RetryPolicy};
 pub use options::EnqueueOptions;

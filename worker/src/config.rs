@@ -1,11 +1,16 @@
 //! Worker configuration: every knob with its default, and `validate()` with
 //! exact messages. Binaries turn flags and environment into this struct;
-//! the library never reads the environment.
+//! the library reads the environment only when asked
+//! ([`WorkerConfig::from_env`]).
 
 use std::time::Duration;
 
 use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
 use millrace_core::{ConfigError, DeadRetention};
+
+mod env;
+
+pub use env::{VARIABLES, parse_duration};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -16,7 +21,10 @@ pub struct WorkerConfig {
     pub redis_url: String,
     /// Key prefix. Defaults to `millrace`.
     pub prefix: String,
-    /// Queues to work, each with its own fetch loop. Defaults to `default`.
+    /// Queues to work, each with its own fetch loop. Defaults to empty:
+    /// the queues of the registered jobs (`Job::QUEUE`). When given, every
+    /// registered job's queue must be among them (see
+    /// `WorkerBuilder::allow_unconsumed_jobs`).
     pub queues: Vec<String>,
     /// Jobs run at once, per queue. Defaults to 64.
     pub concurrency: usize,
@@ -66,7 +74,7 @@ impl Default for WorkerConfig {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
-            queues: vec!["default".to_owned()],
+            queues: Vec::new(),
             concurrency: 64,
             block: Duration::from_secs(2),
             lease: Duration::from_secs(30),
@@ -98,9 +106,6 @@ impl WorkerConfig {
     /// Checks the configuration; the message names the value and the rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
-        if self.queues.is_empty() {
-            return bad("no queues to work: name at least one".into());
-        }
         for q in &self.queues {
             validate_queue_name(q)?;
         }
@@ -187,7 +192,7 @@ mod tests {
             queues: vec![],
             ..WorkerConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("no queues"));
+        assert!(c.validate().is_ok(), "empty queues follow the jobs");
         c = WorkerConfig {
             queues: vec!["a b".into()],
             ..WorkerConfig::default()

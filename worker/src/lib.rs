@@ -6,10 +6,12 @@
 //! failing, renews the leases of long jobs, takes over the work of crashed
 //! workers and shuts down gracefully.
 //!
+//! Everything a worker's code names comes from this crate (`Job`,
+//! `JobContext`, `JobError`, `RetryPolicy`, `CancellationToken`, …): no
+//! need to depend on `millrace-core`.
+//!
 //! ```no_run
-//! use millrace_core::{Job, JobContext, JobError};
-//! use millrace_worker::{Worker, WorkerConfig};
-//! use tokio_util::sync::CancellationToken;
+//! use millrace_worker::{CancellationToken, Job, JobContext, JobError, Worker, WorkerConfig};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct SendInvoice { invoice_id: u64 }
@@ -48,14 +50,18 @@ mod state;
 use std::future::Future;
 use std::sync::Arc;
 
-use millrace_core::{ConfigError, ConnectError, Job, JobContext, JobError, Queue, QueueError};
+use millrace_core::Queue;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+/// The job contract and the types a handler names, re-exported so a worker
+/// depends on this crate alone.
+pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
+/// The types a [`WorkerConfig`] and a [`WorkerError`] carry.
+pub use millrace_core::{ConfigError, ConnectError, DeadRetention, QueueError};
 use registry::Handlers;
 use state::QueueCtx;
 
@@ -72,6 +78,20 @@ pub enum WorkerError {
     /// A Redis operation failed at start (e.g. creating a group).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A registered job's queue is not one this worker consumes: its jobs
+    /// would wait for another worker (see
+    /// [`WorkerBuilder::allow_unconsumed_jobs`]).
+    #[error(
+        "job `{job}` goes to queue `{queue}`, which this worker does not consume (queues: {queues}): add `{queue}` to WorkerConfig::queues, leave the queues empty to consume the registered jobs' queues, or call WorkerBuilder::allow_unconsumed_jobs() if other workers run that queue"
+    )]
+    UnconsumedQueue {
+        /// The job's name.
+        job: &'static str,
+        /// The job's queue (`Job::QUEUE`).
+        queue: &'static str,
+        /// The queues this worker consumes, comma-separated.
+        queues: String,
+    },
 }
 
 impl From<ConfigError> for WorkerError {
@@ -86,6 +106,7 @@ impl From<ConfigError> for WorkerError {
 pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: Handlers,
+    allow_unconsumed: bool,
 }
 
 impl WorkerBuilder {
@@ -102,12 +123,38 @@ impl WorkerBuilder {
         self
     }
 
-    /// Validates the configuration and the handlers' retry policies.
-    pub fn build(self) -> Result<Worker, WorkerError> {
+    /// Shared state for every handler, read with
+    /// [`JobContext::state`] (`ctx.state::<App>()?`), like axum's
+    /// `State<T>`: an app's pools, clients and settings, given once instead
+    /// of an `Arc` captured by each handler's closure. A second call
+    /// replaces the first.
+    pub fn state<T: std::any::Any + Send + Sync>(mut self, state: T) -> Self {
+        self.handlers.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Lets the worker consume explicit [`WorkerConfig::queues`] that
+    /// leave out a registered job's queue (`Job::QUEUE`): [`build`](Self::build)
+    /// then warns instead of failing. For a worker whose jobs are enqueued
+    /// on other queues (`EnqueueOptions::queue`), or whose jobs' own queue
+    /// other workers consume.
+    pub fn allow_unconsumed_jobs(mut self) -> Self {
+        self.allow_unconsumed = true;
+        self
+    }
+
+    /// Validates the configuration and the handlers' retry policies, and
+    /// settles the queues: with [`WorkerConfig::queues`] empty (the
+    /// default), the registered jobs' queues; with explicit queues, a
+    /// registered job whose queue is not among them is an
+    /// [`WorkerError::UnconsumedQueue`] (a warning after
+    /// [`allow_unconsumed_jobs`](Self::allow_unconsumed_jobs)).
+    pub fn build(mut self) -> Result<Worker, WorkerError> {
         self.config.validate()?;
         if self.handlers.is_empty() {
             return Err(ConfigError::Invalid("no job handlers registered".into()).into());
         }
+        self.settle_queues()?;
         for (name, policy) in self.handlers.policies() {
             policy
                 .validate()
@@ -129,6 +176,39 @@ impl WorkerBuilder {
     }
 }
 
+impl WorkerBuilder {
+    /// Fills in the registered jobs' queues when none were given, or checks
+    /// that the given ones cover them.
+    fn settle_queues(&mut self) -> Result<(), WorkerError> {
+        let jobs = self.handlers.queues();
+        if self.config.queues.is_empty() {
+            let mut queues: Vec<String> = jobs.iter().map(|(_, q)| (*q).to_owned()).collect();
+            queues.sort_unstable();
+            queues.dedup();
+            for q in &queues {
+                millrace_core::keys::validate_queue_name(q)?;
+            }
+            self.config.queues = queues;
+            return Ok(());
+        }
+        for (job, queue) in jobs {
+            if self.config.queues.iter().any(|q| q == queue) {
+                continue;
+            }
+            let queues = self.config.queues.join(", ");
+            if self.allow_unconsumed {
+                warn!(
+                    job,
+                    queue, queues, "a registered job's queue is not consumed by this worker"
+                );
+            } else {
+                return Err(WorkerError::UnconsumedQueue { job, queue, queues });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A configured worker, ready to run.
 pub struct Worker {
     config: Arc<WorkerConfig>,
@@ -143,7 +223,14 @@ impl Worker {
         WorkerBuilder {
             config,
             handlers: Handlers::default(),
+            allow_unconsumed: false,
         }
+    }
+
+    /// The queues this worker consumes (the registered jobs' queues unless
+    /// [`WorkerConfig::queues`] named them).
+    pub fn queues(&self) -> &[String] {
+        &self.config.queues
     }
 
     /// This worker's consumer name in every queue's group.

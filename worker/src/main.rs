@@ -51,37 +51,37 @@ struct Args {
     #[arg(long, env = "MILLRACE_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
     /// Lease of a running job's entry (e.g. 30s).
-    #[arg(long, env = "MILLRACE_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_LEASE", default_value = "30s", value_parser = millrace_worker::config::parse_duration)]
     lease: Duration,
     /// How often leases are renewed; defaults to a third of the lease.
-    #[arg(long, env = "MILLRACE_RENEW_EVERY", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_RENEW_EVERY", value_parser = millrace_worker::config::parse_duration)]
     renew_every: Option<Duration>,
     /// How often expired leases are reclaimed.
-    #[arg(long, env = "MILLRACE_RECLAIM_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_RECLAIM_EVERY", default_value = "5s", value_parser = millrace_worker::config::parse_duration)]
     reclaim_every: Duration,
     /// Deliveries without outcome before an entry is dead-lettered.
     #[arg(long, env = "MILLRACE_MAX_DELIVERIES", default_value_t = 5)]
     max_deliveries: u32,
     /// How long running jobs may finish at shutdown.
-    #[arg(long, env = "MILLRACE_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_GRACE", default_value = "25s", value_parser = millrace_worker::config::parse_duration)]
     grace: Duration,
     /// Longest a read blocks waiting for jobs; defaults to 2s, or half the
     /// lease when that is shorter.
-    #[arg(long, env = "MILLRACE_BLOCK", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_BLOCK", value_parser = millrace_worker::config::parse_duration)]
     block: Option<Duration>,
     /// Time limit of an attempt for jobs that set none.
-    #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = millrace_worker::config::parse_duration)]
     job_timeout: Option<Duration>,
     /// How long a job no handler here knows (an unknown name, a newer wire
     /// version: producers deployed ahead of workers) is deferred with
     /// backoff before it is dead-lettered (0s = dead-letter at once).
-    #[arg(long, env = "MILLRACE_UNKNOWN_JOB_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_UNKNOWN_JOB_WINDOW", default_value = "15m", value_parser = millrace_worker::config::parse_duration)]
     unknown_job_window: Duration,
     /// Dead-letter stream: keep about this many entries (0 = unbounded).
     #[arg(long, env = "MILLRACE_DEAD_MAX_LEN", default_value_t = 100_000)]
     dead_max_len: u64,
     /// Dead-letter stream: drop entries older than this (0s = never).
-    #[arg(long, env = "MILLRACE_DEAD_MAX_AGE", default_value = "30days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_DEAD_MAX_AGE", default_value = "30days", value_parser = millrace_worker::config::parse_duration)]
     dead_max_age: Duration,
     /// Append the id of every job that succeeds to this file (tests, chaos).
     #[arg(long, env = "MILLRACE_RECORD_RUNS")]
@@ -94,7 +94,7 @@ struct Args {
     #[arg(long, env = "MILLRACE_METRICS_PORT", default_value_t = 9464)]
     metrics_port: u16,
     /// How often per-queue gauges are sampled from Redis.
-    #[arg(long, env = "MILLRACE_SAMPLE_EVERY", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MILLRACE_SAMPLE_EVERY", default_value = "5s", value_parser = millrace_worker::config::parse_duration)]
     sample_every: Duration,
     /// Runtime threads; defaults to one per core. On a box shared with
     /// Redis, 1 can do more jobs per CPU second (see BENCHMARKS.md).
@@ -163,20 +163,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.prefix = args.prefix;
     config.queues = args.queues;
     config.concurrency = args.concurrency;
-    config.lease = args.lease;
-    config.renew_every = args.renew_every.unwrap_or(args.lease / 3);
+    config = config.with_lease(args.lease, args.renew_every, args.block);
     config.reclaim_every = args.reclaim_every;
     config.max_deliveries = args.max_deliveries;
     config.grace = args.grace;
-    config.block = args
-        .block
-        .unwrap_or_else(|| Duration::from_secs(2).min(args.lease / 2));
     config.job_timeout = args.job_timeout;
     config.unknown_job_window = args.unknown_job_window;
     config.dead_retention = DeadRetention::new(args.dead_max_len, args.dead_max_age);
     config.sample_every = args.sample_every;
 
-    let builder = Worker::builder(config);
+    // The catalogue's jobs (`Job::QUEUE` = `default`) run on whatever
+    // queues `--queues` names.
+    let builder = Worker::builder(config).allow_unconsumed_jobs();
     let builder = register(builder, recorder.clone(), jobs::noop);
     let builder = register(builder, recorder.clone(), jobs::sleep);
     let builder = register(builder, recorder.clone(), jobs::flaky);
@@ -299,6 +297,27 @@ async fn watch_signals(signals: Signals, shutdown: CancellationToken) {
         } else {
             error!("second signal: exiting now");
             std::process::exit(130);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `WorkerConfig::from_env` reads the variables of the binary's flags.
+    #[test]
+    fn from_env_reads_the_binarys_variables() {
+        let command = Args::command();
+        let envs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for (name, _) in millrace_worker::config::VARIABLES {
+            assert!(envs.iter().any(|e| e == name), "{name} is no flag's env");
         }
     }
 }

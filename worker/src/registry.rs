@@ -1,9 +1,11 @@
 //! Handler registry: job name → a type-erased handler that decodes the
 //! payload into the job type and runs the user's function.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_core::{Job, JobContext, JobError, RetryPolicy};
@@ -18,12 +20,16 @@ pub(crate) struct Handler {
     pub call: Call,
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
+    /// The job type's default queue (`Job::QUEUE`).
+    pub queue: &'static str,
 }
 
 /// All registered job types, by name.
 #[derive(Default)]
 pub(crate) struct Handlers {
     map: HashMap<&'static str, Handler>,
+    /// The state every attempt's context carries (`WorkerBuilder::state`).
+    pub state: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Handlers {
@@ -45,6 +51,7 @@ impl Handlers {
                 call,
                 retry: J::retry(),
                 timeout: J::timeout(),
+                queue: J::QUEUE,
             },
         );
     }
@@ -67,6 +74,13 @@ impl Handlers {
     /// The registered names, sorted, for messages.
     pub fn names(&self) -> String {
         self.name_list().join(", ")
+    }
+
+    /// Each registered job's name and default queue, sorted by name.
+    pub fn queues(&self) -> Vec<(&'static str, &'static str)> {
+        let mut pairs: Vec<_> = self.map.iter().map(|(k, h)| (*k, h.queue)).collect();
+        pairs.sort_unstable();
+        pairs
     }
 
     pub fn policies(&self) -> impl Iterator<Item = (&'static str, &RetryPolicy)> {

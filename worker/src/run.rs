@@ -171,6 +171,9 @@ async fn run_envelope(
     ctx.enqueued_at = env.enqueued_at;
     ctx.trace = env.trace.clone();
     ctx.cancel = token.clone();
+    if let Some(state) = &q.handlers.state {
+        ctx = ctx.with_state(state.clone());
+    }
     let timeout = handler.timeout.or(q.cfg.job_timeout);
     let m = q.metrics.job(&env.name);
     m.started(env.enqueued_at);

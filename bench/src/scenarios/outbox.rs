@@ -257,6 +257,7 @@ async fn end_to_end(
     config.concurrency = 64;
     let seen = started.clone();
     let worker = Worker::builder(config)
+        .allow_unconsumed_jobs() // probes are relayed to this run's queue
         .register(move |job: OutboxProbe, _ctx: JobContext| {
             let seen = seen.clone();
             async move {

@@ -5,6 +5,7 @@ mod delayed;
 mod demo;
 mod failures;
 mod flow;
+mod library;
 mod metrics;
 mod processes;
 mod producer;
