@@ -12,8 +12,8 @@ mod env;
 
 pub use env::{VARIABLES, parse_duration};
 
-/// How a worker runs.
-#[derive(Debug, Clone)]
+/// How a worker runs. Its `Debug` output hides the Redis password.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct WorkerConfig {
     /// Redis URL (`redis://`, `rediss://`, `redis+unix://`). Defaults to
@@ -67,6 +67,34 @@ pub struct WorkerConfig {
     /// consumers, oldest ready age, backlog) are sampled from Redis, which
     /// also refreshes readiness. Defaults to 5 s.
     pub sample_every: Duration,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field(
+                "redis_url",
+                &millrace_core::Redacted(&self.redis_url).to_string(),
+            )
+            .field("prefix", &self.prefix)
+            .field("queues", &self.queues)
+            .field("concurrency", &self.concurrency)
+            .field("block", &self.block)
+            .field("lease", &self.lease)
+            .field("renew_every", &self.renew_every)
+            .field("reclaim_every", &self.reclaim_every)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("promote_every", &self.promote_every)
+            .field("grace", &self.grace)
+            .field("job_timeout", &self.job_timeout)
+            .field("unknown_job_window", &self.unknown_job_window)
+            .field("dead_retention", &self.dead_retention)
+            .field("ack_batch", &self.ack_batch)
+            .field("prune_consumers_after", &self.prune_consumers_after)
+            .field("consumer", &self.consumer)
+            .field("sample_every", &self.sample_every)
+            .finish()
+    }
 }
 
 impl Default for WorkerConfig {
@@ -163,6 +191,14 @@ fn fmt(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_redis_password() {
+        let c = WorkerConfig::new("redis://app:s3cret@cache:6379");
+        let text = format!("{c:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("cache:6379"), "{text}");
+    }
 
     #[test]
     fn defaults_are_valid() {
