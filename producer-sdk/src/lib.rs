@@ -30,6 +30,12 @@
 //! client.enqueue_with(&SendInvoice { invoice_id: 43 }, options).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `postgres` | no | [`outbox`](crate::outbox): enqueue inside a Postgres transaction (sqlx), through `millrace-postgres` |
 
 mod client;
 mod options;

@@ -30,6 +30,12 @@
 //! worker.run(shutdown).await
 //! # }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `postgres` | yes | the binary's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
 
 mod ack;
 mod backoff;
