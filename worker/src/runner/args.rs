@@ -114,7 +114,7 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     use super::*;
 
@@ -130,5 +130,37 @@ mod tests {
         for (name, _) in crate::config::VARIABLES {
             assert!(envs.iter().any(|e| e == name), "{name} is no flag's env");
         }
+    }
+
+    /// The flags fill the configuration the user's closure is given.
+    #[test]
+    fn flags_fill_the_worker_config() {
+        let args = Args::try_parse_from([
+            "my-worker",
+            "--redis-url",
+            "redis://10.0.0.1:6380",
+            "--queues",
+            "billing,email",
+            "--lease",
+            "1m",
+            "--max-deliveries",
+            "9",
+            "--dead-max-len",
+            "7",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = args.config();
+        assert_eq!(config.redis_url, "redis://10.0.0.1:6380");
+        assert_eq!(config.queues, ["billing", "email"]);
+        assert_eq!(config.lease, Duration::from_secs(60));
+        assert_eq!(config.max_deliveries, 9);
+        assert!(config.validate().is_ok());
+    }
+
+    /// Without `--queues` the worker consumes its jobs' queues.
+    #[test]
+    fn queues_default_to_the_jobs_queues() {
+        let args = Args::try_parse_from(["my-worker"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.config().queues.is_empty());
     }
 }
