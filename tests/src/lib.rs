@@ -331,3 +331,28 @@ pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf, HarnessError> 
     }
     Ok(path)
 }
+
+/// Path of example `example` of workspace package `package`, built first
+/// (`cargo build --example`) in the profile of the running test (a user's
+/// own binary, written as an example of the crate it uses).
+pub fn workspace_example(package: &str, example: &str) -> Result<PathBuf, HarnessError> {
+    let exe = std::env::current_exe()?;
+    let mut profile_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
+    let path = profile_dir.join("examples").join(example);
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "-p", package, "--example", example]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(
+            std::io::Error::other(format!("cargo build of example {example} failed")).into(),
+        );
+    }
+    Ok(path)
+}

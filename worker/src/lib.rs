@@ -43,6 +43,7 @@ pub mod config;
 mod fail;
 mod fetch;
 pub mod health;
+#[cfg(feature = "http")]
 pub mod http;
 mod lease;
 mod maintain;
@@ -50,6 +51,8 @@ pub mod metrics;
 mod promote;
 mod registry;
 mod run;
+#[cfg(feature = "runner")]
+pub mod runner;
 mod sampler;
 mod state;
 
@@ -136,6 +139,16 @@ impl WorkerBuilder {
     /// replaces the first.
     pub fn state<T: std::any::Any + Send + Sync>(mut self, state: T) -> Self {
         self.handlers.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Calls `hook` with the job id of every attempt that succeeds, after
+    /// its handler returns and before its ack is written (so a crash in
+    /// between may call it again for the same job on its next run). Keep
+    /// it quick: it runs on the job's task. The runner's `--record-runs`
+    /// uses it. A second call replaces the first.
+    pub fn on_success(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.handlers.on_success = Some(Arc::new(hook));
         self
     }
 

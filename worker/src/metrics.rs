@@ -1,5 +1,5 @@
 //! Metric names and the calls that record them, through the `metrics`
-//! facade. [`install_prometheus`] installs the Prometheus exporter (the
+//! facade. `install_prometheus` (feature `http`) installs the Prometheus exporter (the
 //! binary does, and tests may); [`crate::http`] serves it. Labels are
 //! bounded: queue, job name (registered names only), outcome and Redis
 //! operation — never ids or error text.
@@ -11,6 +11,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::Unit;
+#[cfg(feature = "http")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Attempts started, by queue and job.
@@ -101,6 +102,7 @@ pub const BUCKETS: [f64; 20] = [
 ];
 
 /// Why the Prometheus exporter could not be installed.
+#[cfg(feature = "http")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricsError {
@@ -115,6 +117,7 @@ pub enum MetricsError {
 /// metric (HELP and unit). Returns the handle that renders the text
 /// exposition; call [`PrometheusHandle::run_upkeep`] now and then (the
 /// [`crate::http`] server does). Fails if a recorder is already installed.
+#[cfg(feature = "http")]
 pub fn install_prometheus() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)?
@@ -433,6 +436,7 @@ pub(crate) fn redis_error(queue: &str, op: &'static str) {
 }
 
 #[cfg(test)]
+#[cfg(feature = "http")]
 mod tests {
     use super::*;
 

@@ -30,7 +30,13 @@ pub(crate) struct Handlers {
     map: HashMap<&'static str, Handler>,
     /// The state every attempt's context carries (`WorkerBuilder::state`).
     pub state: Option<Arc<dyn Any + Send + Sync>>,
+    /// Called with the job id of each attempt that succeeds
+    /// (`WorkerBuilder::on_success`).
+    pub on_success: Option<OnSuccess>,
 }
+
+/// A hook called with the id of each job that succeeds.
+pub(crate) type OnSuccess = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Handlers {
     pub fn insert<J, F, Fut>(&mut self, handler: F)

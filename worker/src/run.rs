@@ -184,6 +184,9 @@ async fn run_envelope(
         Outcome::Success => {
             debug!(?elapsed, "done");
             m.finished_in(MetricOutcome::Success, elapsed);
+            if let Some(hook) = &q.handlers.on_success {
+                hook(env.id.as_str());
+            }
             // The ack batcher removes the entry from the in-flight map once
             // the ack is written.
             let _ = q.acks.send(entry_id);

@@ -263,3 +263,42 @@ fn state_of_another_type_is_a_retryable_error_naming_it() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// `WorkerBuilder::on_success` (the runner's `--record-runs`) sees the id of
+/// a job that succeeds, and not of one that fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_success_sees_the_ids_of_succeeded_jobs_only() {
+    let redis = redis();
+    let url = redis.url();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let builder = Worker::builder(fast_config(&url))
+        .register(|job: Bill, _ctx: JobContext| async move {
+            if job.n == 0 {
+                return Err(JobError::permanent("zero"));
+            }
+            Ok(())
+        })
+        .on_success(move |id| {
+            let _ = tx.send(id.to_owned());
+        });
+    let running = spawn(builder);
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed = client
+        .enqueue(&Bill { n: 0 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ok = client
+        .enqueue(&Bill { n: 1 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = tokio::time::timeout(WAIT, rx.recv()).await;
+    assert_eq!(seen, Ok(Some(ok.as_str().to_owned())));
+    running.shutdown().await;
+    let rest: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    assert!(
+        !rest.iter().any(|id| id == failed.as_str()),
+        "the failed job {failed} was reported as a success: {rest:?}"
+    );
+}

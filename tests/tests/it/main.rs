@@ -11,3 +11,4 @@ mod processes;
 mod producer;
 mod reliability;
 mod routine;
+mod runner;

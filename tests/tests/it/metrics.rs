@@ -17,7 +17,7 @@ use crate::common::*;
 use crate::processes::{sigterm, wait_exit};
 
 /// A GET over a plain TCP connection: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(

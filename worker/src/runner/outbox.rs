@@ -1,19 +1,20 @@
-//! The binary's outbox relay (feature `postgres`): with `--database-url`
+//! The runner's outbox relay (feature `postgres`): with `--database-url`
 //! (`MILLRACE_DATABASE_URL`) the worker also relays committed rows of the
 //! Postgres outbox to their queues (`millrace_postgres::Relay`), and stops
 //! it with the worker. Any number of workers may relay at once.
 
 use std::time::Duration;
 
-use anyhow::Context;
 use millrace_postgres::{Relay, RelayConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::RunnerError;
+
 /// The relay's flags.
 #[derive(Debug, clap::Args)]
-pub struct OutboxArgs {
+pub(crate) struct OutboxArgs {
     /// Postgres URL of the outbox to relay (password never logged); no
     /// relay runs without it.
     #[arg(long, env = "MILLRACE_DATABASE_URL")]
@@ -34,12 +35,12 @@ pub struct OutboxArgs {
 }
 
 /// Starts the relay when a database URL is given.
-pub async fn start(
+pub(crate) async fn start(
     args: &OutboxArgs,
     redis_url: &str,
     prefix: &str,
     shutdown: CancellationToken,
-) -> anyhow::Result<Option<JoinHandle<()>>> {
+) -> Result<Option<JoinHandle<()>>, RunnerError> {
     let Some(url) = args.database_url.as_deref() else {
         return Ok(None);
     };
@@ -49,15 +50,13 @@ pub async fn start(
     config.poll_every = args.relay_poll;
     config.processed_retention =
         (!args.processed_retention.is_zero()).then_some(args.processed_retention);
-    let relay = Relay::new(url, redis_url, config)?;
+    let relay = Relay::new(url, redis_url, config).map_err(Box::new)?;
     if args.database_migrate {
         millrace_postgres::migrate(relay.pool())
             .await
-            .with_context(|| {
-                format!(
-                    "cannot apply the outbox migrations to {}",
-                    millrace_core::Redacted(url)
-                )
+            .map_err(|source| RunnerError::Migrate {
+                url: millrace_core::Redacted(url).to_string(),
+                source: Box::new(source),
             })?;
         info!("outbox migrations applied");
     }

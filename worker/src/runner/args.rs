@@ -1,0 +1,166 @@
+//! The runner's flags: one per [`WorkerConfig`] setting, each with its
+//! `MILLRACE_*` variable (the list of `crate::config::VARIABLES`), plus the
+//! process's own (threads, logging, the HTTP port, the record file and the
+//! outbox relay).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use millrace_core::DeadRetention;
+
+use crate::WorkerConfig;
+
+/// Runs Millrace jobs from Redis Streams.
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+pub(crate) struct Args {
+    /// Redis URL (password is never logged).
+    #[arg(
+        long,
+        env = "MILLRACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub(crate) redis_url: String,
+    /// Key prefix.
+    #[arg(long, env = "MILLRACE_PREFIX", default_value = "millrace")]
+    pub(crate) prefix: String,
+    /// Queues to work, comma-separated; defaults to the queues of the
+    /// registered jobs.
+    #[arg(long, env = "MILLRACE_QUEUES", value_delimiter = ',')]
+    pub(crate) queues: Vec<String>,
+    /// Jobs run at once, per queue.
+    #[arg(long, env = "MILLRACE_CONCURRENCY", default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Lease of a running job's entry (e.g. 30s).
+    #[arg(long, env = "MILLRACE_LEASE", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub(crate) lease: Duration,
+    /// How often leases are renewed; defaults to a third of the lease.
+    #[arg(long, env = "MILLRACE_RENEW_EVERY", value_parser = crate::config::parse_duration)]
+    pub(crate) renew_every: Option<Duration>,
+    /// How often expired leases are reclaimed.
+    #[arg(long, env = "MILLRACE_RECLAIM_EVERY", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub(crate) reclaim_every: Duration,
+    /// Deliveries without outcome before an entry is dead-lettered.
+    #[arg(long, env = "MILLRACE_MAX_DELIVERIES", default_value_t = 5)]
+    pub(crate) max_deliveries: u32,
+    /// How long running jobs may finish at shutdown.
+    #[arg(long, env = "MILLRACE_GRACE", default_value = "25s", value_parser = crate::config::parse_duration)]
+    pub(crate) grace: Duration,
+    /// Longest a read blocks waiting for jobs; defaults to 2s, or half the
+    /// lease when that is shorter.
+    #[arg(long, env = "MILLRACE_BLOCK", value_parser = crate::config::parse_duration)]
+    pub(crate) block: Option<Duration>,
+    /// Time limit of an attempt for jobs that set none.
+    #[arg(long, env = "MILLRACE_JOB_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub(crate) job_timeout: Option<Duration>,
+    /// How long a job no handler here knows (an unknown name, a newer wire
+    /// version: producers deployed ahead of workers) is deferred with
+    /// backoff before it is dead-lettered (0s = dead-letter at once).
+    #[arg(long, env = "MILLRACE_UNKNOWN_JOB_WINDOW", default_value = "15m", value_parser = crate::config::parse_duration)]
+    pub(crate) unknown_job_window: Duration,
+    /// Dead-letter stream: keep about this many entries (0 = unbounded).
+    #[arg(long, env = "MILLRACE_DEAD_MAX_LEN", default_value_t = 100_000)]
+    pub(crate) dead_max_len: u64,
+    /// Dead-letter stream: drop entries older than this (0s = never).
+    #[arg(long, env = "MILLRACE_DEAD_MAX_AGE", default_value = "30days", value_parser = crate::config::parse_duration)]
+    pub(crate) dead_max_age: Duration,
+    /// Append the id of every job that succeeds to this file (tests, chaos).
+    #[arg(long, env = "MILLRACE_RECORD_RUNS")]
+    pub(crate) record_runs: Option<PathBuf>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "MILLRACE_METRICS_ADDR", default_value = "0.0.0.0")]
+    pub(crate) metrics_addr: IpAddr,
+    /// Port of /metrics, /healthz and /readyz (0 picks a free port, logged
+    /// at start).
+    #[arg(long, env = "MILLRACE_METRICS_PORT", default_value_t = 9464)]
+    pub(crate) metrics_port: u16,
+    /// How often per-queue gauges are sampled from Redis.
+    #[arg(long, env = "MILLRACE_SAMPLE_EVERY", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub(crate) sample_every: Duration,
+    /// Runtime threads; defaults to one per core. On a box shared with
+    /// Redis, 1 can do more jobs per CPU second (see BENCHMARKS.md).
+    #[arg(long, env = "MILLRACE_THREADS")]
+    pub(crate) threads: Option<usize>,
+    /// Log format.
+    #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+    /// The Postgres outbox's relay, run beside the worker when a database
+    /// URL is given.
+    #[cfg(feature = "postgres")]
+    #[command(flatten)]
+    pub(crate) outbox: super::outbox::OutboxArgs,
+}
+
+impl Args {
+    /// The worker's configuration from the flags (validated by
+    /// `WorkerBuilder::build`).
+    pub(crate) fn config(&self) -> WorkerConfig {
+        let mut config = WorkerConfig::new(self.redis_url.clone());
+        config.prefix.clone_from(&self.prefix);
+        config.queues.clone_from(&self.queues);
+        config.concurrency = self.concurrency;
+        config = config.with_lease(self.lease, self.renew_every, self.block);
+        config.reclaim_every = self.reclaim_every;
+        config.max_deliveries = self.max_deliveries;
+        config.grace = self.grace;
+        config.job_timeout = self.job_timeout;
+        config.unknown_job_window = self.unknown_job_window;
+        config.dead_retention = DeadRetention::new(self.dead_max_len, self.dead_max_age);
+        config.sample_every = self.sample_every;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `WorkerConfig::from_env` reads the variables of the runner's flags.
+    #[test]
+    fn from_env_reads_the_runners_variables() {
+        let command = Args::command();
+        let envs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for (name, _) in crate::config::VARIABLES {
+            assert!(envs.iter().any(|e| e == name), "{name} is no flag's env");
+        }
+    }
+
+    /// The flags fill the configuration the user's closure is given.
+    #[test]
+    fn flags_fill_the_worker_config() {
+        let args = Args::try_parse_from([
+            "my-worker",
+            "--redis-url",
+            "redis://10.0.0.1:6380",
+            "--queues",
+            "billing,email",
+            "--lease",
+            "1m",
+            "--max-deliveries",
+            "9",
+            "--dead-max-len",
+            "7",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = args.config();
+        assert_eq!(config.redis_url, "redis://10.0.0.1:6380");
+        assert_eq!(config.queues, ["billing", "email"]);
+        assert_eq!(config.lease, Duration::from_secs(60));
+        assert_eq!(config.max_deliveries, 9);
+        assert!(config.validate().is_ok());
+    }
+
+    /// Without `--queues` the worker consumes its jobs' queues.
+    #[test]
+    fn queues_default_to_the_jobs_queues() {
+        let args = Args::try_parse_from(["my-worker"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.config().queues.is_empty());
+    }
+}
