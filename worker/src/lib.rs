@@ -35,7 +35,13 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `postgres` | yes | the binary's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
+//! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`) and mimalloc |
+//! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
+//! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
+//! | `postgres` | yes | the runner's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
+//!
+//! A service that only embeds the worker turns the defaults off:
+//! `millrace-worker = { version = "0.1", default-features = false }`.
 
 mod ack;
 mod backoff;
