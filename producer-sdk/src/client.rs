@@ -276,7 +276,7 @@ impl Client {
         let mut env = Envelope::new(id.0.clone(), J::NAME, payload);
         env.max_attempts = Some(max_attempts);
         env.enqueued_at = Some(unix_ms(SystemTime::now()));
-        env.trace = options.trace.clone();
+        env.trace = options.traceparent();
         Ok((id, env))
     }
 

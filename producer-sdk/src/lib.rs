@@ -36,9 +36,12 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `postgres` | no | [`outbox`](crate::outbox): enqueue inside a Postgres transaction (sqlx), through `millrace-postgres` |
+//! | `otel` | no | with no [`EnqueueOptions::trace`](EnqueueOptions::trace()), the envelope carries the current `tracing` span's OpenTelemetry context (`tracing-opentelemetry`) as its W3C traceparent |
 
 mod client;
 mod options;
+#[cfg(feature = "otel")]
+mod otel;
 #[cfg(feature = "postgres")]
 pub mod outbox;
 

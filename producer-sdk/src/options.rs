@@ -19,7 +19,9 @@ pub struct EnqueueOptions {
     /// The job id to use (e.g. derived from the caller's own key); a fresh
     /// UUIDv7 when unset.
     pub job_id: Option<JobId>,
-    /// The producer's W3C traceparent, to parent the worker's span.
+    /// The producer's W3C traceparent, to parent the worker's span. With
+    /// feature `otel` and this unset, the current `tracing` span's
+    /// OpenTelemetry context is sent instead (when it has one).
     pub trace: Option<String>,
 }
 
@@ -59,9 +61,21 @@ impl EnqueueOptions {
         self
     }
 
-    /// Carries the producer's trace context (`traceparent`).
+    /// Carries the producer's trace context (`traceparent`). With feature
+    /// `otel` there is no need: the current span's context is sent by
+    /// itself; this one wins when set.
     pub fn trace(mut self, traceparent: impl Into<String>) -> Self {
         self.trace = Some(traceparent.into());
         self
+    }
+
+    /// The traceparent the envelope carries: [`trace`](Self::trace()), or
+    /// with feature `otel` the current span's OpenTelemetry context.
+    pub(crate) fn traceparent(&self) -> Option<String> {
+        #[cfg(feature = "otel")]
+        if self.trace.is_none() {
+            return crate::otel::current_traceparent();
+        }
+        self.trace.clone()
     }
 }

@@ -171,7 +171,7 @@ impl Outbox {
         }
         let mut row = NewJob::new(queue.to_owned(), id.0.clone(), J::NAME.to_owned(), payload);
         row.max_attempts = Some(max_attempts);
-        row.trace = options.trace.clone();
+        row.trace = options.traceparent();
         row.schedule = match (options.delay, options.at) {
             (Some(d), _) => Schedule::In(d),
             (None, Some(t)) => Schedule::At(t),

@@ -39,6 +39,7 @@
 //! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
 //! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
 //! | `postgres` | yes | the runner's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
+//! | `otel` | no | the `job` span (at INFO instead of DEBUG) takes the envelope's W3C traceparent as its OpenTelemetry parent through `tracing-opentelemetry`, so an exporter shows producer and job in one trace; the service installs the `tracing-opentelemetry` layer |
 //!
 //! A service that only embeds the worker turns the defaults off:
 //! `millrace-worker = { version = "0.1", default-features = false }`.
@@ -54,6 +55,8 @@ pub mod http;
 mod lease;
 mod maintain;
 pub mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod promote;
 mod registry;
 mod run;

@@ -12,13 +12,23 @@ use millrace_core::trace::TraceParent;
 use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, Level, debug, warn};
 
 use crate::fail::FailRequest;
 use crate::metrics;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::registry::Handler;
 use crate::state::QueueCtx;
+
+/// The `job` span's level: DEBUG, so that the default `info` filter builds
+/// no span per job; INFO with feature `otel`, so that a service that turns
+/// OpenTelemetry on exports the job span (and so the producer's trace goes
+/// on) under the usual `info` filter, paying for the span only then.
+const JOB_SPAN_LEVEL: Level = if cfg!(feature = "otel") {
+    Level::INFO
+} else {
+    Level::DEBUG
+};
 
 /// How long a cancelled handler (shutdown, lost lease or timeout) may take
 /// to return by itself after its token fired, before it is dropped.
@@ -129,8 +139,10 @@ async fn run_delivery(
     };
     // DEBUG, so that at the default level no span is built per job (it was
     // about a tenth of a no-op job's CPU); the few warnings a job can log
-    // carry its queue, name, id and attempt themselves.
-    let span = debug_span!(
+    // carry its queue, name, id and attempt themselves. INFO with feature
+    // `otel` (see JOB_SPAN_LEVEL).
+    let span = tracing::span!(
+        JOB_SPAN_LEVEL,
         "job",
         queue = q.queue.name(),
         job = %env.name,
@@ -143,6 +155,8 @@ async fn run_delivery(
     if let Some(parent) = env.trace.as_deref().and_then(TraceParent::parse) {
         span.record("trace_id", parent.trace_id());
         span.record("parent_span_id", parent.parent_id());
+        #[cfg(feature = "otel")]
+        crate::otel::set_remote_parent(&span, &parent);
     }
     run_envelope(&q, handler, env, extras, entry_id, token)
         .instrument(span)

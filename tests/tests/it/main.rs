@@ -8,6 +8,7 @@ mod failures;
 mod flow;
 mod library;
 mod metrics;
+mod otel;
 mod processes;
 mod producer;
 mod reliability;
