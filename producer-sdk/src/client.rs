@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use millrace_core::envelope::MAX_ATTEMPTS_LIMIT;
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
@@ -15,6 +14,7 @@ use redis::aio::ConnectionManager;
 use tracing::warn;
 
 use crate::options::EnqueueOptions;
+use crate::prepare::{Invalid, prepare};
 
 /// Largest payload accepted by default: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
@@ -53,6 +53,16 @@ pub enum EnqueueError {
     /// Redis failed (after the configured retries).
     #[error(transparent)]
     Redis(#[from] QueueError),
+}
+
+impl From<Invalid> for EnqueueError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Serialize { job, source } => Self::Serialize { job, source },
+            Invalid::TooLarge { job, size, limit } => Self::PayloadTooLarge { job, size, limit },
+            Invalid::Config(e) => Self::Config(e),
+        }
+    }
 }
 
 /// Builds a [`Client`]. Its `Debug` hides the URL's password.
@@ -254,30 +264,12 @@ impl Client {
         job: &J,
         options: &EnqueueOptions,
     ) -> Result<(JobId, Envelope), EnqueueError> {
-        let payload = serde_json::to_string(job).map_err(|source| EnqueueError::Serialize {
-            job: J::NAME,
-            source,
-        })?;
-        if payload.len() > self.max_payload {
-            return Err(EnqueueError::PayloadTooLarge {
-                job: J::NAME,
-                size: payload.len(),
-                limit: self.max_payload,
-            });
-        }
-        let max_attempts = options.max_attempts.unwrap_or(J::retry().max_attempts);
-        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
-            return Err(ConfigError::Invalid(format!(
-                "max_attempts ({max_attempts}) must be from 1 to {MAX_ATTEMPTS_LIMIT}"
-            ))
-            .into());
-        }
-        let id = options.job_id.clone().unwrap_or_default();
-        let mut env = Envelope::new(id.0.clone(), J::NAME, payload);
-        env.max_attempts = Some(max_attempts);
+        let p = prepare(job, options, self.max_payload)?;
+        let mut env = Envelope::new(p.id.0.clone(), J::NAME, p.payload);
+        env.max_attempts = Some(p.max_attempts);
         env.enqueued_at = Some(unix_ms(SystemTime::now()));
-        env.trace = options.traceparent();
-        Ok((id, env))
+        env.trace = p.trace;
+        Ok((p.id, env))
     }
 
     async fn ensure_registered(&self, queue: &Queue) -> Result<(), EnqueueError> {

@@ -44,6 +44,7 @@ mod options;
 mod otel;
 #[cfg(feature = "postgres")]
 pub mod outbox;
+mod prepare;
 
 pub use client::{Client, ClientBuilder, EnqueueError};
 /// The errors an [`EnqueueError`] carries.

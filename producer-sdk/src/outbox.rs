@@ -27,7 +27,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use millrace_core::envelope::MAX_ATTEMPTS_LIMIT;
 use millrace_core::keys::validate_queue_name;
 use millrace_core::{ConfigError, Job, JobId};
 use millrace_postgres::outbox::{NewJob, Schedule};
@@ -35,6 +34,7 @@ use sqlx::{Postgres, Transaction};
 
 use crate::client::DEFAULT_MAX_PAYLOAD;
 use crate::options::EnqueueOptions;
+use crate::prepare::{Invalid, prepare};
 
 pub use millrace_postgres::migrate;
 
@@ -69,6 +69,16 @@ pub enum OutboxError {
     /// run [`migrate`]).
     #[error("outbox insert failed: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<Invalid> for OutboxError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Serialize { job, source } => Self::Serialize { job, source },
+            Invalid::TooLarge { job, size, limit } => Self::PayloadTooLarge { job, size, limit },
+            Invalid::Config(e) => Self::Config(e),
+        }
+    }
 }
 
 /// Transactional enqueue with settings: the payload limit (1 MiB by
@@ -147,37 +157,21 @@ impl Outbox {
     ) -> Result<(JobId, NewJob), OutboxError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
         validate_queue_name(queue)?;
-        let payload = serde_json::to_string(job).map_err(|source| OutboxError::Serialize {
-            job: J::NAME,
-            source,
-        })?;
-        if payload.len() > self.max_payload {
-            return Err(OutboxError::PayloadTooLarge {
-                job: J::NAME,
-                size: payload.len(),
-                limit: self.max_payload,
-            });
-        }
-        let max_attempts = options.max_attempts.unwrap_or(J::retry().max_attempts);
-        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
-            return Err(ConfigError::Invalid(format!(
-                "max_attempts ({max_attempts}) must be from 1 to {MAX_ATTEMPTS_LIMIT}"
-            ))
-            .into());
-        }
-        let id = options.job_id.clone().unwrap_or_default();
-        if id.0.is_empty() {
-            return Err(ConfigError::Invalid("job id must not be empty".into()).into());
-        }
-        let mut row = NewJob::new(queue.to_owned(), id.0.clone(), J::NAME.to_owned(), payload);
-        row.max_attempts = Some(max_attempts);
-        row.trace = options.traceparent();
+        let p = prepare(job, options, self.max_payload)?;
+        let mut row = NewJob::new(
+            queue.to_owned(),
+            p.id.0.clone(),
+            J::NAME.to_owned(),
+            p.payload,
+        );
+        row.max_attempts = Some(p.max_attempts);
+        row.trace = p.trace;
         row.schedule = match (options.delay, options.at) {
             (Some(d), _) => Schedule::In(d),
             (None, Some(t)) => Schedule::At(t),
             (None, None) => Schedule::Now,
         };
-        Ok((id, row))
+        Ok((p.id, row))
     }
 }
 

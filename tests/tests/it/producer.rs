@@ -57,6 +57,17 @@ async fn bad_options_are_refused_before_anything_is_sent() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert_eq!(err, "max_attempts (0) must be from 1 to 10000");
+    // An empty job id would enqueue an entry every worker dead-letters.
+    let err = client
+        .enqueue_with(
+            &probe_job("x", 1),
+            EnqueueOptions::new().job_id(millrace::JobId(String::new())),
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(err, "job id must not be empty");
     let small = Client::builder(&url)
         .max_payload(10)
         .connect()
