@@ -879,3 +879,69 @@ async fn a_black_holed_connection_fails_readiness_then_heals_and_loses_nothing()
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(20), handle).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_checks_pending_idle_and_heartbeat_in_one_step() {
+    use millrace_core::{Leave, PruneRule, ReadFrom};
+    let redis = redis();
+    let mut c = conn(&redis.url()).await;
+    let queue = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .declare(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for name in ["holder", "beating", "silent"] {
+        queue
+            .join(&mut c, name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let env = Envelope::new(JobId::new().0, "probe", "{}".into());
+    queue
+        .enqueue(&mut c, &[env])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = queue
+        .read(
+            &mut c,
+            "holder",
+            1,
+            Duration::from_millis(50),
+            &ReadFrom::New,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 1);
+    let rule = PruneRule {
+        min_idle: Duration::from_millis(300),
+        min_silence: Duration::from_millis(300),
+    };
+    let prune = |c: ConnectionManager, name: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let mut c = c;
+            queue
+                .prune_consumer(&mut c, name, rule)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    assert_eq!(
+        prune(c.clone(), "silent").await,
+        Leave::Busy,
+        "seen just now"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    queue
+        .heartbeat(&mut c, "beating")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(prune(c.clone(), "holder").await, Leave::Pending);
+    assert_eq!(prune(c.clone(), "beating").await, Leave::Alive);
+    assert_eq!(prune(c.clone(), "silent").await, Leave::Removed);
+    let left = group_consumers(&mut c).await;
+    assert!(
+        !left.contains(&"silent".to_owned()) && left.len() == 2,
+        "{left:?}"
+    );
+}
