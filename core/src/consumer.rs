@@ -126,12 +126,14 @@ impl Queue {
         conn: &mut C,
         consumer: &str,
     ) -> Result<u64, QueueError> {
-        scripts::HEARTBEAT
+        let (now, _paused): (u64, i64) = scripts::BEAT
             .key(&self.keys().workers)
+            .key(&self.keys().paused)
             .arg(consumer)
             .invoke_async(conn)
             .await
-            .map_err(QueueError::redis("heartbeat"))
+            .map_err(QueueError::redis("heartbeat"))?;
+        Ok(now)
     }
 
     /// A worker's upkeep tick: records that `consumer` is alive now (server

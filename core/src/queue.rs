@@ -18,12 +18,10 @@ pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
-    /// New entries never delivered to any consumer (`>`).
+    /// New entries never delivered to any consumer (`>`). (A consumer's own
+    /// pending entries are read with [`Queue::own_entries`], which, unlike
+    /// `XREADGROUP` from an id, does not raise their delivery count.)
     New,
-    /// This consumer's own pending entries with ids after the given one
-    /// (`0` for all): entries the server delivered but the client may not
-    /// have seen, e.g. before a reconnect.
-    OwnPendingAfter(String),
 }
 
 /// One stream entry handed to a consumer.
@@ -205,8 +203,8 @@ impl Queue {
     /// Reads up to `count` entries for `consumer` (never more: callers pass
     /// their free slots), blocking up to `block` for new ones. Cancel-safe
     /// in the sense that entries delivered to an abandoned read stay in this
-    /// consumer's pending list and are found by [`ReadFrom::OwnPendingAfter`]
-    /// or by reclaim.
+    /// consumer's pending list and are found by [`Queue::own_entries`] or by
+    /// reclaim.
     pub async fn read<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -221,14 +219,12 @@ impl Queue {
             .arg(consumer)
             .arg("COUNT")
             .arg(count.max(1));
-        let id = match from {
-            ReadFrom::New => {
-                cmd.arg("BLOCK").arg(duration_ms(block));
-                ">"
-            }
-            ReadFrom::OwnPendingAfter(after) => after.as_str(),
-        };
-        cmd.arg("STREAMS").arg(&self.keys.stream).arg(id);
+        let ReadFrom::New = from;
+        cmd.arg("BLOCK")
+            .arg(duration_ms(block))
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg(">");
         let reply: Value = cmd
             .query_async(conn)
             .await

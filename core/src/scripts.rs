@@ -39,8 +39,6 @@ pub static REQUEUE: LazyLock<Script> = script!("requeue.lua");
 pub static RUN_NOW: LazyLock<Script> = script!("run_now.lua");
 /// Remove a consumer from the group, atomically with its safety checks.
 pub static LEAVE: LazyLock<Script> = script!("leave.lua");
-/// Record a consumer's heartbeat on the server's clock.
-pub static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 /// A consumer's own pending entries with their fields, without raising
 /// their delivery count.
 pub static OWN_PENDING: LazyLock<Script> = script!("own_pending.lua");

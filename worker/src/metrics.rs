@@ -76,7 +76,7 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 12] = [
+pub const REDIS_OPS: [&str; 11] = [
     "connect",
     "declare",
     "read",
@@ -87,7 +87,6 @@ pub const REDIS_OPS: [&str; 12] = [
     "reclaim",
     "promote",
     "heartbeat",
-    "paused",
     "sample",
 ];
 
