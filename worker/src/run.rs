@@ -276,13 +276,17 @@ async fn run_handler(
     };
     let guarded = AssertUnwindSafe(fut).catch_unwind();
     tokio::pin!(guarded);
-    // No limit: a timer that never fires.
-    let limit = timeout.unwrap_or(Duration::MAX);
-    let timer = tokio::time::sleep_until(
-        tokio::time::Instant::now()
-            .checked_add(limit)
-            .unwrap_or_else(far_future),
-    );
+    // A timer only when there is a limit: no timer-wheel entry per job
+    // otherwise (the common case, on the hot path).
+    let timer = async {
+        match timeout {
+            Some(limit) => {
+                tokio::time::sleep(limit).await;
+                limit
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(timer);
     let result = tokio::select! {
         biased;
@@ -295,7 +299,7 @@ async fn run_handler(
             return Outcome::Cancelled;
         }
         result = &mut guarded => result,
-        () = &mut timer => {
+        limit = &mut timer => {
             // Timed out: the token fires first, so the handler sees
             // `ctx.cancel` and may stop cleanly within the same short grace
             // as for a lost lease; then it is dropped. A failed attempt.
@@ -323,11 +327,6 @@ fn is_newer(e: &DecodeError) -> bool {
             .is_ok_and(|v| v > millrace_core::envelope::WIRE_VERSION),
         _ => false,
     }
-}
-
-/// About 30 years from now: "never" for a timer.
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Defers an entry no handler here can run yet (an unknown job name, a
