@@ -2,29 +2,14 @@
 //! handler enqueues, the worker in the same process runs the job, and
 //! Ctrl-C (SIGINT) stops both with exit 0.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
 use crate::processes::{Proc, wait_exit};
 
-/// A bodiless POST over a plain TCP connection: (status, body), or `None`
-/// while nothing listens yet.
 fn http_post(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+    crate::metrics::http(port, "POST", path)
 }
 
 #[test]
