@@ -88,6 +88,7 @@ pub async fn requeue<C: ConnectionLike + Send>(
     }
     let (requeued, dropped, skipped): (u64, u64, u64) = scripts::REQUEUE
         .key(&queue.keys().stream)
+        .key(&queue.keys().tries)
         .arg(queue.group())
         .arg(duration_ms(min_idle))
         .arg(consumer.unwrap_or(""))
@@ -121,6 +122,7 @@ pub async fn run_now<C: ConnectionLike + Send>(
         .key(&k.stream)
         .key(&k.dead)
         .key(&k.stats)
+        .key(&k.retrying)
         .arg(retention.max_len)
         .arg(duration_ms(retention.max_age))
         .arg(job_ids)

@@ -109,6 +109,7 @@ impl Queue {
         }
         let reply: Value = scripts::OWN_PENDING
             .key(&self.keys().stream)
+            .key(&self.keys().tries)
             .arg(self.group())
             .arg(consumer)
             .arg(if claim { "claim" } else { "keep" })

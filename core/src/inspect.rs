@@ -20,6 +20,7 @@ mod consumers;
 mod dead;
 mod delayed;
 mod find;
+mod parked;
 mod pending;
 mod stats;
 

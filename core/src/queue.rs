@@ -15,6 +15,13 @@ use crate::scripts;
 mod fail;
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
 
+/// The pseudo-consumer that holds parked retries: a retried entry with a
+/// backoff stays in the stream, pending for this name, until a worker
+/// claims it back when due (`lua/due.lua`). Worker consumer names may not
+/// start with `~`, and reclaim, pruning, the CLI and the gauges leave it
+/// out. The scripts' prelude names it too.
+pub const PARKED_CONSUMER: &str = "~retrying";
+
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -67,6 +74,19 @@ pub struct Promoted {
     /// Stored envelopes that could not be re-added, dead-lettered instead.
     pub dead: u64,
     /// Time until the next delayed job is due, if any remain.
+    pub next_due_in: Option<Duration>,
+    /// Time until the next parked retry is due (zero: due now), if any.
+    pub next_retry_in: Option<Duration>,
+}
+
+/// Parked retries claimed back for a worker ([`Queue::due_retries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DueRetries {
+    /// Entries now owned by the claiming consumer, to run (attempt records
+    /// applied to their fields).
+    pub claimed: Vec<Delivery>,
+    /// Time until the next parked retry is due, if any remain.
     pub next_due_in: Option<Duration>,
 }
 
@@ -245,6 +265,7 @@ impl Queue {
         scripts::ACK
             .key(&self.keys.stream)
             .key(&self.keys.stats)
+            .key(&self.keys.tries)
             .arg(&self.group)
             .arg(entry_ids)
             .invoke_async(conn)
@@ -261,12 +282,13 @@ impl Queue {
         limit: usize,
         retention: DeadRetention,
     ) -> Result<Promoted, QueueError> {
-        let (moved, wait, dead): (u64, i64, u64) = scripts::PROMOTE
+        let (moved, wait, dead, retry): (u64, i64, u64, i64) = scripts::PROMOTE
             .key(&self.keys.delayed)
             .key(&self.keys.jobs)
             .key(&self.keys.stream)
             .key(&self.keys.dead)
             .key(&self.keys.stats)
+            .key(&self.keys.retrying)
             .arg(limit.max(1))
             .arg(retention.max_len)
             .arg(duration_ms(retention.max_age))
@@ -277,6 +299,47 @@ impl Queue {
             moved,
             dead,
             next_due_in: u64::try_from(wait).ok().map(Duration::from_millis),
+            next_retry_in: u64::try_from(retry).ok().map(Duration::from_millis),
+        })
+    }
+
+    /// Claims up to `count` parked retries whose backoff has passed for
+    /// `consumer`, with their attempt records applied, and tells when the
+    /// next one is due. Safe from any number of workers at once: each
+    /// retry is claimed by one.
+    pub async fn due_retries<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        count: usize,
+    ) -> Result<DueRetries, QueueError> {
+        let reply: Value = scripts::DUE
+            .key(&self.keys.stream)
+            .key(&self.keys.retrying)
+            .key(&self.keys.tries)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(count.clamp(1, 10_000))
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("due retries"))?;
+        let Value::Array(mut parts) = reply else {
+            return Err(protocol("due retries", "expected an array"));
+        };
+        if parts.len() != 2 {
+            return Err(protocol("due retries", "expected two elements"));
+        }
+        let claimed = match parts.pop() {
+            Some(v) => parse_entries(v, "due retries")?,
+            None => Vec::new(),
+        };
+        let next_due_in = match parts.pop() {
+            Some(Value::Int(ms)) => u64::try_from(ms).ok().map(Duration::from_millis),
+            _ => return Err(protocol("due retries", "expected a wait")),
+        };
+        Ok(DueRetries {
+            claimed,
+            next_due_in,
         })
     }
 
@@ -317,6 +380,7 @@ impl Queue {
             .key(&self.keys.stream)
             .key(&self.keys.dead)
             .key(&self.keys.stats)
+            .key(&self.keys.tries)
             .arg(&self.group)
             .arg(consumer)
             .arg(duration_ms(lease))
@@ -361,6 +425,7 @@ impl Queue {
             .key(&self.keys.stream)
             .key(&self.keys.dead)
             .key(&self.keys.stats)
+            .key(&self.keys.tries)
             .arg(&self.group)
             .arg(consumer)
             .arg(retention.max_len)

@@ -36,27 +36,6 @@ const CANCEL_WAIT: Duration = Duration::from_secs(1);
 /// First backoff of an entry no handler here can run yet; it doubles at
 /// each deferral (up to 64 times).
 const DEFER_FIRST: Duration = Duration::from_secs(1);
-/// True for the fields `Envelope::decode` reads (see
-/// `core/src/envelope.rs`); an entry's other fields are kept aside for its
-/// retry. A `match` (length first), as it runs for every field of every job.
-fn is_envelope_field(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"v" | b"id"
-            | b"name"
-            | b"payload"
-            | b"attempt"
-            | b"max_attempts"
-            | b"enqueued_at"
-            | b"trace"
-            | b"unique"
-            | b"error"
-    )
-}
-
-/// Fields of an entry as read: name, value.
-type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
-
 /// How an attempt ended.
 enum Outcome {
     Success,
@@ -104,14 +83,6 @@ async fn run_delivery(
         let _ = q.acks.send(entry_id);
         return;
     };
-    // A retry is written from the decoded envelope plus the fields it does
-    // not know (kept here: nothing is allocated when there are none), so
-    // the retry script need not read the entry again.
-    let extras: RawFields = fields
-        .iter()
-        .filter(|(k, _)| !is_envelope_field(k))
-        .cloned()
-        .collect();
     let env = match Envelope::decode(fields) {
         Ok(env) => env,
         Err(e @ DecodeError::Version { .. }) if is_newer(&e) => {
@@ -158,109 +129,124 @@ async fn run_delivery(
         #[cfg(feature = "otel")]
         crate::otel::set_remote_parent(&span, &parent);
     }
-    run_envelope(&q, handler, env, extras, entry_id, token)
+    run_envelope(&q, handler, env, entry_id, token)
         .instrument(span)
         .await;
 }
 
+/// Runs the attempts of one entry here: the first, and those of retries
+/// with no backoff (the entry stays pending for this worker, its attempt
+/// recorded in Redis first); then writes the outcome.
 async fn run_envelope(
     q: &QueueCtx,
     handler: &Handler,
-    env: Envelope,
-    extras: RawFields,
+    mut env: Envelope,
     entry_id: String,
     token: CancellationToken,
 ) {
     let max_attempts = env.max_attempts.unwrap_or(handler.retry.max_attempts);
-    // The id and the trace are cloned: the warnings below name the id
-    // after the context has gone to the handler, and a retry carries the
-    // trace on (jobs without a trace allocate nothing for it).
-    let mut ctx = JobContext::new(
-        env.id.clone(),
-        entry_id.clone(),
-        q.queue.name().to_owned(),
-        env.attempt,
-    );
-    ctx.max_attempts = max_attempts;
-    ctx.enqueued_at = env.enqueued_at;
-    ctx.trace = env.trace.clone();
-    ctx.cancel = token.clone();
-    if let Some(state) = &q.handlers.state {
-        ctx = ctx.with_state(state.clone());
-    }
     let timeout = handler.timeout.or(q.cfg.job_timeout);
     let m = q.metrics.job(&env.name);
-    m.started(env.enqueued_at);
-    let started = Instant::now();
-    let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
-    let elapsed = started.elapsed();
-    match outcome {
-        Outcome::Success => {
-            debug!(?elapsed, "done");
-            m.finished_in(MetricOutcome::Success, elapsed);
-            if let Some(hook) = &q.handlers.on_success {
-                hook(env.id.as_str());
-            }
-            // The ack batcher removes the entry from the in-flight map once
-            // the ack is written.
-            let _ = q.acks.send(entry_id);
+    loop {
+        // The id and the trace are cloned: the warnings below name the id
+        // after the context has gone to the handler (jobs without a trace
+        // allocate nothing for it).
+        let mut ctx = JobContext::new(
+            env.id.clone(),
+            entry_id.clone(),
+            q.queue.name().to_owned(),
+            env.attempt,
+        );
+        ctx.max_attempts = max_attempts;
+        ctx.enqueued_at = env.enqueued_at;
+        ctx.trace = env.trace.clone();
+        ctx.cancel = token.clone();
+        if let Some(state) = &q.handlers.state {
+            ctx = ctx.with_state(state.clone());
         }
-        Outcome::Failed(err) => {
-            let failure = next_step(&err, env.attempt, max_attempts, handler);
-            let outcome = match failure {
-                Failure::Retry { delay, .. } => {
-                    warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
-                        attempt = env.attempt, error = %err, ?delay, "attempt failed, retrying");
-                    MetricOutcome::Retry
+        m.started(env.enqueued_at);
+        let started = Instant::now();
+        let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
+        let elapsed = started.elapsed();
+        let err = match outcome {
+            Outcome::Success => {
+                debug!(?elapsed, "done");
+                m.finished_in(MetricOutcome::Success, elapsed);
+                if let Some(hook) = &q.handlers.on_success {
+                    hook(env.id.as_str());
                 }
-                Failure::Dead | Failure::Defer { .. } => {
-                    warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
-                        attempt = env.attempt, error = %err, "attempt failed, dead-lettering");
-                    MetricOutcome::Dead
-                }
-            };
-            m.finished_in(outcome, elapsed);
-            let mut failed = FailedEntry::new(entry_id, failure, err.message());
-            if matches!(failure, Failure::Retry { .. }) {
-                // The next attempt is written from what was read: the
-                // envelope (with its `v`) and the fields it does not know.
-                let mut fields: RawFields = env
-                    .fields()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
-                    .collect();
-                fields.extend(extras);
-                failed = failed.with_fields(fields);
+                // The ack batcher removes the entry from the in-flight map
+                // once the ack is written.
+                let _ = q.acks.send(entry_id);
+                return;
             }
-            // The failure batcher wakes the promoter when a retry is due
-            // before it would look anyway.
-            record_failure(q, failed).await;
-        }
-        Outcome::Cancelled if q.hard.is_cancelled() => {
-            // Shutdown: hand the entry back so another worker runs it now.
-            let mut conn = q.conn();
-            match q
-                .queue
-                .release(
-                    &mut conn,
-                    &q.consumer,
-                    std::slice::from_ref(&entry_id),
-                    q.cfg.dead_retention,
-                )
-                .await
-            {
-                Ok(n) => debug!(handed_back = n, "cancelled by shutdown, handed back"),
-                Err(e) => warn!(error = %e, "hand-back failed; the entry will be reclaimed"),
+            Outcome::Cancelled if q.hard.is_cancelled() => {
+                hand_back(q, &entry_id).await;
+                return;
             }
-            q.inflight().remove(&entry_id);
-        }
-        Outcome::Cancelled => {
-            warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
-                attempt = env.attempt, "lease lost: another worker owns this entry now; result dropped");
-            m.finished_in(MetricOutcome::LostLease, elapsed);
-            q.inflight().remove(&entry_id);
+            Outcome::Cancelled => {
+                warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                    attempt = env.attempt, "lease lost: another worker owns this entry now; result dropped");
+                m.finished_in(MetricOutcome::LostLease, elapsed);
+                q.inflight().remove(&entry_id);
+                return;
+            }
+            Outcome::Failed(err) => err,
+        };
+        let failure = next_step(&err, env.attempt, max_attempts, handler);
+        let metric = match failure {
+            Failure::Retry { delay, .. } => {
+                warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                    attempt = env.attempt, error = %err, ?delay, "attempt failed, retrying");
+                MetricOutcome::Retry
+            }
+            Failure::Again { .. } => {
+                warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                    attempt = env.attempt, error = %err, "attempt failed, retrying at once");
+                MetricOutcome::Retry
+            }
+            Failure::Dead | Failure::Defer { .. } => {
+                warn!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+                    attempt = env.attempt, error = %err, "attempt failed, dead-lettering");
+                MetricOutcome::Dead
+            }
+        };
+        m.finished_in(metric, elapsed);
+        let message = err.message().to_owned();
+        let written = record_failure(
+            q,
+            FailedEntry::new(entry_id.as_str(), failure, message.as_str()),
+        )
+        .await;
+        match (failure, written) {
+            (Failure::Again { next_attempt }, Some(FailOutcome::Retried)) => {
+                // Recorded: run the next attempt here and now.
+                env.attempt = next_attempt;
+                env.error = Some(message);
+            }
+            _ => return,
         }
     }
+}
+
+/// Hands an entry whose attempt shutdown cancelled back to the ready
+/// stream, so another worker runs it now (else it is reclaimed).
+async fn hand_back(q: &QueueCtx, entry_id: &str) {
+    let mut conn = q.conn();
+    match q
+        .queue
+        .release(
+            &mut conn,
+            &q.consumer,
+            std::slice::from_ref(&entry_id.to_owned()),
+            q.cfg.dead_retention,
+        )
+        .await
+    {
+        Ok(n) => debug!(handed_back = n, "cancelled by shutdown, handed back"),
+        Err(e) => warn!(error = %e, "hand-back failed; the entry will be reclaimed"),
+    }
+    q.inflight().remove(entry_id);
 }
 
 async fn run_handler(
@@ -360,17 +346,20 @@ async fn defer(q: &QueueCtx, entry_id: &str, reason: &str) {
 /// dead-letter (permanent error, or no attempts left).
 fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler) -> Failure {
     let next_attempt = attempt.saturating_add(1);
-    match err {
-        JobError::Permanent { .. } => Failure::Dead,
-        _ if attempt >= max_attempts => Failure::Dead,
-        JobError::RetryAfter { delay, .. } => Failure::Retry {
-            delay: *delay,
+    let delay = match err {
+        JobError::Permanent { .. } => return Failure::Dead,
+        _ if attempt >= max_attempts => return Failure::Dead,
+        JobError::RetryAfter { delay, .. } => *delay,
+        _ => handler.retry.delay(attempt),
+    };
+    if delay.is_zero() {
+        // No backoff: run it again here, without parking it.
+        Failure::Again { next_attempt }
+    } else {
+        Failure::Retry {
+            delay,
             next_attempt,
-        },
-        _ => Failure::Retry {
-            delay: handler.retry.delay(attempt),
-            next_attempt,
-        },
+        }
     }
 }
 
@@ -378,9 +367,11 @@ fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler)
 /// batcher (`fail.rs`, which retries the write a few times) and waits for
 /// it; if it cannot be written the entry stays pending and is reclaimed
 /// after its lease, so nothing is lost. Returns what was written (`None`:
-/// nothing could be).
+/// nothing could be). The entry leaves the in-flight map, except after a
+/// [`Failure::Again`] that was written: it runs again here.
 pub(crate) async fn record_failure(q: &QueueCtx, failed: FailedEntry) -> Option<FailOutcome> {
     let entry_id = failed.entry_id.clone();
+    let again = matches!(failed.failure, Failure::Again { .. });
     let (reply, outcome) = oneshot::channel();
     let sent = q.fails.send(FailRequest {
         entry: failed,
@@ -397,7 +388,9 @@ pub(crate) async fn record_failure(q: &QueueCtx, failed: FailedEntry) -> Option<
         );
         metrics::lease_lost(q.queue.name());
     }
-    q.inflight().remove(&entry_id);
+    if !(again && outcome == Some(FailOutcome::Retried)) {
+        q.inflight().remove(&entry_id);
+    }
     outcome
 }
 

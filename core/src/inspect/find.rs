@@ -3,9 +3,10 @@
 use redis::aio::ConnectionLike;
 
 use super::delayed::{DelayedJob, delayed_job};
+use super::parked::{parked_due, with_tries};
 use super::{PAGE, RawEntry, entry, is_entry_id, is_missing_key, range};
 use crate::error::QueueError;
-use crate::queue::Queue;
+use crate::queue::{PARKED_CONSUMER, Queue};
 
 /// Where a job was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,8 @@ pub enum Location {
         /// Its consumer.
         consumer: String,
     },
-    /// In the delayed set (scheduled or retrying).
+    /// Waiting: in the delayed set (scheduled, deferred), or a retry parked
+    /// in the stream until its backoff has passed.
     Delayed(DelayedJob),
     /// In the dead-letter stream.
     Dead(RawEntry),
@@ -119,9 +121,19 @@ async fn pending_info<C: ConnectionLike + Send>(
 async fn locate_stream_entry<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
-    e: RawEntry,
+    mut e: RawEntry,
 ) -> Result<Location, QueueError> {
-    Ok(match pending_info(conn, queue, &e.id).await? {
+    let pending = pending_info(conn, queue, &e.id).await?;
+    if pending.is_some() {
+        with_tries(conn, queue, std::slice::from_mut(&mut e)).await?;
+    }
+    Ok(match pending {
+        Some((consumer, ..)) if consumer == PARKED_CONSUMER => {
+            // A retry waiting for its backoff.
+            let due = parked_due(conn, queue, &e.id).await?.unwrap_or(0);
+            let id = e.get("id").unwrap_or(&e.id).to_owned();
+            Location::Delayed(DelayedJob::parked(id, e.id, due, Some(e.fields)))
+        }
         Some((consumer, idle_ms, deliveries)) => Location::InFlight {
             entry: e,
             consumer,

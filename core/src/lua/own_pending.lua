@@ -7,7 +7,8 @@
 -- delivery count is not raised: a reconnect is not a delivery. At a start
 -- ('claim') they are claimed with XCLAIM, which raises it: a new process
 -- starting them is a real new start, counted toward max deliveries.
--- KEYS[1] stream
+-- KEYS[1] stream, KEYS[2] tries hash (attempt records of retried entries,
+-- applied to their fields)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] 'keep' | 'claim', ARGV[4..] entry ids
 -- Returns {{id, fields | nil}, ...} (nil: deleted while pending).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -24,4 +25,4 @@ for i = 4, #ARGV do
     if #e == 1 and e[1] then out[#out + 1] = e[1] else out[#out + 1] = { id, false } end
   end
 end
-return out
+return with_tries(KEYS[2], out)

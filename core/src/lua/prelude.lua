@@ -132,3 +132,55 @@ local function promote_one(jobs, stream, dead, id, now, maxlen, maxage)
   if f then return 1 end
   return 0
 end
+
+-- The pseudo-consumer that holds retries waiting for their backoff: a
+-- retried entry stays in the stream, pending for it, until `due.lua`
+-- claims it back for a worker (`queue::PARKED_CONSUMER` is the same name).
+local PARKED = '~retrying'
+
+-- A retried entry's fields with its attempt record (`<attempt>:<error>`,
+-- from the tries hash) applied: the stream entry itself keeps its first
+-- attempt's fields, as entries never change.
+local function retried_fields(fields, t)
+  if not t then return fields end
+  local n, err = string.match(t, '^(%d+):(.*)$')
+  if not n then return fields end
+  local f = copy_fields(fields, { attempt = true, error = true })
+  f[#f + 1] = 'attempt'; f[#f + 1] = n
+  f[#f + 1] = 'error';   f[#f + 1] = err
+  return f
+end
+
+-- Entries as XCLAIM and XRANGE return them ({id, fields}, or false for one
+-- deleted meanwhile), with the attempt records of retried ones applied.
+-- One EXISTS, and one HMGET when any entry of the queue is being retried.
+-- Callers bound the list.
+local function with_tries(tries, entries)
+  if #entries == 0 or redis.call('EXISTS', tries) == 0 then return entries end
+  local ids, at = {}, {}
+  for i, e in ipairs(entries) do
+    if e and e[2] then
+      ids[#ids + 1] = e[1]
+      at[#ids] = i
+    end
+  end
+  if #ids == 0 then return entries end
+  local t = redis.call('HMGET', tries, unpack(ids))
+  for j = 1, #ids do
+    if t[j] then
+      local e = entries[at[j]]
+      e[2] = retried_fields(e[2], t[j])
+    end
+  end
+  return entries
+end
+
+-- Stream entry ids compare as numbers (`ms-seq`), not as text.
+local function id_before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not am or not bm then return a < b end
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end

@@ -93,6 +93,10 @@ pub struct Left {
     pub delayed: u64,
     pub jobs: u64,
     pub dead: u64,
+    /// Parked retries (the retrying set).
+    pub retrying: u64,
+    /// Attempt records of retried entries (the tries hash).
+    pub tries: u64,
 }
 
 pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
@@ -117,7 +121,8 @@ async fn try_left(
     queue: &str,
 ) -> millrace_core::redis::RedisResult<Left> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
-    let (stream, delayed, jobs, dead): (u64, u64, u64, u64) = millrace_core::redis::pipe()
+    type Counts = (u64, u64, u64, u64, u64, u64);
+    let (stream, delayed, jobs, dead, retrying, tries): Counts = millrace_core::redis::pipe()
         .cmd("XLEN")
         .arg(&k.stream)
         .cmd("ZCARD")
@@ -126,6 +131,10 @@ async fn try_left(
         .arg(&k.jobs)
         .cmd("XLEN")
         .arg(&k.dead)
+        .cmd("ZCARD")
+        .arg(&k.retrying)
+        .cmd("HLEN")
+        .arg(&k.tries)
         .query_async(conn)
         .await?;
     let pending: Vec<millrace_core::redis::Value> = millrace_core::redis::cmd("XPENDING")
@@ -144,6 +153,8 @@ async fn try_left(
         delayed,
         jobs,
         dead,
+        retrying,
+        tries,
     })
 }
 

@@ -12,5 +12,6 @@ mod otel;
 mod processes;
 mod producer;
 mod reliability;
+mod retries;
 mod routine;
 mod runner;
