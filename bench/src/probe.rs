@@ -38,6 +38,10 @@ pub struct Residue {
     pub jobs: u64,
     /// Entries in the dead-letter stream.
     pub dead: u64,
+    /// Parked retries (the retrying set).
+    pub retrying: u64,
+    /// Attempt records of retried entries (the tries hash).
+    pub tries: u64,
 }
 
 impl Residue {
@@ -154,7 +158,8 @@ impl Probe {
     /// What a queue still holds.
     pub async fn residue(&self, keys: &Keys, group: &str) -> anyhow::Result<Residue> {
         let mut conn = self.conn();
-        let (stream, delayed, jobs, dead): (u64, u64, u64, u64) = redis::pipe()
+        type Counts = (u64, u64, u64, u64, u64, u64);
+        let (stream, delayed, jobs, dead, retrying, tries): Counts = redis::pipe()
             .cmd("XLEN")
             .arg(&keys.stream)
             .cmd("ZCARD")
@@ -163,6 +168,10 @@ impl Probe {
             .arg(&keys.jobs)
             .cmd("XLEN")
             .arg(&keys.dead)
+            .cmd("ZCARD")
+            .arg(&keys.retrying)
+            .cmd("HLEN")
+            .arg(&keys.tries)
             .query_async(&mut conn)
             .await?;
         let pending: redis::Value = redis::cmd("XPENDING")
@@ -184,6 +193,8 @@ impl Probe {
             delayed,
             jobs,
             dead,
+            retrying,
+            tries,
         })
     }
 

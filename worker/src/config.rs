@@ -204,7 +204,10 @@ mod tests {
     fn consumer_names_of_the_parking_kind_are_refused() {
         let mut c = WorkerConfig::new("redis://localhost");
         c.consumer = Some("~retrying".into());
-        let err = c.validate().map(|()| String::new()).unwrap_or_else(|e| e.to_string());
+        let err = c
+            .validate()
+            .map(|()| String::new())
+            .unwrap_or_else(|e| e.to_string());
         assert!(err.contains("must not start with '~'"), "{err}");
         c.consumer = Some("web-1".into());
         assert!(c.validate().is_ok());

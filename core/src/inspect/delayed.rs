@@ -172,7 +172,11 @@ pub async fn delayed_job<C: ConnectionLike + Send>(
         if let Some(e) = e.as_mut() {
             with_tries(conn, queue, std::slice::from_mut(e)).await?;
         }
-        let job = e.as_ref().and_then(|e| e.get("id")).unwrap_or(id).to_owned();
+        let job = e
+            .as_ref()
+            .and_then(|e| e.get("id"))
+            .unwrap_or(id)
+            .to_owned();
         return Ok(Some(DelayedJob::parked(
             job,
             id.to_owned(),

@@ -127,7 +127,9 @@ mod tests {
     use super::*;
 
     fn pairs(f: &[(&str, &str)]) -> Vec<(String, String)> {
-        f.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        f.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]

@@ -147,15 +147,13 @@ pub async fn pending_page<C: ConnectionLike + Send>(
     let mut found = found.into_iter().peekable();
     Ok(rows
         .into_iter()
-        .map(
-            |(entry_id, consumer, idle_ms, deliveries)| PendingEntry {
-                entry: found.next_if(|e| e.id == entry_id),
-                entry_id,
-                consumer,
-                idle_ms,
-                deliveries,
-            },
-        )
+        .map(|(entry_id, consumer, idle_ms, deliveries)| PendingEntry {
+            entry: found.next_if(|e| e.id == entry_id),
+            entry_id,
+            consumer,
+            idle_ms,
+            deliveries,
+        })
         .collect())
 }
 
@@ -211,5 +209,8 @@ async fn pending_consumers<C: ConnectionLike + Send>(
 /// A stream entry id (`ms-seq`) as numbers, for ordering.
 fn id_order(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(u64::MAX), seq.parse().unwrap_or(u64::MAX))
+    (
+        ms.parse().unwrap_or(u64::MAX),
+        seq.parse().unwrap_or(u64::MAX),
+    )
 }

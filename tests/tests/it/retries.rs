@@ -64,9 +64,7 @@ async fn tries_len(c: &mut ConnectionManager) -> (u64, u64) {
 }
 
 async fn enqueue(url: &str, n: usize) {
-    let client = Client::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
     for i in 0..n {
         client
             .enqueue(&probe_job(&format!("p{i}"), 0))
@@ -111,7 +109,12 @@ async fn a_parked_retry_keeps_its_attempt_through_claim_back_crash_and_dead_lett
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        (stats.ready, stats.in_flight, stats.retrying, stats.consumers),
+        (
+            stats.ready,
+            stats.in_flight,
+            stats.retrying,
+            stats.consumers
+        ),
         (0, 0, Some(1), 1),
         "{stats:?}"
     );
@@ -134,9 +137,15 @@ async fn a_parked_retry_keeps_its_attempt_through_claim_back_crash_and_dead_lett
     assert_eq!(delayed[0].get("attempt"), Some("2"));
     assert_eq!(delayed[0].get("error"), Some("boom: first"));
     // A requeue of stuck entries leaves a parked retry alone.
-    let rq = admin::requeue(&mut c, &q, std::slice::from_ref(&entry), Duration::ZERO, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rq = admin::requeue(
+        &mut c,
+        &q,
+        std::slice::from_ref(&entry),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((rq.requeued, rq.skipped), (0, 1));
 
     tokio::time::sleep(wait + Duration::from_millis(20)).await;
@@ -149,12 +158,18 @@ async fn a_parked_retry_keeps_its_attempt_through_claim_back_crash_and_dead_lett
     let again = &due.claimed[0];
     assert_eq!(again.entry_id, entry, "the same entry, never copied");
     let env = envelope(again);
-    assert_eq!((env.attempt, env.error.as_deref()), (2, Some("boom: first")));
+    assert_eq!(
+        (env.attempt, env.error.as_deref()),
+        (2, Some("boom: first"))
+    );
     let pending = inspect::pending(&mut c, &q, &inspect::PendingFilter::default(), 10)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].deliveries, 1, "each attempt counts its own deliveries");
+    assert_eq!(
+        pending[0].deliveries, 1,
+        "each attempt counts its own deliveries"
+    );
     assert_eq!(
         pending[0].entry.as_ref().and_then(|e| e.get("attempt")),
         Some("2")
@@ -180,7 +195,11 @@ async fn a_parked_retry_keeps_its_attempt_through_claim_back_crash_and_dead_lett
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].get("attempt").map(String::as_str), Some("2"));
     assert_eq!(dead[0].get("error").map(String::as_str), Some("boom: last"));
-    assert_eq!(tries_len(&mut c).await, (0, 0), "attempt records cleaned up");
+    assert_eq!(
+        tries_len(&mut c).await,
+        (0, 0),
+        "attempt records cleaned up"
+    );
     wait_left(
         &c,
         "default",
@@ -205,11 +224,27 @@ async fn a_retry_in_place_keeps_its_attempt_when_swept_or_handed_back() {
     let d = read_one(&q, &mut c, "a").await;
     let entry = d.entry_id.clone();
     assert_eq!(
-        fail(&q, &mut c, "a", &entry, Failure::Again { next_attempt: 2 }, "x").await,
+        fail(
+            &q,
+            &mut c,
+            "a",
+            &entry,
+            Failure::Again { next_attempt: 2 },
+            "x"
+        )
+        .await,
         FailOutcome::Retried
     );
     assert_eq!(
-        fail(&q, &mut c, "b", &entry, Failure::Again { next_attempt: 3 }, "y").await,
+        fail(
+            &q,
+            &mut c,
+            "b",
+            &entry,
+            Failure::Again { next_attempt: 3 },
+            "y"
+        )
+        .await,
         FailOutcome::LeaseLost,
         "fenced"
     );
@@ -220,7 +255,15 @@ async fn a_retry_in_place_keeps_its_attempt_when_swept_or_handed_back() {
     assert_eq!(own.len(), 1);
     assert_eq!(envelope(&own[0]).attempt, 2);
     assert_eq!(
-        fail(&q, &mut c, "a", &entry, Failure::Again { next_attempt: 3 }, "z").await,
+        fail(
+            &q,
+            &mut c,
+            "a",
+            &entry,
+            Failure::Again { next_attempt: 3 },
+            "z"
+        )
+        .await,
         FailOutcome::Retried
     );
     let n = q
@@ -323,7 +366,10 @@ async fn a_worker_runs_parked_retries_when_due_and_leaves_nothing_behind() {
     let took = started.elapsed();
     assert_eq!((first.attempt, second.attempt), (1, 2));
     // Backoff 200 ms; the blocked read (3 s) was ended for it.
-    assert!(took < Duration::from_millis(1500), "second attempt after {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "second attempt after {took:?}"
+    );
     let mut c = conn(&url).await;
     wait_left(&c, "default", Left::default()).await;
     assert_eq!(tries_len(&mut c).await, (0, 0));
