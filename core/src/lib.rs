@@ -30,6 +30,8 @@ pub mod outbox;
 pub mod queue;
 mod reply;
 pub mod retry;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 pub mod scripts;
 pub mod trace;
 
