@@ -187,7 +187,11 @@ impl Timing {
 
     fn zoned(&self, ms: u64) -> Option<Zoned> {
         let ms = i64::try_from(ms).ok()?;
-        Some(Timestamp::from_millisecond(ms).ok()?.to_zoned(self.tz.clone()))
+        Some(
+            Timestamp::from_millisecond(ms)
+                .ok()?
+                .to_zoned(self.tz.clone()),
+        )
     }
 
     fn ms(z: &Zoned) -> Option<u64> {
@@ -453,10 +457,7 @@ impl Schedule {
         &self,
         handler_queue: impl FnOnce(&str) -> Option<String>,
     ) -> Result<ScheduleDef, ScheduleError> {
-        let label = self
-            .schedule_name()
-            .unwrap_or(&self.timing.expr)
-            .to_owned();
+        let label = self.schedule_name().unwrap_or(&self.timing.expr).to_owned();
         let invalid = |reason: String| ScheduleError::Invalid {
             schedule: label.clone(),
             reason,

@@ -63,6 +63,7 @@ mod run;
 #[cfg(feature = "runner")]
 pub mod runner;
 mod sampler;
+mod schedule;
 mod state;
 
 use std::future::Future;
@@ -75,6 +76,9 @@ use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+use millrace_core::schedule::ScheduleDef;
+/// Periodic jobs: [`WorkerBuilder::schedule`] takes a [`Schedule`].
+pub use millrace_core::schedule::{Missed, Schedule, ScheduleError};
 /// The job contract and the types a handler names, re-exported so a worker
 /// depends on this crate alone.
 pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
@@ -93,6 +97,9 @@ pub enum WorkerError {
     /// Redis could not be reached at start.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A schedule is invalid (no job, a duplicate name, …).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// A Redis operation failed at start (e.g. creating a group).
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -125,6 +132,7 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: Handlers,
     allow_unconsumed: bool,
+    schedules: Vec<Schedule>,
 }
 
 impl WorkerBuilder {
@@ -161,6 +169,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a periodic job: every worker with the same schedule (same
+    /// name, same queue) takes part, and each fire time is enqueued exactly
+    /// once whichever of them claims it first (README, "Schedules"). The
+    /// worker runs it whether or not it consumes the schedule's queue.
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Lets the worker consume explicit [`WorkerConfig::queues`] that
     /// leave out a registered job's queue (`Job::QUEUE`): [`build`](Self::build)
     /// then warns instead of failing. For a worker whose jobs are enqueued
@@ -188,6 +205,7 @@ impl WorkerBuilder {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("retry policy of job `{name}`: {e}")))?;
         }
+        let schedules = self.settle_schedules()?;
         let consumer = self
             .config
             .consumer
@@ -200,11 +218,36 @@ impl WorkerBuilder {
             handlers: Arc::new(self.handlers),
             consumer: consumer.into(),
             health,
+            schedules,
         })
     }
 }
 
 impl WorkerBuilder {
+    /// The schedules' checked definitions; a name used twice in one queue
+    /// is an error.
+    fn settle_schedules(&self) -> Result<Vec<ScheduleDef>, WorkerError> {
+        let mut defs: Vec<ScheduleDef> = Vec::with_capacity(self.schedules.len());
+        for s in &self.schedules {
+            let def = s.definition(|job| self.handlers.get(job).map(|h| h.queue.to_owned()))?;
+            if defs
+                .iter()
+                .any(|d| d.name == def.name && d.queue == def.queue)
+            {
+                return Err(ScheduleError::Invalid {
+                    schedule: def.name,
+                    reason: format!(
+                        "two schedules share this name in queue `{}`: give one a .name(..)",
+                        def.queue
+                    ),
+                }
+                .into());
+            }
+            defs.push(def);
+        }
+        Ok(defs)
+    }
+
     /// Fills in the registered jobs' queues when none were given, or checks
     /// that the given ones cover them.
     fn settle_queues(&mut self) -> Result<(), WorkerError> {
@@ -243,6 +286,7 @@ pub struct Worker {
     handlers: Arc<Handlers>,
     consumer: Arc<str>,
     health: Health,
+    schedules: Vec<ScheduleDef>,
 }
 
 impl Worker {
@@ -252,6 +296,7 @@ impl Worker {
             config,
             handlers: Handlers::default(),
             allow_unconsumed: false,
+            schedules: Vec::new(),
         }
     }
 
@@ -317,6 +362,21 @@ impl Worker {
             background.spawn(promote::promote_loop(q.clone()));
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);
+        }
+        for def in &self.schedules {
+            let queue = Queue::with_prefix(&cfg.prefix, &def.queue)?;
+            declare_with_retries(&queue, &mut conn.clone()).await?;
+            millrace_core::schedule::store::register(&mut conn.clone(), &queue, def).await?;
+            let timing = def.timing()?;
+            background.spawn(schedule::schedule_loop(
+                schedule::Scheduled {
+                    queue,
+                    def: def.clone(),
+                    timing,
+                },
+                conn.clone(),
+                stop.clone(),
+            ));
         }
         // A fetch loop without progress for about two reads is stalled.
         self.health.watch(

@@ -76,7 +76,7 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 11] = [
+pub const REDIS_OPS: [&str; 12] = [
     "connect",
     "declare",
     "read",
@@ -88,6 +88,7 @@ pub const REDIS_OPS: [&str; 11] = [
     "promote",
     "heartbeat",
     "sample",
+    "schedule",
 ];
 
 /// Every outcome label value of [`JOBS_FINISHED`].

@@ -77,8 +77,8 @@ pub async fn register<C: ConnectionLike + Send>(
     queue: &Queue,
     def: &ScheduleDef,
 ) -> Result<(), QueueError> {
-    let json = serde_json::to_string(def)
-        .map_err(|e| protocol("register schedule", &e.to_string()))?;
+    let json =
+        serde_json::to_string(def).map_err(|e| protocol("register schedule", &e.to_string()))?;
     redis::cmd("HSET")
         .arg(&queue.keys().schedules)
         .arg(field("def", &def.name))

@@ -30,10 +30,16 @@ const H: u64 = 3_600_000;
 #[test]
 fn seconds_are_optional_and_the_zone_applies() {
     let t = timing("0 */5 * * * *", "UTC");
-    assert_eq!(t.next_after(utc(2026, 1, 1, 0, 1)), Some(utc(2026, 1, 1, 0, 5)));
+    assert_eq!(
+        t.next_after(utc(2026, 1, 1, 0, 1)),
+        Some(utc(2026, 1, 1, 0, 5))
+    );
     let t = timing("0 8 * * *", "Europe/Paris");
     // 08:00 in Paris in winter is 07:00 UTC.
-    assert_eq!(t.next_after(utc(2026, 1, 1, 0, 0)), Some(utc(2026, 1, 1, 7, 0)));
+    assert_eq!(
+        t.next_after(utc(2026, 1, 1, 0, 0)),
+        Some(utc(2026, 1, 1, 7, 0))
+    );
     // Strictly after: a fire time is not its own next.
     let f = utc(2026, 1, 1, 7, 0);
     assert_eq!(t.next_after(f), Some(f + 24 * H));
@@ -46,7 +52,11 @@ fn a_fixed_time_in_the_spring_gap_fires_once_just_after_it() {
     let t = timing("0 30 2 * * *", "Europe/Paris");
     let before = at("Europe/Paris", 2026, 3, 28, 12, 0);
     let first = t.next_after(before).unwrap_or_default();
-    assert_eq!(first, utc(2026, 3, 29, 1, 0), "03:00 CEST, the end of the gap");
+    assert_eq!(
+        first,
+        utc(2026, 3, 29, 1, 0),
+        "03:00 CEST, the end of the gap"
+    );
     // The next day is back to 02:30 (now CEST: 00:30 UTC).
     assert_eq!(t.next_after(first), Some(utc(2026, 3, 30, 0, 30)));
 }
@@ -97,7 +107,10 @@ fn due_is_bounded_to_the_latest_fires() {
     assert_eq!(due.fires.first(), Some(&(now - 99_000)));
     let few = t.due(now - 5_000, now, 100);
     assert!(!few.more);
-    assert_eq!(few.fires, [now - 4000, now - 3000, now - 2000, now - 1000, now]);
+    assert_eq!(
+        few.fires,
+        [now - 4000, now - 3000, now - 2000, now - 1000, now]
+    );
 }
 
 fn claim(p: Plan) -> Claim {
@@ -151,10 +164,15 @@ fn a_new_schedule_starts_from_now_and_then_waits() {
 #[test]
 fn bad_expressions_zones_names_and_policies_say_what_is_wrong() {
     let e = Timing::new("61 * * * *", "UTC").unwrap_err().to_string();
-    assert!(e.starts_with("invalid cron expression \"61 * * * *\": "), "{e}");
+    assert!(
+        e.starts_with("invalid cron expression \"61 * * * *\": "),
+        "{e}"
+    );
     let e = Timing::new("0 0 30 2 *", "UTC").unwrap_err().to_string();
     assert_eq!(e, "invalid cron expression \"0 0 30 2 *\": it never fires");
-    let e = Timing::new("* * * * *", "Mars/Olympus").unwrap_err().to_string();
+    let e = Timing::new("* * * * *", "Mars/Olympus")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "unknown time zone \"Mars/Olympus\": use an IANA name such as Europe/Paris, America/New_York or UTC"
@@ -202,14 +220,20 @@ fn definitions_take_the_jobs_name_and_queue_unless_told() {
         .queue("reports")
         .definition(|_| None)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((def.name.as_str(), def.queue.as_str()), ("morning", "reports"));
+    assert_eq!(
+        (def.name.as_str(), def.queue.as_str()),
+        ("morning", "reports")
+    );
     let e = s
         .clone()
         .job_named("noop", "{")
         .definition(|_| Some("default".into()))
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("schedule \"noop\": payload is not JSON"), "{e}");
+    assert!(
+        e.starts_with("schedule \"noop\": payload is not JSON"),
+        "{e}"
+    );
     let e = s
         .job_named("nope", "{}")
         .definition(|_| None)
