@@ -38,11 +38,13 @@
 //! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`) and mimalloc |
 //! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
 //! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
+//! | `schedule` | via `runner` | periodic jobs: [`WorkerBuilder::schedule`] with a [`Schedule`] (cron expression, time zone, missed-fire policy), through `millrace-core`'s `schedule` feature (croner, jiff with its tz database bundled) |
 //! | `postgres` | yes | the runner's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
 //! | `otel` | no | the `job` span (at INFO instead of DEBUG) takes the envelope's W3C traceparent as its OpenTelemetry parent through `tracing-opentelemetry`, so an exporter shows producer and job in one trace; the service installs the `tracing-opentelemetry` layer |
 //!
 //! A service that only embeds the worker turns the defaults off:
-//! `millrace-worker = { version = "0.1", default-features = false }`.
+//! `millrace-worker = { version = "0.1", default-features = false }` (with
+//! `features = ["schedule"]` for periodic jobs).
 
 mod ack;
 mod backoff;
@@ -63,6 +65,7 @@ mod run;
 #[cfg(feature = "runner")]
 pub mod runner;
 mod sampler;
+#[cfg(feature = "schedule")]
 mod schedule;
 mod state;
 
@@ -76,8 +79,9 @@ use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
-use millrace_core::schedule::ScheduleDef;
-/// Periodic jobs: [`WorkerBuilder::schedule`] takes a [`Schedule`].
+/// Periodic jobs (feature `schedule`): [`WorkerBuilder::schedule`] takes a
+/// [`Schedule`].
+#[cfg(feature = "schedule")]
 pub use millrace_core::schedule::{Missed, Schedule, ScheduleError};
 /// The job contract and the types a handler names, re-exported so a worker
 /// depends on this crate alone.
@@ -98,6 +102,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// A schedule is invalid (no job, a duplicate name, …).
+    #[cfg(feature = "schedule")]
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     /// A Redis operation failed at start (e.g. creating a group).
@@ -132,6 +137,7 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: Handlers,
     allow_unconsumed: bool,
+    #[cfg(feature = "schedule")]
     schedules: Vec<Schedule>,
 }
 
@@ -173,6 +179,8 @@ impl WorkerBuilder {
     /// name, same queue) takes part, and each fire time is enqueued exactly
     /// once whichever of them claims it first (README, "Schedules"). The
     /// worker runs it whether or not it consumes the schedule's queue.
+    /// Feature `schedule` (on by default, and with `runner`).
+    #[cfg(feature = "schedule")]
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedules.push(schedule);
         self
@@ -205,7 +213,8 @@ impl WorkerBuilder {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("retry policy of job `{name}`: {e}")))?;
         }
-        let schedules = self.settle_schedules()?;
+        #[cfg(feature = "schedule")]
+        let schedules = schedule::settle(&self.schedules, &self.handlers)?;
         let consumer = self
             .config
             .consumer
@@ -218,36 +227,13 @@ impl WorkerBuilder {
             handlers: Arc::new(self.handlers),
             consumer: consumer.into(),
             health,
+            #[cfg(feature = "schedule")]
             schedules,
         })
     }
 }
 
 impl WorkerBuilder {
-    /// The schedules' checked definitions; a name used twice in one queue
-    /// is an error.
-    fn settle_schedules(&self) -> Result<Vec<ScheduleDef>, WorkerError> {
-        let mut defs: Vec<ScheduleDef> = Vec::with_capacity(self.schedules.len());
-        for s in &self.schedules {
-            let def = s.definition(|job| self.handlers.get(job).map(|h| h.queue.to_owned()))?;
-            if defs
-                .iter()
-                .any(|d| d.name == def.name && d.queue == def.queue)
-            {
-                return Err(ScheduleError::Invalid {
-                    schedule: def.name,
-                    reason: format!(
-                        "two schedules share this name in queue `{}`: give one a .name(..)",
-                        def.queue
-                    ),
-                }
-                .into());
-            }
-            defs.push(def);
-        }
-        Ok(defs)
-    }
-
     /// Fills in the registered jobs' queues when none were given, or checks
     /// that the given ones cover them.
     fn settle_queues(&mut self) -> Result<(), WorkerError> {
@@ -286,7 +272,8 @@ pub struct Worker {
     handlers: Arc<Handlers>,
     consumer: Arc<str>,
     health: Health,
-    schedules: Vec<ScheduleDef>,
+    #[cfg(feature = "schedule")]
+    schedules: Vec<millrace_core::schedule::ScheduleDef>,
 }
 
 impl Worker {
@@ -296,6 +283,7 @@ impl Worker {
             config,
             handlers: Handlers::default(),
             allow_unconsumed: false,
+            #[cfg(feature = "schedule")]
             schedules: Vec::new(),
         }
     }
@@ -363,21 +351,8 @@ impl Worker {
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);
         }
-        for def in &self.schedules {
-            let queue = Queue::with_prefix(&cfg.prefix, &def.queue)?;
-            declare_with_retries(&queue, &mut conn.clone()).await?;
-            millrace_core::schedule::store::register(&mut conn.clone(), &queue, def).await?;
-            let timing = def.timing()?;
-            background.spawn(schedule::schedule_loop(
-                schedule::Scheduled {
-                    queue,
-                    def: def.clone(),
-                    timing,
-                },
-                conn.clone(),
-                stop.clone(),
-            ));
-        }
+        #[cfg(feature = "schedule")]
+        schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
         // A fetch loop without progress for about two reads is stalled.
         self.health.watch(
             queues.iter().map(|q| q.progress.clone()).collect(),
@@ -432,7 +407,7 @@ impl Worker {
 
 /// Declares a queue at start, riding out a connection dropped meanwhile
 /// (the connection manager reconnects); other errors fail at once.
-async fn declare_with_retries(
+pub(crate) async fn declare_with_retries(
     queue: &Queue,
     conn: &mut redis::aio::ConnectionManager,
 ) -> Result<(), QueueError> {

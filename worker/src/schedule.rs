@@ -9,23 +9,78 @@ use std::time::{Duration, Instant};
 
 use millrace_core::Queue;
 use millrace_core::schedule::store::{self, Claimed};
-use millrace_core::schedule::{Plan, ScheduleDef, Timing, plan};
+use millrace_core::schedule::{Plan, Schedule, ScheduleDef, ScheduleError, Timing, plan};
 use redis::aio::ConnectionManager;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::metrics;
+use crate::registry::Handlers;
+use crate::{WorkerError, declare_with_retries};
 
 /// Longest wait without reading the cursor again (a schedule that fires
 /// rarely still notices a cursor moved by hand, and clock drift).
 const RESYNC: Duration = Duration::from_secs(60);
 
+/// The schedules' checked definitions (`WorkerBuilder::build`): a job
+/// known by name only takes its registered handler's queue, and a name
+/// used twice in one queue is an error.
+pub(crate) fn settle(
+    schedules: &[Schedule],
+    handlers: &Handlers,
+) -> Result<Vec<ScheduleDef>, WorkerError> {
+    let mut defs: Vec<ScheduleDef> = Vec::with_capacity(schedules.len());
+    for s in schedules {
+        let def = s.definition(|job| handlers.get(job).map(|h| h.queue.to_owned()))?;
+        if defs
+            .iter()
+            .any(|d| d.name == def.name && d.queue == def.queue)
+        {
+            return Err(ScheduleError::Invalid {
+                schedule: def.name,
+                reason: format!(
+                    "two schedules share this name in queue `{}`: give one a .name(..)",
+                    def.queue
+                ),
+            }
+            .into());
+        }
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
+/// At start: declares each schedule's queue, writes its definition for
+/// the CLI and spawns its task, which runs until `stop`.
+pub(crate) async fn start(
+    defs: &[ScheduleDef],
+    prefix: &str,
+    conn: &ConnectionManager,
+    tasks: &mut JoinSet<()>,
+    stop: &CancellationToken,
+) -> Result<(), WorkerError> {
+    for def in defs {
+        let queue = Queue::with_prefix(prefix, &def.queue)?;
+        declare_with_retries(&queue, &mut conn.clone()).await?;
+        store::register(&mut conn.clone(), &queue, def).await?;
+        let timing = def.timing()?;
+        let task = Scheduled {
+            queue,
+            def: def.clone(),
+            timing,
+        };
+        tasks.spawn(schedule_loop(task, conn.clone(), stop.clone()));
+    }
+    Ok(())
+}
+
 /// One schedule's task: what it needs to plan and claim.
-pub(crate) struct Scheduled {
-    pub queue: Queue,
-    pub def: ScheduleDef,
-    pub timing: Timing,
+struct Scheduled {
+    queue: Queue,
+    def: ScheduleDef,
+    timing: Timing,
 }
 
 /// The cursor and the server time it was known at, with the local instant
@@ -51,11 +106,7 @@ impl Known {
 }
 
 /// Runs until `stop` fires.
-pub(crate) async fn schedule_loop(
-    s: Scheduled,
-    mut conn: ConnectionManager,
-    stop: CancellationToken,
-) {
+async fn schedule_loop(s: Scheduled, mut conn: ConnectionManager, stop: CancellationToken) {
     let name = s.def.name.as_str();
     let queue = s.queue.name();
     let mut backoff = Backoff::default();

@@ -209,7 +209,10 @@ fn ready_list_shows_the_jobs_no_worker_claimed_yet() {
         [seeded.ready.clone(), ids[0].clone(), ids[1].clone()]
     );
     assert_eq!(listed(&["--job", "sleep"]), ids);
-    assert_eq!(listed(&["--limit", "1"]), std::slice::from_ref(&seeded.ready));
+    assert_eq!(
+        listed(&["--limit", "1"]),
+        std::slice::from_ref(&seeded.ready)
+    );
     assert_eq!(listed(&["--job", "nope"]), Vec::<String>::new());
 
     let out = env.run(&["ready", "list", Q, "--limit", "2"]).ok().stdout;
