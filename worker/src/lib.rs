@@ -38,7 +38,7 @@
 //! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`) and mimalloc |
 //! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
 //! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
-//! | `schedule` | via `runner` | periodic jobs: [`WorkerBuilder::schedule`] with a [`Schedule`] (cron expression, time zone, missed-fire policy), through `millrace-core`'s `schedule` feature (croner, jiff with its tz database bundled) |
+//! | `schedule` | via `runner` | periodic jobs: `WorkerBuilder::schedule` with a `Schedule` (cron expression, time zone, missed-fire policy), through `millrace-core`'s `schedule` feature (croner, jiff with its tz database bundled) |
 //! | `postgres` | yes | the runner's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
 //! | `otel` | no | the `job` span (at INFO instead of DEBUG) takes the envelope's W3C traceparent as its OpenTelemetry parent through `tracing-opentelemetry`, so an exporter shows producer and job in one trace; the service installs the `tracing-opentelemetry` layer |
 //!
