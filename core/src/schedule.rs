@@ -164,7 +164,8 @@ impl Timing {
             tz: zone,
             tz_name: tz.to_owned(),
         };
-        // A pattern such as `0 0 30 2 *` parses but never fires.
+        // A pattern such as `0 0 30 2 *` parses but never fires: look for
+        // one fire from now (the local clock is good enough for that).
         let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
         if timing.next_after(now).is_none() {
             return Err(ScheduleError::Cron {
@@ -248,14 +249,6 @@ impl Timing {
             }
         }
         out
-    }
-
-    /// `ms` as an RFC 3339 time in the schedule's zone (for people).
-    pub fn display(&self, ms: u64) -> String {
-        self.zoned(ms).map_or_else(
-            || ms.to_string(),
-            |z| z.strftime("%Y-%m-%d %H:%M:%S %:z").to_string(),
-        )
     }
 }
 
