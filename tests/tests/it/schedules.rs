@@ -146,7 +146,18 @@ async fn three_workers_and_a_one_second_schedule_enqueue_ten_jobs_in_ten_seconds
         .map(|_| scheduling_worker(&url, every_second("three").name("tick")))
         .collect();
     let window = window_after_workers(&c, 3).await;
-    wait_server_time(&c, window.1 + 1_500).await;
+    wait_server_time(&c, window.1).await;
+    eventually("every fire of the window to be enqueued", || {
+        let mut c = c.clone();
+        async move {
+            fires(&mut c, "ticks")
+                .await
+                .range(window.0..window.1)
+                .count()
+                == 10
+        }
+    })
+    .await;
     for w in workers {
         w.shutdown().await;
     }
@@ -174,14 +185,23 @@ async fn three_worker_processes_run_each_fire_of_a_flag_schedule_once() {
         .map(|r| start_worker(&url, r, &flag))
         .collect();
     let window = window_after_workers(&c, 3).await;
-    wait_server_time(&c, window.1 + 1_500).await;
+    wait_server_time(&c, window.1).await;
+    let paths: Vec<&std::path::Path> = records.iter().map(|p| p.as_path()).collect();
+    let want: Vec<String> = (0..10)
+        .map(|i| format!("tick@{}", window.0 + i * 1000))
+        .collect();
+    eventually("every fire of the window to run", || {
+        let runs = read_runs(&paths);
+        let done = want.iter().all(|id| runs.contains_key(id));
+        async move { done }
+    })
+    .await;
     for p in &procs {
         sigterm(p);
     }
     for p in &mut procs {
         assert!(wait_exit(p, Duration::from_secs(20)).success());
     }
-    let paths: Vec<&std::path::Path> = records.iter().map(|p| p.as_path()).collect();
     let mut counts = BTreeMap::new();
     for (id, n) in read_runs(&paths) {
         let fire: u64 = id
