@@ -18,20 +18,21 @@
 //! # let _ = digest; Ok(()) }
 //! ```
 
+mod plan;
 pub mod store;
+mod timing;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use croner::Cron;
-use croner::parser::{CronParser, Seconds};
-use jiff::tz::TimeZone;
-use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 use crate::job::Job;
+
+pub use plan::{Claim, Plan, plan};
+pub use timing::{Due, Timing};
 
 /// Most fire times one claim enqueues (policy [`Missed::All`] after a long
 /// downtime): the latest ones are kept, older ones are dropped and logged.
@@ -132,211 +133,6 @@ pub fn validate_name(name: &str) -> Result<(), ScheduleError> {
     Ok(())
 }
 
-/// When a schedule fires: a cron expression (5 fields, or 6 with seconds
-/// first, or 7 with a year last) read in an IANA time zone. Across a DST
-/// change croner follows the Open Cron Pattern Specification: a fixed-time
-/// job (e.g. `30 2 * * *`) whose wall time is skipped fires at the first
-/// instant after the gap, and fires once (the first) when its wall time
-/// repeats; interval jobs (`*/15 ...`) keep their rhythm through both.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    cron: Cron,
-    expr: String,
-    tz: TimeZone,
-    tz_name: String,
-}
-
-impl Timing {
-    /// Parses `expr` and looks up `tz` (an IANA name, or `UTC`).
-    pub fn new(expr: &str, tz: &str) -> Result<Self, ScheduleError> {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(expr)
-            .map_err(|e| ScheduleError::Cron {
-                expr: expr.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let zone = TimeZone::get(tz).map_err(|_| ScheduleError::TimeZone(tz.to_owned()))?;
-        let timing = Self {
-            cron,
-            expr: expr.to_owned(),
-            tz: zone,
-            tz_name: tz.to_owned(),
-        };
-        // A pattern such as `0 0 30 2 *` parses but never fires: look for
-        // one fire from now (the local clock is good enough for that).
-        let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0);
-        if timing.next_after(now).is_none() {
-            return Err(ScheduleError::Cron {
-                expr: expr.to_owned(),
-                reason: "it never fires".to_owned(),
-            });
-        }
-        Ok(timing)
-    }
-
-    /// The cron expression as given.
-    pub fn expr(&self) -> &str {
-        &self.expr
-    }
-
-    /// The time zone's name as given.
-    pub fn tz_name(&self) -> &str {
-        &self.tz_name
-    }
-
-    fn zoned(&self, ms: u64) -> Option<Zoned> {
-        let ms = i64::try_from(ms).ok()?;
-        Some(
-            Timestamp::from_millisecond(ms)
-                .ok()?
-                .to_zoned(self.tz.clone()),
-        )
-    }
-
-    fn ms(z: &Zoned) -> Option<u64> {
-        u64::try_from(z.timestamp().as_millisecond()).ok()
-    }
-
-    /// The first fire time strictly after `ms` (unix ms), if any.
-    pub fn next_after(&self, ms: u64) -> Option<u64> {
-        let z = self.zoned(ms)?;
-        Self::ms(&self.cron.find_next_occurrence(&z, false).ok()?)
-    }
-
-    /// The last fire time at or before `ms`, if any.
-    fn latest_at(&self, ms: u64) -> Option<u64> {
-        let z = self.zoned(ms)?;
-        Self::ms(&self.cron.find_previous_occurrence(&z, true).ok()?)
-    }
-
-    /// The fire times in `(cursor, now]`, ascending: all of them when at
-    /// most `limit`, else the latest `limit` with `more` set.
-    pub fn due(&self, cursor: u64, now: u64, limit: usize) -> Due {
-        let limit = limit.max(1);
-        let mut fires = self.forward(cursor, now, limit + 1);
-        if fires.len() <= limit {
-            return Due { fires, more: false };
-        }
-        // More than `limit` are due: step back `limit` fires from `now` to
-        // find where the latest ones start, then list them forward (the
-        // forward search defines fire times, DST rules included).
-        let mut start = now;
-        for _ in 0..limit {
-            match self.latest_at(start) {
-                Some(f) if f > cursor => start = f.saturating_sub(1),
-                _ => break,
-            }
-        }
-        fires = self.forward(start.max(cursor), now, 2 * limit + 2);
-        let skip = fires.len().saturating_sub(limit);
-        fires.drain(..skip);
-        Due { fires, more: true }
-    }
-
-    /// Up to `max` fire times in `(from, to]`, ascending.
-    fn forward(&self, from: u64, to: u64, max: usize) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut at = from;
-        while out.len() < max {
-            match self.next_after(at) {
-                Some(f) if f <= to => {
-                    out.push(f);
-                    at = f;
-                }
-                _ => break,
-            }
-        }
-        out
-    }
-}
-
-/// Fire times due, from [`Timing::due`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Due {
-    /// Due fire times, ascending.
-    pub fires: Vec<u64>,
-    /// More were due than the limit: `fires` holds the latest ones.
-    pub more: bool,
-}
-
-/// What a worker does next for a schedule, from [`plan`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Plan {
-    /// Claim: move the cursor and enqueue `fires`.
-    Claim(Claim),
-    /// Nothing is due: wait until `next` (unix ms, server clock), or
-    /// forever when the schedule never fires again.
-    Wait {
-        /// The next fire time.
-        next: Option<u64>,
-    },
-}
-
-/// One claim of a schedule's due fires (the arguments of `cron.lua`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Claim {
-    /// The cursor the plan started from (`None`: the schedule is new).
-    pub expected: Option<u64>,
-    /// The new cursor; `None` sets it to the server's now (a new schedule:
-    /// it fires from its first fire time after now).
-    pub cursor: Option<u64>,
-    /// Fire times to enqueue, ascending.
-    pub fires: Vec<u64>,
-    /// Due fire times dropped by the missed-fire policy (or the catch-up
-    /// bound); at least this many when `more` is set.
-    pub dropped: u64,
-    /// More fires were due than [`MAX_CATCH_UP`].
-    pub more: bool,
-}
-
-/// Plans a schedule's next step from its cursor (`None` for a new
-/// schedule) and the server's `now`: fires in `(cursor, now]` no older
-/// than `grace` are on time and always enqueued; older ones are missed and
-/// follow `missed`.
-pub fn plan(
-    timing: &Timing,
-    missed: Missed,
-    grace: Duration,
-    cursor: Option<u64>,
-    now: u64,
-) -> Plan {
-    let Some(cursor) = cursor else {
-        return Plan::Claim(Claim {
-            expected: None,
-            cursor: None,
-            fires: Vec::new(),
-            dropped: 0,
-            more: false,
-        });
-    };
-    let due = timing.due(cursor, now, MAX_CATCH_UP);
-    let Some(&latest) = due.fires.last() else {
-        return Plan::Wait {
-            next: timing.next_after(cursor.max(now)),
-        };
-    };
-    let on_time_from = now.saturating_sub(crate::queue::duration_ms(grace));
-    let split = due.fires.partition_point(|&f| f < on_time_from);
-    let (late, on_time) = due.fires.split_at(split);
-    let fires: Vec<u64> = match missed {
-        Missed::All => due.fires.clone(),
-        Missed::Skip => on_time.to_vec(),
-        Missed::Once => late.last().into_iter().chain(on_time).copied().collect(),
-    };
-    Plan::Claim(Claim {
-        expected: Some(cursor),
-        cursor: Some(latest),
-        dropped: (due.fires.len() - fires.len()) as u64,
-        fires,
-        more: due.more,
-    })
-}
-
 /// A periodic job, as written in code: see the [module docs](self). Errors
 /// that only show once it is complete (no job, a payload that does not
 /// serialize) are reported by [`Schedule::definition`] (the worker's
@@ -372,7 +168,7 @@ impl Schedule {
     /// Reads the cron expression in time zone `tz` (an IANA name such as
     /// `Europe/Paris`) instead of UTC.
     pub fn timezone(mut self, tz: &str) -> Result<Self, ScheduleError> {
-        self.timing = Timing::new(&self.timing.expr, tz)?;
+        self.timing = Timing::new(self.timing.expr(), tz)?;
         Ok(self)
     }
 
@@ -450,7 +246,10 @@ impl Schedule {
         &self,
         handler_queue: impl FnOnce(&str) -> Option<String>,
     ) -> Result<ScheduleDef, ScheduleError> {
-        let label = self.schedule_name().unwrap_or(&self.timing.expr).to_owned();
+        let label = self
+            .schedule_name()
+            .unwrap_or(self.timing.expr())
+            .to_owned();
         let invalid = |reason: String| ScheduleError::Invalid {
             schedule: label.clone(),
             reason,
@@ -473,8 +272,8 @@ impl Schedule {
         Ok(ScheduleDef {
             name,
             queue,
-            cron: self.timing.expr.clone(),
-            tz: self.timing.tz_name.clone(),
+            cron: self.timing.expr().to_owned(),
+            tz: self.timing.tz_name().to_owned(),
             job,
             payload,
             missed: self.missed,
