@@ -326,6 +326,9 @@ impl Worker {
         let mut fetchers = JoinSet::new();
         let mut background = JoinSet::new();
         let mut ackers = JoinSet::new();
+        // Schedules first: a failure there leaves no fetch loop started.
+        #[cfg(feature = "schedule")]
+        schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?;
             declare_with_retries(&queue, &mut conn.clone()).await?;
@@ -351,8 +354,6 @@ impl Worker {
             background.spawn(maintain::maintain_loop(q.clone()));
             queues.push(q);
         }
-        #[cfg(feature = "schedule")]
-        schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
         // A fetch loop without progress for about two reads is stalled.
         self.health.watch(
             queues.iter().map(|q| q.progress.clone()).collect(),
