@@ -23,7 +23,9 @@ mod output;
 mod pause;
 mod pending;
 mod queues;
+mod ready;
 mod requeue;
+mod schedules;
 mod show;
 mod top;
 
@@ -85,6 +87,9 @@ Columns:
     Queues,
     /// Pending (in-flight) entries of a queue: who holds them and for how long.
     Pending(pending::Args),
+    /// Ready jobs: waiting in the stream, not yet claimed by a worker.
+    #[command(subcommand)]
+    Ready(ready::Command),
     /// Everything about one job: where it is, attempts, error, payload.
     Show(show::Args),
     /// Dead-lettered jobs: list, show, replay, purge.
@@ -102,6 +107,9 @@ Columns:
     Pause(pause::Args),
     /// Resume a paused queue.
     Resume(pause::Args),
+    /// Periodic jobs that workers registered: cron, time zone, job, last
+    /// and next fire, paused; `pause|resume NAME` stops and restarts one.
+    Schedules(schedules::Args),
     /// Enqueue a job by name with a JSON payload.
     Enqueue(enqueue::Args),
     /// Live view of all queues with rates; `q` quits.
@@ -192,6 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Queues => queues::run(&mut ctx).await?,
         Command::Pending(a) => pending::run(&mut ctx, a).await?,
+        Command::Ready(c) => ready::run(&mut ctx, c).await?,
+        Command::Schedules(a) => schedules::run(&mut ctx, a).await?,
         Command::Show(a) => show::run(&mut ctx, a).await?,
         Command::Dead(c) => dead::run(&mut ctx, c).await?,
         Command::Requeue(a) => requeue::run(&mut ctx, a).await?,

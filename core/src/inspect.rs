@@ -22,6 +22,7 @@ mod delayed;
 mod find;
 mod parked;
 mod pending;
+mod ready;
 mod stats;
 
 pub use consumers::{ConsumerInfo, consumers};
@@ -29,6 +30,7 @@ pub use dead::{DeadFilter, DeadScan, dead_count, dead_newest};
 pub use delayed::{DelayedJob, delayed_count, delayed_job, delayed_page};
 pub use find::{Location, find};
 pub use pending::{PendingEntry, PendingFilter, pending, pending_count, pending_page};
+pub use ready::{READY_SCAN_LIMIT, ReadyPage, ready};
 pub use stats::{QueueStats, RETRYING_SCAN_LIMIT, stats};
 
 /// Entries fetched per round trip when scanning a stream or a hash.

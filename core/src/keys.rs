@@ -43,6 +43,11 @@ pub struct Keys {
     /// Sorted set: outbox row mark → time relayed (unix ms): the outbox
     /// relay's idempotency record (`relay.lua`).
     pub relayed: String,
+    /// Hash of the queue's schedules (periodic jobs): per schedule name, its
+    /// definition (`def:<name>`), its cursor (`last:<name>`, fire times up
+    /// to it are accounted for), its latest enqueued fire (`fired:<name>`)
+    /// and its pause flag (`paused:<name>`).
+    pub schedules: String,
 }
 
 impl Keys {
@@ -63,6 +68,7 @@ impl Keys {
             relayed: format!("{base}:relayed"),
             retrying: format!("{base}:retrying"),
             tries: format!("{base}:tries"),
+            schedules: format!("{base}:schedules"),
         })
     }
 }

@@ -17,6 +17,12 @@
 //! queue.enqueue(&mut conn, &[job]).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `schedule` | no | the `schedule` module: periodic jobs (cron expressions with croner, IANA time zones with jiff and its bundled tz database) and their claim script; the worker and the CLI turn it on |
 
 pub mod admin;
 pub mod connect;
@@ -30,6 +36,8 @@ pub mod outbox;
 pub mod queue;
 mod reply;
 pub mod retry;
+#[cfg(feature = "schedule")]
+pub mod schedule;
 pub mod scripts;
 pub mod trace;
 

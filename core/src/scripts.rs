@@ -51,3 +51,6 @@ pub static PAUSE: LazyLock<Script> = script!("pause.lua");
 pub static RELAY: LazyLock<Script> = script!("relay.lua");
 /// Heartbeat and pause check of a worker's upkeep tick, in one call.
 pub static BEAT: LazyLock<Script> = script!("beat.lua");
+/// Claim a schedule's due fire times (compare-and-set of its cursor) and
+/// enqueue their jobs, in one step: one enqueue per fire time.
+pub static CRON: LazyLock<Script> = script!("cron.lua");

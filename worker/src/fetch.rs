@@ -432,7 +432,7 @@ async fn claim_due(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemaphorePermit>) {
     let due = match q.queue.due_retries(&mut conn, &q.consumer, asked).await {
         Ok(due) => due,
         Err(e) => {
-            metrics::redis_error(q.queue.name(), "due retries");
+            metrics::redis_error(q.queue.name(), "due_retries");
             warn!(queue = q.queue.name(), error = %e, "cannot claim due retries");
             q.note_retry_due(Instant::now() + Duration::from_secs(1));
             return;

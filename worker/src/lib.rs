@@ -38,11 +38,13 @@
 //! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`) and mimalloc |
 //! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
 //! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
+//! | `schedule` | via `runner` | periodic jobs: `WorkerBuilder::schedule` with a `Schedule` (cron expression, time zone, missed-fire policy), through `millrace-core`'s `schedule` feature (croner, jiff with its tz database bundled) |
 //! | `postgres` | yes | the runner's outbox relay and effects purge (`--database-url`), through `millrace-postgres`; the library API is the same without it |
 //! | `otel` | no | the `job` span (at INFO instead of DEBUG) takes the envelope's W3C traceparent as its OpenTelemetry parent through `tracing-opentelemetry`, so an exporter shows producer and job in one trace; the service installs the `tracing-opentelemetry` layer |
 //!
 //! A service that only embeds the worker turns the defaults off:
-//! `millrace-worker = { version = "0.1", default-features = false }`.
+//! `millrace-worker = { version = "0.1", default-features = false }` (with
+//! `features = ["schedule"]` for periodic jobs).
 
 mod ack;
 mod backoff;
@@ -63,6 +65,8 @@ mod run;
 #[cfg(feature = "runner")]
 pub mod runner;
 mod sampler;
+#[cfg(feature = "schedule")]
+mod schedule;
 mod state;
 
 use std::future::Future;
@@ -75,6 +79,10 @@ use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+/// Periodic jobs (feature `schedule`): [`WorkerBuilder::schedule`] takes a
+/// [`Schedule`].
+#[cfg(feature = "schedule")]
+pub use millrace_core::schedule::{Missed, Schedule, ScheduleError};
 /// The job contract and the types a handler names, re-exported so a worker
 /// depends on this crate alone.
 pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
@@ -93,6 +101,10 @@ pub enum WorkerError {
     /// Redis could not be reached at start.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A schedule is invalid (no job, a duplicate name, …).
+    #[cfg(feature = "schedule")]
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// A Redis operation failed at start (e.g. creating a group).
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -125,6 +137,8 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: Handlers,
     allow_unconsumed: bool,
+    #[cfg(feature = "schedule")]
+    schedules: Vec<Schedule>,
 }
 
 impl WorkerBuilder {
@@ -161,6 +175,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a periodic job: every worker with the same schedule (same
+    /// name, same queue) takes part, and each fire time is enqueued exactly
+    /// once whichever of them claims it first (README, "Schedules"). The
+    /// worker runs it whether or not it consumes the schedule's queue.
+    /// Feature `schedule` (on by default, and with `runner`).
+    #[cfg(feature = "schedule")]
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// Lets the worker consume explicit [`WorkerConfig::queues`] that
     /// leave out a registered job's queue (`Job::QUEUE`): [`build`](Self::build)
     /// then warns instead of failing. For a worker whose jobs are enqueued
@@ -188,6 +213,8 @@ impl WorkerBuilder {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("retry policy of job `{name}`: {e}")))?;
         }
+        #[cfg(feature = "schedule")]
+        let schedules = schedule::settle(&self.schedules, &self.handlers)?;
         let consumer = self
             .config
             .consumer
@@ -200,6 +227,8 @@ impl WorkerBuilder {
             handlers: Arc::new(self.handlers),
             consumer: consumer.into(),
             health,
+            #[cfg(feature = "schedule")]
+            schedules,
         })
     }
 }
@@ -243,6 +272,8 @@ pub struct Worker {
     handlers: Arc<Handlers>,
     consumer: Arc<str>,
     health: Health,
+    #[cfg(feature = "schedule")]
+    schedules: Vec<millrace_core::schedule::ScheduleDef>,
 }
 
 impl Worker {
@@ -252,6 +283,8 @@ impl Worker {
             config,
             handlers: Handlers::default(),
             allow_unconsumed: false,
+            #[cfg(feature = "schedule")]
+            schedules: Vec::new(),
         }
     }
 
@@ -293,6 +326,9 @@ impl Worker {
         let mut fetchers = JoinSet::new();
         let mut background = JoinSet::new();
         let mut ackers = JoinSet::new();
+        // Schedules first: a failure there leaves no fetch loop started.
+        #[cfg(feature = "schedule")]
+        schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?;
             declare_with_retries(&queue, &mut conn.clone()).await?;
@@ -372,7 +408,7 @@ impl Worker {
 
 /// Declares a queue at start, riding out a connection dropped meanwhile
 /// (the connection manager reconnects); other errors fail at once.
-async fn declare_with_retries(
+pub(crate) async fn declare_with_retries(
     queue: &Queue,
     conn: &mut redis::aio::ConnectionManager,
 ) -> Result<(), QueueError> {

@@ -76,18 +76,20 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 11] = [
+pub const REDIS_OPS: [&str; 13] = [
     "connect",
     "declare",
     "read",
     "pending",
     "ack",
     "fail",
+    "due_retries",
     "renew",
     "reclaim",
     "promote",
     "heartbeat",
     "sample",
+    "schedule",
 ];
 
 /// Every outcome label value of [`JOBS_FINISHED`].

@@ -31,6 +31,7 @@
 mod args;
 #[cfg(feature = "postgres")]
 mod outbox;
+mod schedules;
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -70,6 +71,15 @@ pub enum RunnerError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A `--schedule` flag is malformed, or names a bad cron expression,
+    /// time zone, policy or option.
+    #[error("invalid --schedule {spec:?}: {reason}")]
+    ScheduleFlag {
+        /// The flag's value.
+        spec: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The worker failed to build (configuration) or to run (Redis).
     #[error(transparent)]
@@ -207,6 +217,12 @@ fn init_logging(format: &str) {
 async fn run(args: Args, configure: Configure) -> Result<(), RunnerError> {
     let signals = Signals::install()?;
     let mut builder = configure(Worker::builder(args.config()));
+    for spec in args.schedule.iter().filter(|s| !s.trim().is_empty()) {
+        builder = builder.schedule(schedules::parse(
+            spec,
+            args.queues.first().map(String::as_str),
+        )?);
+    }
     if let Some(path) = &args.record_runs {
         let recorder = Recorder::open(path)?;
         builder = builder.on_success(move |id| recorder.record(id));

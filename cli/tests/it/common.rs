@@ -328,7 +328,7 @@ impl Drop for Worker {
     }
 }
 
-fn runs(path: &Path) -> Vec<String> {
+pub fn runs(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

@@ -15,3 +15,4 @@ mod reliability;
 mod retries;
 mod routine;
 mod runner;
+mod schedules;

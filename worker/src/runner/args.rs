@@ -82,6 +82,18 @@ pub(crate) struct Args {
     /// Redis, 1 can do more jobs per CPU second (see BENCHMARKS.md).
     #[arg(long, env = "MILLRACE_THREADS")]
     pub(crate) threads: Option<usize>,
+    /// A periodic job, repeatable: NAME=CRON=JOB=JSON (e.g.
+    /// 'tick=0 */5 * * * *=noop={}'), options in brackets after the name
+    /// (NAME[tz:Europe/Paris,missed:once,queue:reports,grace:30s]). Its
+    /// queue defaults to the first of --queues. In the variable, one per
+    /// line.
+    #[arg(
+        long,
+        env = "MILLRACE_SCHEDULE",
+        value_name = "SPEC",
+        value_delimiter = '\n'
+    )]
+    pub(crate) schedule: Vec<String>,
     /// Log format.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub(crate) log_format: String,
