@@ -40,6 +40,58 @@ pub struct Delivery {
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
+/// Applies a retried entry's attempt record (`<attempt>:<error>`, from
+/// the tries hash) to its fields, as the scripts' `retried_fields` does: the
+/// stream entry keeps its first attempt's fields. A malformed record
+/// changes nothing.
+fn apply_attempt_record(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, record: &[u8]) {
+    let Some(colon) = record.iter().position(|&b| b == b':') else {
+        return;
+    };
+    let (attempt, error) = (&record[..colon], &record[colon + 1..]);
+    if attempt.is_empty() || !attempt.iter().all(u8::is_ascii_digit) {
+        return;
+    }
+    fields.retain(|(k, _)| k != b"attempt" && k != b"error");
+    fields.push((b"attempt".to_vec(), attempt.to_vec()));
+    fields.push((b"error".to_vec(), error.to_vec()));
+}
+
+/// `due.lua`'s reply: the wait to the next due retry, the claimed ids and
+/// their attempt records.
+fn parse_due(reply: Value) -> Result<(i64, Vec<String>, Vec<Option<Vec<u8>>>), QueueError> {
+    let bad = || protocol("due retries", "expected {wait, ids, records}");
+    let Value::Array(parts) = reply else {
+        return Err(bad());
+    };
+    let mut parts = parts.into_iter();
+    let (Some(Value::Int(wait)), Some(ids), Some(records)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let ids: Vec<String> = redis::from_redis_value(ids).map_err(|_| bad())?;
+    let records: Vec<Option<Vec<u8>>> = match records {
+        Value::Array(r) => r
+            .into_iter()
+            .map(|v| match v {
+                Value::BulkString(b) => Some(b),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !records.is_empty() && records.len() != ids.len() {
+        return Err(bad());
+    }
+    let records = if records.is_empty() {
+        vec![None; ids.len()]
+    } else {
+        records
+    };
+    Ok((wait, ids, records))
+}
+
 /// How the dead-letter stream is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -323,20 +375,32 @@ impl Queue {
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("due retries"))?;
-        let Value::Array(mut parts) = reply else {
-            return Err(protocol("due retries", "expected an array"));
-        };
-        if parts.len() != 2 {
-            return Err(protocol("due retries", "expected two elements"));
+        let (wait, ids, records) = parse_due(reply)?;
+        let next_due_in = u64::try_from(wait).ok().map(Duration::from_millis);
+        // The fields, read here rather than passed through the script.
+        let mut claimed = Vec::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("XRANGE").arg(&self.keys.stream).arg(id).arg(id);
+            }
+            let ranges: Vec<Value> = pipe
+                .query_async(conn)
+                .await
+                .map_err(QueueError::redis("due retries"))?;
+            for ((id, record), range) in ids.into_iter().zip(records).zip(ranges) {
+                let mut fields = parse_entries(range, "due retries")?
+                    .pop()
+                    .and_then(|d| d.fields);
+                if let (Some(f), Some(r)) = (fields.as_mut(), record) {
+                    apply_attempt_record(f, &r);
+                }
+                claimed.push(Delivery {
+                    entry_id: id,
+                    fields,
+                });
+            }
         }
-        let claimed = match parts.pop() {
-            Some(v) => parse_entries(v, "due retries")?,
-            None => Vec::new(),
-        };
-        let next_due_in = match parts.pop() {
-            Some(Value::Int(ms)) => u64::try_from(ms).ok().map(Duration::from_millis),
-            _ => return Err(protocol("due retries", "expected a wait")),
-        };
         Ok(DueRetries {
             claimed,
             next_due_in,
@@ -542,4 +606,30 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(duration_ms)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_records_replace_attempt_and_error() {
+        let mut f = vec![
+            (b"id".to_vec(), b"j".to_vec()),
+            (b"attempt".to_vec(), b"1".to_vec()),
+        ];
+        apply_attempt_record(&mut f, b"3:boom: x");
+        assert_eq!(
+            f,
+            vec![
+                (b"id".to_vec(), b"j".to_vec()),
+                (b"attempt".to_vec(), b"3".to_vec()),
+                (b"error".to_vec(), b"boom: x".to_vec()),
+            ]
+        );
+        let before = f.clone();
+        apply_attempt_record(&mut f, b"x:y");
+        apply_attempt_record(&mut f, b"nothing");
+        assert_eq!(f, before);
+    }
 }
