@@ -38,9 +38,7 @@ pub struct Residue {
     pub jobs: u64,
     /// Entries in the dead-letter stream.
     pub dead: u64,
-    /// Parked retries (the retrying set).
-    pub retrying: u64,
-    /// Attempt records of retried entries (the tries hash).
+    /// Attempt records of entries retried in place (the tries hash).
     pub tries: u64,
 }
 
@@ -158,8 +156,8 @@ impl Probe {
     /// What a queue still holds.
     pub async fn residue(&self, keys: &Keys, group: &str) -> anyhow::Result<Residue> {
         let mut conn = self.conn();
-        type Counts = (u64, u64, u64, u64, u64, u64);
-        let (stream, delayed, jobs, dead, retrying, tries): Counts = redis::pipe()
+        type Counts = (u64, u64, u64, u64, u64);
+        let (stream, delayed, jobs, dead, tries): Counts = redis::pipe()
             .cmd("XLEN")
             .arg(&keys.stream)
             .cmd("ZCARD")
@@ -168,8 +166,6 @@ impl Probe {
             .arg(&keys.jobs)
             .cmd("XLEN")
             .arg(&keys.dead)
-            .cmd("ZCARD")
-            .arg(&keys.retrying)
             .cmd("HLEN")
             .arg(&keys.tries)
             .query_async(&mut conn)
@@ -193,7 +189,6 @@ impl Probe {
             delayed,
             jobs,
             dead,
-            retrying,
             tries,
         })
     }

@@ -65,8 +65,7 @@ pub struct ListArgs {
 pub struct RunNowArgs {
     /// The queue.
     queue: String,
-    /// Job ids to run now; for a retry waiting in the stream, its entry id
-    /// (shown in brackets by `delayed list`).
+    /// Job ids to run now.
     #[arg(conflicts_with = "all")]
     ids: Vec<String>,
     /// Every delayed job that matches the filters.
@@ -87,8 +86,6 @@ pub struct DelayedRow {
     attempt: Option<u32>,
     due_at_ms: u64,
     error: Option<String>,
-    /// A parked retry's stream entry id (what `run-now` takes for it).
-    entry: Option<String>,
 }
 
 impl From<&DelayedJob> for DelayedRow {
@@ -104,7 +101,6 @@ impl From<&DelayedJob> for DelayedRow {
             attempt: d.get("attempt").and_then(|a| a.parse().ok()),
             due_at_ms: d.due_ms,
             error: d.get("error").map(str::to_owned),
-            entry: d.entry.clone(),
         }
     }
 }
@@ -149,10 +145,7 @@ fn table(rows: &[DelayedJob], now: u64) -> comfy_table::Table {
             "now".to_owned()
         };
         t.add_row(vec![
-            Cell::new(match &r.entry {
-                Some(entry) => format!("{} [{entry}]", r.job_id),
-                None => r.job_id.clone(),
-            }),
+            Cell::new(&r.job_id),
             Cell::new(r.job.as_deref().unwrap_or("-")),
             cell(r.state, r.state == "retrying", Color::Yellow),
             Cell::new(r.attempt.map_or_else(|| "-".into(), |a| a.to_string())),
@@ -295,7 +288,7 @@ async fn run_now(ctx: &mut Ctx, a: RunNowArgs) -> anyhow::Result<()> {
         for d in page {
             if a.filter.keeps(&d) && seen < r.matched {
                 seen += 1;
-                ids.push(d.run_now_id().to_owned());
+                ids.push(d.id);
             } else {
                 skipped += 1;
             }

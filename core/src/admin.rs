@@ -122,7 +122,6 @@ pub async fn run_now<C: ConnectionLike + Send>(
         .key(&k.stream)
         .key(&k.dead)
         .key(&k.stats)
-        .key(&k.retrying)
         .arg(retention.max_len)
         .arg(duration_ms(retention.max_age))
         .arg(job_ids)

@@ -20,10 +20,10 @@ mod consumers;
 mod dead;
 mod delayed;
 mod find;
-mod parked;
 mod pending;
 mod ready;
 mod stats;
+mod tries;
 
 pub use consumers::{ConsumerInfo, consumers};
 pub use dead::{DeadFilter, DeadScan, dead_count, dead_newest};

@@ -33,12 +33,9 @@ pub struct Keys {
     pub stats: String,
     /// Set of all known queue names (shared by every queue under the prefix).
     pub registry: String,
-    /// Sorted set: entry id → due time (unix ms, server time) of retries
-    /// parked in the stream (pending for the parking consumer) until their
-    /// backoff has passed.
-    pub retrying: String,
-    /// Hash: entry id → `<attempt>:<last error>` of entries being retried
-    /// (the stream entry keeps its first attempt's fields).
+    /// Hash: entry id → `<attempt>:<last error>` of entries retried in
+    /// place (no backoff: the stream entry keeps its first attempt's
+    /// fields).
     pub tries: String,
     /// Sorted set: outbox row mark → time relayed (unix ms): the outbox
     /// relay's idempotency record (`relay.lua`).
@@ -66,7 +63,6 @@ impl Keys {
             stats: format!("{base}:stats"),
             registry: registry_key(prefix),
             relayed: format!("{base}:relayed"),
-            retrying: format!("{base}:retrying"),
             tries: format!("{base}:tries"),
             schedules: format!("{base}:schedules"),
         })

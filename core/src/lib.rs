@@ -47,8 +47,8 @@ pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
 pub use job::{Job, JobContext, JobError, JobId};
 pub use keys::Keys;
 pub use queue::{
-    DeadRetention, Delivery, DueRetries, FailOutcome, Failure, PARKED_CONSUMER, PauseInfo,
-    Promoted, Queue, ReadFrom, Reclaimed, When,
+    DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue, ReadFrom, Reclaimed,
+    When,
 };
 pub use retry::RetryPolicy;
 

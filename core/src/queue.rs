@@ -15,13 +15,6 @@ use crate::scripts;
 mod fail;
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
 
-/// The pseudo-consumer that holds parked retries: a retried entry with a
-/// backoff stays in the stream, pending for this name, until a worker
-/// claims it back when due (`lua/due.lua`). Worker consumer names may not
-/// start with `~`, and reclaim, pruning, the CLI and the gauges leave it
-/// out. The scripts' prelude names it too.
-pub const PARKED_CONSUMER: &str = "~retrying";
-
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -38,58 +31,6 @@ pub struct Delivery {
     pub entry_id: String,
     /// The entry's fields; `None` when the entry was deleted while pending.
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
-}
-
-/// Applies a retried entry's attempt record (`<attempt>:<error>`, from
-/// the tries hash) to its fields, as the scripts' `retried_fields` does: the
-/// stream entry keeps its first attempt's fields. A malformed record
-/// changes nothing.
-fn apply_attempt_record(fields: &mut Vec<(Vec<u8>, Vec<u8>)>, record: &[u8]) {
-    let Some(colon) = record.iter().position(|&b| b == b':') else {
-        return;
-    };
-    let (attempt, error) = (&record[..colon], &record[colon + 1..]);
-    if attempt.is_empty() || !attempt.iter().all(u8::is_ascii_digit) {
-        return;
-    }
-    fields.retain(|(k, _)| k != b"attempt" && k != b"error");
-    fields.push((b"attempt".to_vec(), attempt.to_vec()));
-    fields.push((b"error".to_vec(), error.to_vec()));
-}
-
-/// `due.lua`'s reply: the wait to the next due retry, the claimed ids and
-/// their attempt records.
-fn parse_due(reply: Value) -> Result<(i64, Vec<String>, Vec<Option<Vec<u8>>>), QueueError> {
-    let bad = || protocol("due retries", "expected {wait, ids, records}");
-    let Value::Array(parts) = reply else {
-        return Err(bad());
-    };
-    let mut parts = parts.into_iter();
-    let (Some(Value::Int(wait)), Some(ids), Some(records)) =
-        (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let ids: Vec<String> = redis::from_redis_value(ids).map_err(|_| bad())?;
-    let records: Vec<Option<Vec<u8>>> = match records {
-        Value::Array(r) => r
-            .into_iter()
-            .map(|v| match v {
-                Value::BulkString(b) => Some(b),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    if !records.is_empty() && records.len() != ids.len() {
-        return Err(bad());
-    }
-    let records = if records.is_empty() {
-        vec![None; ids.len()]
-    } else {
-        records
-    };
-    Ok((wait, ids, records))
 }
 
 /// How the dead-letter stream is bounded.
@@ -126,19 +67,6 @@ pub struct Promoted {
     /// Stored envelopes that could not be re-added, dead-lettered instead.
     pub dead: u64,
     /// Time until the next delayed job is due, if any remain.
-    pub next_due_in: Option<Duration>,
-    /// Time until the next parked retry is due (zero: due now), if any.
-    pub next_retry_in: Option<Duration>,
-}
-
-/// Parked retries claimed back for a worker ([`Queue::due_retries`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DueRetries {
-    /// Entries now owned by the claiming consumer, to run (attempt records
-    /// applied to their fields).
-    pub claimed: Vec<Delivery>,
-    /// Time until the next parked retry is due, if any remain.
     pub next_due_in: Option<Duration>,
 }
 
@@ -334,13 +262,12 @@ impl Queue {
         limit: usize,
         retention: DeadRetention,
     ) -> Result<Promoted, QueueError> {
-        let (moved, wait, dead, retry): (u64, i64, u64, i64) = scripts::PROMOTE
+        let (moved, wait, dead): (u64, i64, u64) = scripts::PROMOTE
             .key(&self.keys.delayed)
             .key(&self.keys.jobs)
             .key(&self.keys.stream)
             .key(&self.keys.dead)
             .key(&self.keys.stats)
-            .key(&self.keys.retrying)
             .arg(limit.max(1))
             .arg(retention.max_len)
             .arg(duration_ms(retention.max_age))
@@ -351,59 +278,6 @@ impl Queue {
             moved,
             dead,
             next_due_in: u64::try_from(wait).ok().map(Duration::from_millis),
-            next_retry_in: u64::try_from(retry).ok().map(Duration::from_millis),
-        })
-    }
-
-    /// Claims up to `count` parked retries whose backoff has passed for
-    /// `consumer`, with their attempt records applied, and tells when the
-    /// next one is due. Safe from any number of workers at once: each
-    /// retry is claimed by one.
-    pub async fn due_retries<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        consumer: &str,
-        count: usize,
-    ) -> Result<DueRetries, QueueError> {
-        let reply: Value = scripts::DUE
-            .key(&self.keys.stream)
-            .key(&self.keys.retrying)
-            .key(&self.keys.tries)
-            .arg(&self.group)
-            .arg(consumer)
-            .arg(count.clamp(1, 10_000))
-            .invoke_async(conn)
-            .await
-            .map_err(QueueError::redis("due retries"))?;
-        let (wait, ids, records) = parse_due(reply)?;
-        let next_due_in = u64::try_from(wait).ok().map(Duration::from_millis);
-        // The fields, read here rather than passed through the script.
-        let mut claimed = Vec::with_capacity(ids.len());
-        if !ids.is_empty() {
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.cmd("XRANGE").arg(&self.keys.stream).arg(id).arg(id);
-            }
-            let ranges: Vec<Value> = pipe
-                .query_async(conn)
-                .await
-                .map_err(QueueError::redis("due retries"))?;
-            for ((id, record), range) in ids.into_iter().zip(records).zip(ranges) {
-                let mut fields = parse_entries(range, "due retries")?
-                    .pop()
-                    .and_then(|d| d.fields);
-                if let (Some(f), Some(r)) = (fields.as_mut(), record) {
-                    apply_attempt_record(f, &r);
-                }
-                claimed.push(Delivery {
-                    entry_id: id,
-                    fields,
-                });
-            }
-        }
-        Ok(DueRetries {
-            claimed,
-            next_due_in,
         })
     }
 
@@ -606,30 +480,4 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(duration_ms)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_records_replace_attempt_and_error() {
-        let mut f = vec![
-            (b"id".to_vec(), b"j".to_vec()),
-            (b"attempt".to_vec(), b"1".to_vec()),
-        ];
-        apply_attempt_record(&mut f, b"3:boom: x");
-        assert_eq!(
-            f,
-            vec![
-                (b"id".to_vec(), b"j".to_vec()),
-                (b"attempt".to_vec(), b"3".to_vec()),
-                (b"error".to_vec(), b"boom: x".to_vec()),
-            ]
-        );
-        let before = f.clone();
-        apply_attempt_record(&mut f, b"x:y");
-        apply_attempt_record(&mut f, b"nothing");
-        assert_eq!(f, before);
-    }
 }

@@ -21,8 +21,6 @@ macro_rules! script {
 pub static ACK: LazyLock<Script> = script!("ack.lua");
 /// Fenced retry-or-dead-letter of a failed attempt.
 pub static FAIL: LazyLock<Script> = script!("fail.lua");
-/// Claim parked retries whose backoff has passed back for a worker.
-pub static DUE: LazyLock<Script> = script!("due.lua");
 /// Store a job for later (delayed enqueue).
 pub static SCHEDULE: LazyLock<Script> = script!("schedule.lua");
 /// Move due delayed jobs to the ready stream.

@@ -180,14 +180,6 @@ impl WorkerConfig {
         if self.job_timeout.is_some_and(|t| t.is_zero()) {
             return bad("job timeout must be above zero".into());
         }
-        if let Some(name) = &self.consumer
-            && (name.is_empty() || name.starts_with('~'))
-        {
-            return bad(format!(
-                "consumer name {name:?} must be non-empty and must not start with '~' (reserved: {:?} holds parked retries)",
-                millrace_core::PARKED_CONSUMER
-            ));
-        }
         Ok(())
     }
 }
@@ -199,19 +191,6 @@ fn fmt(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consumer_names_of_the_parking_kind_are_refused() {
-        let mut c = WorkerConfig::new("redis://localhost");
-        c.consumer = Some("~retrying".into());
-        let err = c
-            .validate()
-            .map(|()| String::new())
-            .unwrap_or_else(|e| e.to_string());
-        assert!(err.contains("must not start with '~'"), "{err}");
-        c.consumer = Some("web-1".into());
-        assert!(c.validate().is_ok());
-    }
 
     #[test]
     fn debug_hides_the_redis_password() {

@@ -1,16 +1,14 @@
 //! The failure batcher: failed attempts (retries, deferrals, dead-letters)
 //! are written many per round trip (`Queue::fail_many`, one `fail.lua` call:
-//! one fence for the batch, one XCLAIM to park the retries with a backoff,
-//! one HSET of attempt records, one ZADD of due times, one counter update). It gathers like the ack batcher: under load a batch
+//! one fence per entry, one XACK, one HSET/ZADD for the delayed ones, one
+//! counter update). It gathers like the ack batcher: under load a batch
 //! fills while the previous one is in flight, and before a flush it yields
 //! to the running jobs as long as each yield brings more; a lone failure
 //! goes at once. Each job task waits for its own outcome, so its slot stays
 //! taken and its entry in flight until the outcome is written.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::Instant;
 
 use millrace_core::queue::FailedEntry;
 use millrace_core::{FailOutcome, Failure};
@@ -56,6 +54,7 @@ pub(crate) async fn fail_loop(
     done: CancellationToken,
 ) {
     let mut batch: Vec<FailRequest> = Vec::with_capacity(FAIL_CAP);
+    let mut wake = PromoterWake::default();
     loop {
         let first = tokio::select! {
             biased;
@@ -76,7 +75,7 @@ pub(crate) async fn fail_loop(
             }
         }
         if !batch.is_empty() {
-            flush(&q, &mut batch).await;
+            flush(&q, &mut batch, &mut wake).await;
         }
         if last_round && rx.is_empty() {
             return;
@@ -84,10 +83,10 @@ pub(crate) async fn fail_loop(
     }
 }
 
-/// Writes `batch` (retrying the write a few times), tells the fetch loop
-/// when the earliest retry it parked is due (and wakes the promoter for a
-/// deferral), and answers every request. Leaves `batch` empty.
-async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>) {
+/// Writes `batch` (retrying the write a few times), wakes the promoter
+/// when a new delayed job is due before it would look anyway, and answers
+/// every request. Leaves `batch` empty.
+async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>, wake: &mut PromoterWake) {
     let (entries, replies): (Vec<FailedEntry>, Vec<_>) =
         batch.drain(..).map(|r| (r.entry, r.reply)).unzip();
     let mut conn = q.conn();
@@ -104,7 +103,7 @@ async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>) {
                     warn!(
                         queue = q.queue.name(),
                         n = report.vanished,
-                        "failed entries had been deleted from the stream by hand while running; nothing to retry"
+                        "failed entries had been deleted from the stream by hand while running; their retries were written anyway"
                     );
                 }
                 outcomes = Some(report.outcomes);
@@ -124,27 +123,94 @@ async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>) {
         }
     }
     let now = Instant::now();
-    let mut earliest: Option<Duration> = None;
-    let mut deferred = false;
+    let mut notify = false;
     for (i, (entry, reply)) in entries.iter().zip(replies).enumerate() {
         let outcome = outcomes.as_ref().and_then(|o| o.get(i).copied());
-        if outcome == Some(FailOutcome::Retried) {
-            match entry.failure {
-                Failure::Retry { delay, .. } => {
-                    earliest = Some(earliest.map_or(delay, |e| e.min(delay)));
-                }
-                Failure::Defer { .. } => deferred = true,
-                Failure::Again { .. } | Failure::Dead => {}
-            }
+        if outcome == Some(FailOutcome::Retried) && wake.needed(entry, now) {
+            notify = true;
         }
         let _ = reply.send(outcome);
     }
-    if let Some(delay) = earliest {
-        q.note_retry_due(now + delay);
-    }
-    if deferred {
-        // A deferral waits in the delayed set; its backoff grows on the
-        // server, so its due time is not known here. Rare: wake the promoter.
+    if notify {
         q.promote_now.notify_one();
+    }
+}
+
+/// When the promoter will look at the delayed set anyway, so that a batch
+/// of retries wakes it only when one is due before that: with a backoff,
+/// waking it for every retry found nothing due and cost a script call each.
+#[derive(Debug, Default)]
+struct PromoterWake {
+    /// The earliest due time this batcher woke the promoter for, while it
+    /// is in the future: the promoter, woken, saw that job (or an earlier
+    /// one) and sleeps at most until then, and looks at the set again then.
+    at: Option<Instant>,
+}
+
+impl PromoterWake {
+    /// True when the promoter must be woken for `entry`, just written as
+    /// `Retried`; remembers the due time it is woken for.
+    fn needed(&mut self, entry: &FailedEntry, now: Instant) -> bool {
+        if entry.is_ready_at_once() {
+            return false;
+        }
+        let delay = match entry.failure {
+            Failure::Retry { delay, .. } => delay,
+            // Runs again in its worker at once: nothing delayed.
+            Failure::Again { .. } | Failure::Dead => return false,
+            // A deferral: its backoff grows on the server, its due time is
+            // not known here. Rare: always wake.
+            Failure::Defer { .. } => return true,
+        };
+        let due = now + delay;
+        match self.at {
+            Some(at) if at > now && at <= due => false,
+            _ => {
+                self.at = Some(due);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn retry(ms: u64) -> FailedEntry {
+        FailedEntry::new(
+            "1-1",
+            Failure::Retry {
+                delay: Duration::from_millis(ms),
+                next_attempt: 2,
+            },
+            "x",
+        )
+    }
+
+    #[test]
+    fn the_promoter_is_woken_only_for_retries_due_before_its_next_look() {
+        let mut w = PromoterWake::default();
+        let t = Instant::now();
+        assert!(w.needed(&retry(10), t), "first one");
+        assert!(!w.needed(&retry(10), t), "due no earlier");
+        assert!(!w.needed(&retry(20), t + Duration::from_millis(5)));
+        assert!(w.needed(&retry(2), t + Duration::from_millis(5)), "earlier");
+        assert!(w.needed(&retry(10), t + Duration::from_millis(8)), "passed");
+        let ready = retry(0).with_fields(vec![(b"id".to_vec(), b"j".to_vec())]);
+        assert!(!w.needed(&ready, t), "straight to the ready stream");
+        let defer = FailedEntry::new(
+            "1-1",
+            Failure::Defer {
+                delay: Duration::from_secs(1),
+                window: Duration::from_secs(60),
+            },
+            "x",
+        );
+        assert!(w.needed(&defer, t));
+        let again = FailedEntry::new("1-1", Failure::Again { next_attempt: 2 }, "x");
+        assert!(!w.needed(&again, t), "runs again in place");
     }
 }

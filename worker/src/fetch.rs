@@ -19,12 +19,6 @@
 //! consumer name left pending are claimed, which does count. A missing
 //! group (Redis restarted without its data) is recreated from `0`, so
 //! nothing is skipped. The loop records its progress for readiness.
-//!
-//! Retries with a backoff wait parked in the stream; when one is due (the
-//! failure batcher and the promoter say when, see
-//! [`QueueCtx::note_retry_due`]), the loop claims due retries into its free
-//! slots before it reads, and its BLOCK never outlasts the next due retry
-//! (a read already blocked is ended early for it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,23 +101,15 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
                 Instant::now() + q.cfg.reclaim_every
             };
         }
-        if q.retry_due_at().is_some_and(|at| at <= Instant::now()) {
-            claim_due(&q, &mut permits).await;
-        }
         if permits.is_empty() {
             continue;
         }
-        // Block no longer than until the next reclaim round or due retry
-        // (BLOCK 0 would mean forever, so at least 1 ms).
-        let now = Instant::now();
-        let mut until = next_reclaim;
-        if let Some(at) = q.retry_due_at() {
-            until = until.min(at);
-        }
+        // Block no longer than until the next reclaim round (BLOCK 0 would
+        // mean forever, so at least 1 ms).
         let block = q
             .cfg
             .block
-            .min(until.saturating_duration_since(now))
+            .min(next_reclaim.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
         let r = match reader.as_mut() {
             Some(r) => r,
@@ -259,13 +245,8 @@ async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> Re
         .queue
         .read(&mut r.conn, &q.consumer, count, block, &ReadFrom::New);
     tokio::pin!(read);
-    let ends = Instant::now() + block;
     let deadline = tokio::time::sleep(block + READ_MARGIN);
     tokio::pin!(deadline);
-    // A parked retry noted as due before the read ends: end it then.
-    let retry = tokio::time::sleep_until(ends);
-    tokio::pin!(retry);
-    let mut retry_armed = false;
     // None: not interrupted; Some(true): keep asking the server to unblock.
     let mut unblock: Option<bool> = None;
     loop {
@@ -280,13 +261,6 @@ async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> Re
             () = &mut deadline => return ReadEnd::Stalled,
             () = q.stop.cancelled(), if unblock.is_none() => unblock = Some(true),
             () = q.interrupt.notified(), if unblock.is_none() => unblock = Some(true),
-            () = q.retry_wake.notified(), if unblock.is_none() => {
-                if let Some(at) = q.retry_due_at().filter(|&at| at < ends) {
-                    retry.as_mut().reset(at);
-                    retry_armed = true;
-                }
-            }
-            () = &mut retry, if retry_armed && unblock.is_none() => unblock = Some(true),
             () = tokio::time::sleep(UNBLOCK_RETRY), if unblock == Some(true) => {}
         }
         if unblock == Some(true) {
@@ -416,41 +390,6 @@ async fn own_sweep(
         );
     }
     true
-}
-
-/// Claims parked retries that are due into the reserved slots and starts
-/// them; learns when the next one is due. On a Redis error it looks again
-/// a second later.
-async fn claim_due(q: &Arc<QueueCtx>, permits: &mut Vec<OwnedSemaphorePermit>) {
-    if permits.is_empty() {
-        return;
-    }
-    // Notes that arrive while the script runs are kept: the earliest wins.
-    q.take_retry_due();
-    let mut conn = q.conn();
-    let asked = permits.len();
-    let due = match q.queue.due_retries(&mut conn, &q.consumer, asked).await {
-        Ok(due) => due,
-        Err(e) => {
-            metrics::redis_error(q.queue.name(), "due_retries");
-            warn!(queue = q.queue.name(), error = %e, "cannot claim due retries");
-            q.note_retry_due(Instant::now() + Duration::from_secs(1));
-            return;
-        }
-    };
-    let full = due.claimed.len() >= asked;
-    for d in due.claimed {
-        let Some(permit) = permits.pop() else { break };
-        if let Err(permit) = run::start(q, d, permit) {
-            permits.push(permit);
-        }
-    }
-    match due.next_due_in {
-        // More may be due than there were slots: look again at once.
-        _ if full => q.note_retry_due(Instant::now()),
-        Some(wait) => q.note_retry_due(Instant::now() + wait),
-        None => {}
-    }
 }
 
 /// Waits for at least one free slot and takes every free slot, up to the

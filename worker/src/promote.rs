@@ -1,9 +1,7 @@
-//! The promoter: moves due delayed jobs (scheduled, deferred) to the ready
-//! stream. It sleeps until the next job is due (at most `promote_every`),
-//! and wakes at once when this worker defers one. Any number of workers may
-//! run it: the script is atomic. It also tells the fetch loop when the next
-//! parked retry is due, so that retries parked by other workers are claimed
-//! back here too (within `promote_every` of being parked).
+//! The promoter: moves due delayed jobs and retries to the ready stream. It
+//! sleeps until the next job is due (at most `promote_every`), and wakes at
+//! once when this worker schedules a retry. Any number of workers may run
+//! it: the script is atomic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,9 +43,6 @@ pub(crate) async fn promote_loop(q: Arc<QueueCtx>) {
                 if p.moved > 0 {
                     metrics::promoted(q.queue.name(), p.moved);
                     debug!(queue = q.queue.name(), moved = p.moved, "promoted due jobs");
-                }
-                if let Some(in_) = p.next_retry_in {
-                    q.note_retry_due(tokio::time::Instant::now() + in_);
                 }
                 wait = if (p.moved + p.dead) as usize >= PROMOTE_BATCH {
                     Duration::ZERO

@@ -36,6 +36,27 @@ const CANCEL_WAIT: Duration = Duration::from_secs(1);
 /// First backoff of an entry no handler here can run yet; it doubles at
 /// each deferral (up to 64 times).
 const DEFER_FIRST: Duration = Duration::from_secs(1);
+/// True for the fields `Envelope::decode` reads (see
+/// `core/src/envelope.rs`); an entry's other fields are kept aside for its
+/// retry. A `match` (length first), as it runs for every field of every job.
+fn is_envelope_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"v" | b"id"
+            | b"name"
+            | b"payload"
+            | b"attempt"
+            | b"max_attempts"
+            | b"enqueued_at"
+            | b"trace"
+            | b"unique"
+            | b"error"
+    )
+}
+
+/// Fields of an entry as read: name, value.
+type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// How an attempt ended.
 enum Outcome {
     Success,
@@ -83,6 +104,14 @@ async fn run_delivery(
         let _ = q.acks.send(entry_id);
         return;
     };
+    // A retry is written from the decoded envelope plus the fields it does
+    // not know (kept here: nothing is allocated when there are none), so
+    // the retry script need not read the entry again.
+    let extras: RawFields = fields
+        .iter()
+        .filter(|(k, _)| !is_envelope_field(k))
+        .cloned()
+        .collect();
     let env = match Envelope::decode(fields) {
         Ok(env) => env,
         Err(e @ DecodeError::Version { .. }) if is_newer(&e) => {
@@ -129,18 +158,19 @@ async fn run_delivery(
         #[cfg(feature = "otel")]
         crate::otel::set_remote_parent(&span, &parent);
     }
-    run_envelope(&q, handler, env, entry_id, token)
+    run_envelope(&q, handler, env, extras, entry_id, token)
         .instrument(span)
         .await;
 }
 
 /// Runs the attempts of one entry here: the first, and those of retries
-/// with no backoff (the entry stays pending for this worker, its attempt
-/// recorded in Redis first); then writes the outcome.
+/// with no backoff (run again at once, the entry still pending for this
+/// worker, once their attempt record is written); then writes the outcome.
 async fn run_envelope(
     q: &QueueCtx,
     handler: &Handler,
     mut env: Envelope,
+    mut extras: RawFields,
     entry_id: String,
     token: CancellationToken,
 ) {
@@ -149,8 +179,8 @@ async fn run_envelope(
     let m = q.metrics.job(&env.name);
     loop {
         // The id and the trace are cloned: the warnings below name the id
-        // after the context has gone to the handler (jobs without a trace
-        // allocate nothing for it).
+        // after the context has gone to the handler, and a retry carries
+        // the trace on (jobs without a trace allocate nothing for it).
         let mut ctx = JobContext::new(
             env.id.clone(),
             entry_id.clone(),
@@ -213,11 +243,23 @@ async fn run_envelope(
         };
         m.finished_in(metric, elapsed);
         let message = err.message().to_owned();
-        let written = record_failure(
-            q,
-            FailedEntry::new(entry_id.as_str(), failure, message.as_str()),
-        )
-        .await;
+        let mut failed = FailedEntry::new(entry_id.as_str(), failure, message.as_str());
+        if matches!(failure, Failure::Retry { .. }) {
+            // The next attempt is written from what was read: the
+            // envelope (with its `v`) and the fields it does not know.
+            let mut fields: RawFields = env
+                .fields()
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+                .collect();
+            // A parked retry ends this task: the fields it does not know
+            // go with it (nothing is cloned).
+            fields.append(&mut extras);
+            failed = failed.with_fields(fields);
+        }
+        // The failure batcher wakes the promoter when a retry is due
+        // before it would look anyway.
+        let written = record_failure(q, failed).await;
         match (failure, written) {
             (Failure::Again { next_attempt }, Some(FailOutcome::Retried)) => {
                 // Recorded: run the next attempt here and now.
@@ -233,14 +275,10 @@ async fn run_envelope(
 /// stream, so another worker runs it now (else it is reclaimed).
 async fn hand_back(q: &QueueCtx, entry_id: &str) {
     let mut conn = q.conn();
+    let ids = [entry_id.to_owned()];
     match q
         .queue
-        .release(
-            &mut conn,
-            &q.consumer,
-            std::slice::from_ref(&entry_id.to_owned()),
-            q.cfg.dead_retention,
-        )
+        .release(&mut conn, &q.consumer, &ids, q.cfg.dead_retention)
         .await
     {
         Ok(n) => debug!(handed_back = n, "cancelled by shutdown, handed back"),
@@ -353,7 +391,7 @@ fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler)
         _ => handler.retry.delay(attempt),
     };
     if delay.is_zero() {
-        // No backoff: run it again here, without parking it.
+        // No backoff: run it again here, without copying the entry.
         Failure::Again { next_attempt }
     } else {
         Failure::Retry {
@@ -367,8 +405,9 @@ fn next_step(err: &JobError, attempt: u32, max_attempts: u32, handler: &Handler)
 /// batcher (`fail.rs`, which retries the write a few times) and waits for
 /// it; if it cannot be written the entry stays pending and is reclaimed
 /// after its lease, so nothing is lost. Returns what was written (`None`:
-/// nothing could be). The entry leaves the in-flight map, except after a
-/// [`Failure::Again`] that was written: it runs again here.
+/// nothing could be).
+/// The entry leaves the in-flight map, except after a [`Failure::Again`]
+/// that was written: it runs again here.
 pub(crate) async fn record_failure(q: &QueueCtx, failed: FailedEntry) -> Option<FailOutcome> {
     let entry_id = failed.entry_id.clone();
     let again = matches!(failed.failure, Failure::Again { .. });

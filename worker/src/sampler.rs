@@ -7,8 +7,8 @@
 //! which is what the "no consumers" alert needs. Per queue, three round
 //! trips: the server's `TIME` and whether the stream exists; `XINFO
 //! GROUPS` (the group's pending count and last-delivered id) with `XLEN`,
-//! the delayed set's size and due count, the dead-letter stream's length,
-//! the live consumers and the parked retries' count and due count; then the first entry after the last-delivered
+//! the delayed set's size and due count, the dead-letter stream's length
+//! and the live consumers; then the first entry after the last-delivered
 //! id, whose id is the time it became ready. All of it works on Redis 7.0:
 //! no `lag` (unknown on a stream with deleted entries, and ours deletes
 //! every acked entry).
@@ -126,20 +126,15 @@ pub(crate) async fn sample(
     let now_ms = secs * 1000 + micros / 1000;
     let live_since = now_ms.saturating_sub(LIVE_WITHIN.as_millis() as u64);
     // XINFO GROUPS fails on a missing key: ask only when the stream exists.
-    type Counts = (u64, u64, u64, u64, u64, u64, u64);
-    let (groups, (len, delayed, delayed_due, dead, consumers, parked, parked_due)): (
+    let (groups, (len, delayed, delayed_due, dead, consumers)): (
         Option<StreamInfoGroupsReply>,
-        Counts,
+        (u64, u64, u64, u64, u64),
     ) = if exists {
         let mut p = redis::pipe();
         p.cmd("XINFO").arg("GROUPS").arg(&k.stream);
         add_counts(&mut p, k, now_ms, live_since);
-        let (groups, len, delayed, due, dead, consumers, parked, parked_due) =
-            p.query_async(conn).await?;
-        (
-            Some(groups),
-            (len, delayed, due, dead, consumers, parked, parked_due),
-        )
+        let (groups, len, delayed, due, dead, consumers) = p.query_async(conn).await?;
+        (Some(groups), (len, delayed, due, dead, consumers))
     } else {
         let mut p = redis::pipe();
         add_counts(&mut p, k, now_ms, live_since);
@@ -151,11 +146,8 @@ pub(crate) async fn sample(
     // Acked entries are deleted, so the stream holds exactly the ready and
     // the pending entries (saturating: an entry deleted while pending stays
     // in the PEL). Without a group nothing was delivered: all is ready.
-    // Parked retries are pending in the group but wait like delayed jobs:
-    // they count as delayed, not in flight.
-    let in_group = group.map_or(0, |g| g.pending as u64);
-    let ready = len.saturating_sub(in_group);
-    let pending = in_group.saturating_sub(parked);
+    let pending = group.map_or(0, |g| g.pending as u64);
+    let ready = len.saturating_sub(pending);
     let after = group.map_or_else(|| "-".to_owned(), |g| format!("({}", g.last_delivered_id));
     let oldest_ready_age_ms = if ready == 0 {
         0
@@ -176,8 +168,8 @@ pub(crate) async fn sample(
     Ok(QueueSample {
         ready,
         pending,
-        delayed: delayed + parked,
-        delayed_due: delayed_due + parked_due,
+        delayed,
+        delayed_due,
         dead,
         consumers,
         oldest_ready_age_ms,
@@ -186,8 +178,8 @@ pub(crate) async fn sample(
     })
 }
 
-/// Appends the seven counts of a sample to `p`: stream length, delayed,
-/// delayed and due, dead, live consumers, parked retries, parked and due.
+/// Appends the five counts of a sample to `p`: stream length, delayed,
+/// delayed and due, dead, live consumers.
 fn add_counts(p: &mut redis::Pipeline, k: &Keys, now_ms: u64, live_since: u64) {
     p.cmd("XLEN")
         .arg(&k.stream)
@@ -202,13 +194,7 @@ fn add_counts(p: &mut redis::Pipeline, k: &Keys, now_ms: u64, live_since: u64) {
         .cmd("ZCOUNT")
         .arg(&k.workers)
         .arg(live_since)
-        .arg("+inf")
-        .cmd("ZCARD")
-        .arg(&k.retrying)
-        .cmd("ZCOUNT")
-        .arg(&k.retrying)
-        .arg("-inf")
-        .arg(now_ms);
+        .arg("+inf");
 }
 
 /// The milliseconds part of a stream entry id (`<ms>-<seq>`).

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use millrace_core::Queue;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore, mpsc};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,13 +15,6 @@ use crate::fail::FailRequest;
 use crate::health::Progress;
 use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
-
-/// Locks `m`. A panic while holding these locks cannot leave their value
-/// invalid (each operation is a single insert, remove or store), so a
-/// poisoned lock is reused.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Entries this consumer owns whose outcome is not yet written, with the
 /// cancellation token of the attempt running them.
@@ -53,12 +45,6 @@ pub(crate) struct QueueCtx {
     pub promote_now: Notify,
     /// Interrupts the fetch loop's blocked read (the queue was paused).
     pub interrupt: Notify,
-    /// When the earliest parked retry the fetch loop knows of is due
-    /// (`None`: none known). Lowered by the failure batcher and the
-    /// promoter ([`QueueCtx::note_retry_due`]), taken by the fetch loop.
-    retry_at: Mutex<Option<Instant>>,
-    /// Tells the fetch loop's read that a parked retry is now due earlier.
-    pub retry_wake: Notify,
     /// The fetch loop's progress, for readiness and its gauge.
     pub progress: Arc<Progress>,
     /// Tracks job tasks, so shutdown can wait for them.
@@ -101,8 +87,6 @@ impl QueueCtx {
             hard,
             promote_now: Notify::new(),
             interrupt: Notify::new(),
-            retry_at: Mutex::new(None),
-            retry_wake: Notify::new(),
             jobs: TaskTracker::new(),
             metrics,
         }
@@ -111,7 +95,11 @@ impl QueueCtx {
     /// The in-flight map. The lock is held for map operations only, never
     /// across an await.
     pub fn inflight(&self) -> MutexGuard<'_, InFlight> {
-        lock(&self.inflight)
+        // A panic while holding this lock cannot leave the map invalid (each
+        // operation is a single insert/remove), so a poisoned lock is reused.
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks `entry_id` in flight and returns the token of its attempt, or
@@ -126,29 +114,6 @@ impl QueueCtx {
         let token = self.hard.child_token();
         inflight.insert(entry_id.to_owned(), token.clone());
         Some(token)
-    }
-
-    /// Notes that a parked retry is due at `at`; wakes the fetch loop's
-    /// read when that is earlier than any the loop knew of.
-    pub fn note_retry_due(&self, at: Instant) {
-        let mut known = lock(&self.retry_at);
-        if known.is_none_or(|k| at < k) {
-            *known = Some(at);
-            drop(known);
-            self.retry_wake.notify_one();
-        }
-    }
-
-    /// When the earliest known parked retry is due.
-    pub fn retry_due_at(&self) -> Option<Instant> {
-        *lock(&self.retry_at)
-    }
-
-    /// Takes the earliest known due time (the fetch loop, about to claim
-    /// due retries: what it learns replaces it, and notes that arrive
-    /// meanwhile are kept).
-    pub fn take_retry_due(&self) -> Option<Instant> {
-        lock(&self.retry_at).take()
     }
 
     /// A clone of the shared command connection (cheap: it is multiplexed).

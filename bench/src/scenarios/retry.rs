@@ -1,8 +1,9 @@
 //! Retry path: N jobs that fail once and then succeed, so every job goes
 //! through fail.lua once. Three backoffs: zero (`retry`: the worker runs
-//! the next attempt at once, the entry still pending for it), 1 ms and
-//! 10 ms (`retry_1ms`, `retry_10ms`: the entry is parked in the stream and
-//! claimed back by due.lua). Timed like the process scenario.
+//! the next attempt at once, the entry still pending for it, only its
+//! attempt record written), 1 ms and 10 ms (`retry_1ms`, `retry_10ms`:
+//! through the delayed set and promote.lua). Timed like the process
+//! scenario.
 
 use std::time::Duration;
 

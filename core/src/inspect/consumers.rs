@@ -8,7 +8,7 @@ use redis::aio::ConnectionLike;
 
 use super::{is_missing_key, server_now_ms, to_map};
 use crate::error::QueueError;
-use crate::queue::{PARKED_CONSUMER, Queue, duration_ms};
+use crate::queue::{Queue, duration_ms};
 
 /// A consumer of the queue's group, joined with its heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +66,6 @@ pub async fn consumers<C: ConnectionLike + Send>(
         let Some(name) = map.get("name").cloned() else {
             continue;
         };
-        if name == PARKED_CONSUMER {
-            // Holds parked retries; not a worker.
-            continue;
-        }
         let num = |k: &str| map.get(k).and_then(|v| v.parse::<u64>().ok());
         let beat = beats.remove(&name);
         out.push(ConsumerInfo {

@@ -2,7 +2,6 @@
 
 use redis::aio::ConnectionLike;
 
-use super::parked::{parked_due, parked_page, parked_total, with_tries};
 use crate::error::QueueError;
 use crate::queue::Queue;
 
@@ -16,34 +15,9 @@ pub struct DelayedJob {
     pub due_ms: u64,
     /// Its stored fields; `None` when the envelope is missing.
     pub fields: Option<Vec<(String, String)>>,
-    /// For a retry parked in the stream: its entry id, which is what
-    /// [`crate::admin::run_now`] takes for it. `None` for a job stored in
-    /// the delayed set (scheduled, or deferred).
-    pub entry: Option<String>,
 }
 
 impl DelayedJob {
-    /// A retry parked in the stream at `entry`, due at `due_ms`.
-    pub(super) fn parked(
-        id: String,
-        entry: String,
-        due_ms: u64,
-        fields: Option<Vec<(String, String)>>,
-    ) -> Self {
-        Self {
-            id,
-            due_ms,
-            fields,
-            entry: Some(entry),
-        }
-    }
-
-    /// What [`crate::admin::run_now`] takes to make this job run now: the
-    /// entry id of a parked retry, else the job id.
-    pub fn run_now_id(&self) -> &str {
-        self.entry.as_deref().unwrap_or(&self.id)
-    }
-
     /// The value of field `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields.as_ref().and_then(|f| {
@@ -79,29 +53,8 @@ pub(super) fn parse_stored(json: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One page of delayed jobs starting at index `offset`: the delayed set
-/// by due time, then the parked retries by due time.
+/// One page of delayed jobs, by due time, starting at index `offset`.
 pub async fn delayed_page<C: ConnectionLike + Send>(
-    conn: &mut C,
-    queue: &Queue,
-    offset: usize,
-    count: usize,
-) -> Result<Vec<DelayedJob>, QueueError> {
-    let stored = usize::try_from(stored_count(conn, queue).await?).unwrap_or(usize::MAX);
-    let mut out = if offset < stored {
-        stored_page(conn, queue, offset, count).await?
-    } else {
-        Vec::new()
-    };
-    if out.len() < count {
-        let from = offset.saturating_sub(stored);
-        out.extend(parked_page(conn, queue, from, count - out.len()).await?);
-    }
-    Ok(out)
-}
-
-/// One page of the delayed set, by due time, starting at index `offset`.
-async fn stored_page<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
     offset: usize,
@@ -133,21 +86,12 @@ async fn stored_page<C: ConnectionLike + Send>(
             id,
             due_ms: due as u64,
             fields: env.map(|e| parse_stored(&e)),
-            entry: None,
         })
         .collect())
 }
 
-/// Number of delayed jobs: in the delayed set, and parked retries.
-pub async fn delayed_count<C: ConnectionLike + Send>(
-    conn: &mut C,
-    queue: &Queue,
-) -> Result<u64, QueueError> {
-    Ok(stored_count(conn, queue).await? + parked_total(conn, queue).await?)
-}
-
 /// Number of jobs in the delayed set.
-async fn stored_count<C: ConnectionLike + Send>(
+pub async fn delayed_count<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<u64, QueueError> {
@@ -158,32 +102,12 @@ async fn stored_count<C: ConnectionLike + Send>(
         .map_err(QueueError::redis("zcard"))
 }
 
-/// One delayed job by id: a job id in the delayed set, or the entry id of
-/// a parked retry.
+/// One delayed job by id.
 pub async fn delayed_job<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
     id: &str,
 ) -> Result<Option<DelayedJob>, QueueError> {
-    if super::is_entry_id(id)
-        && let Some(due) = parked_due(conn, queue, id).await?
-    {
-        let mut e = super::entry(conn, &queue.keys().stream, id).await?;
-        if let Some(e) = e.as_mut() {
-            with_tries(conn, queue, std::slice::from_mut(e)).await?;
-        }
-        let job = e
-            .as_ref()
-            .and_then(|e| e.get("id"))
-            .unwrap_or(id)
-            .to_owned();
-        return Ok(Some(DelayedJob::parked(
-            job,
-            id.to_owned(),
-            due,
-            e.map(|e| e.fields),
-        )));
-    }
     let k = queue.keys();
     let (env, due): (Option<String>, Option<f64>) = redis::pipe()
         .cmd("HGET")
@@ -199,7 +123,6 @@ pub async fn delayed_job<C: ConnectionLike + Send>(
         id: id.to_owned(),
         due_ms: due as u64,
         fields: env.map(|e| parse_stored(&e)),
-        entry: None,
     }))
 }
 

@@ -3,10 +3,10 @@
 use redis::aio::ConnectionLike;
 
 use super::delayed::{DelayedJob, delayed_job};
-use super::parked::{parked_due, with_tries};
+use super::tries::with_tries;
 use super::{PAGE, RawEntry, entry, is_entry_id, is_missing_key, range};
 use crate::error::QueueError;
-use crate::queue::{PARKED_CONSUMER, Queue};
+use crate::queue::Queue;
 
 /// Where a job was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,7 @@ pub enum Location {
         /// Its consumer.
         consumer: String,
     },
-    /// Waiting: in the delayed set (scheduled, deferred), or a retry parked
-    /// in the stream until its backoff has passed.
+    /// In the delayed set (scheduled or retrying).
     Delayed(DelayedJob),
     /// In the dead-letter stream.
     Dead(RawEntry),
@@ -125,15 +124,10 @@ async fn locate_stream_entry<C: ConnectionLike + Send>(
 ) -> Result<Location, QueueError> {
     let pending = pending_info(conn, queue, &e.id).await?;
     if pending.is_some() {
+        // Retried in place: its attempt record, not its first fields.
         with_tries(conn, queue, std::slice::from_mut(&mut e)).await?;
     }
     Ok(match pending {
-        Some((consumer, ..)) if consumer == PARKED_CONSUMER => {
-            // A retry waiting for its backoff.
-            let due = parked_due(conn, queue, &e.id).await?.unwrap_or(0);
-            let id = e.get("id").unwrap_or(&e.id).to_owned();
-            Location::Delayed(DelayedJob::parked(id, e.id, due, Some(e.fields)))
-        }
         Some((consumer, idle_ms, deliveries)) => Location::InFlight {
             entry: e,
             consumer,

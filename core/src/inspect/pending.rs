@@ -5,11 +5,11 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::ConnectionLike;
 
-use super::parked::with_tries;
 use super::stats::group_info;
+use super::tries::with_tries;
 use super::{PAGE, RawEntry, is_missing_key, parse_range};
 use crate::error::QueueError;
-use crate::queue::{PARKED_CONSUMER, Queue, duration_ms};
+use crate::queue::{Queue, duration_ms};
 
 /// One pending (in-flight) entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,39 +96,24 @@ pub async fn pending_page<C: ConnectionLike + Send>(
     count: usize,
 ) -> Result<Vec<PendingEntry>, QueueError> {
     let k = queue.keys();
-    // Parked retries wait for a backoff (they are listed as retrying, not
-    // here): without a consumer filter, the page is read consumer by
-    // consumer, the parking consumer left out, and merged by entry id, so
-    // a million parked retries never crowd a page out.
-    let consumers = match &filter.consumer {
-        Some(c) if c == PARKED_CONSUMER => return Ok(Vec::new()),
-        Some(c) => vec![c.clone()],
-        None => match pending_consumers(conn, queue).await? {
-            Some(list) => list,
-            None => return Ok(Vec::new()),
-        },
-    };
-    let mut rows: Vec<(String, String, u64, u64)> = Vec::new();
-    for c in consumers {
-        let mut cmd = redis::cmd("XPENDING");
-        cmd.arg(&k.stream)
-            .arg(queue.group())
-            .arg("IDLE")
-            .arg(duration_ms(filter.min_idle))
-            .arg(cursor)
-            .arg("+")
-            .arg(count.max(1))
-            .arg(c);
-        let got: Result<Vec<(String, String, u64, u64)>, redis::RedisError> =
-            cmd.query_async(conn).await;
-        match got {
-            Ok(r) => rows.extend(r),
-            Err(e) if is_missing_key(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(QueueError::redis("xpending")(e)),
-        }
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(&k.stream)
+        .arg(queue.group())
+        .arg("IDLE")
+        .arg(duration_ms(filter.min_idle))
+        .arg(cursor)
+        .arg("+")
+        .arg(count.max(1));
+    if let Some(c) = &filter.consumer {
+        cmd.arg(c);
     }
-    rows.sort_by_key(|r| id_order(&r.0));
-    rows.truncate(count.max(1));
+    let rows: Result<Vec<(String, String, u64, u64)>, redis::RedisError> =
+        cmd.query_async(conn).await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) if is_missing_key(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(QueueError::redis("xpending")(e)),
+    };
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -140,6 +125,7 @@ pub async fn pending_page<C: ConnectionLike + Send>(
         .query_async(conn)
         .await
         .map_err(QueueError::redis("xrange"))?;
+    // Entries retried in place show their attempt record.
     let mut parsed: Vec<Option<RawEntry>> =
         entries.into_iter().map(|e| parse_range(e).pop()).collect();
     let mut found: Vec<RawEntry> = parsed.iter_mut().filter_map(Option::take).collect();
@@ -157,60 +143,10 @@ pub async fn pending_page<C: ConnectionLike + Send>(
         .collect())
 }
 
-/// Total pending entries of the queue's group, parked retries left out
-/// (0 when it has no group).
+/// Total pending entries of the queue's group (0 when it has no group).
 pub async fn pending_count<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<u64, QueueError> {
-    Ok(group_info(conn, queue)
-        .await?
-        .map_or(0, |g| g.pending.saturating_sub(g.parked)))
-}
-
-/// The consumers with pending entries (XPENDING's summary), the parking
-/// consumer left out; `None` when the stream or group is missing.
-async fn pending_consumers<C: ConnectionLike + Send>(
-    conn: &mut C,
-    queue: &Queue,
-) -> Result<Option<Vec<String>>, QueueError> {
-    let reply: Result<Value, redis::RedisError> = redis::cmd("XPENDING")
-        .arg(&queue.keys().stream)
-        .arg(queue.group())
-        .query_async(conn)
-        .await;
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if is_missing_key(&e) => return Ok(None),
-        Err(e) => return Err(QueueError::redis("xpending")(e)),
-    };
-    let Value::Array(mut parts) = reply else {
-        return Ok(Some(Vec::new()));
-    };
-    let Some(Value::Array(list)) = parts.pop() else {
-        return Ok(Some(Vec::new()));
-    };
-    let mut out = Vec::with_capacity(list.len());
-    for c in list {
-        let Value::Array(mut pair) = c else { continue };
-        pair.truncate(1);
-        let name = match pair.pop() {
-            Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-            Some(Value::SimpleString(s)) => s,
-            _ => continue,
-        };
-        if name != PARKED_CONSUMER {
-            out.push(name);
-        }
-    }
-    Ok(Some(out))
-}
-
-/// A stream entry id (`ms-seq`) as numbers, for ordering.
-fn id_order(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (
-        ms.parse().unwrap_or(u64::MAX),
-        seq.parse().unwrap_or(u64::MAX),
-    )
+    Ok(group_info(conn, queue).await?.map_or(0, |g| g.pending))
 }

@@ -8,7 +8,7 @@ use redis::aio::ConnectionLike;
 use super::delayed::{is_retry_fields, parse_stored};
 use super::{PAGE, first_entry, is_missing_key, server_now_ms, to_map};
 use crate::error::QueueError;
-use crate::queue::{PARKED_CONSUMER, Queue};
+use crate::queue::Queue;
 
 /// The delayed set is split into scheduled and retrying jobs only up to
 /// this many entries (it takes a scan of the jobs hash); above it
@@ -23,24 +23,21 @@ pub struct QueueStats {
     pub name: String,
     /// Entries waiting for a worker (in the stream, not yet delivered).
     pub ready: u64,
-    /// Entries delivered and not yet acknowledged (the group's PEL, parked
-    /// retries left out).
+    /// Entries delivered and not yet acknowledged (the group's PEL).
     pub in_flight: u64,
     /// Jobs scheduled for later that never failed.
     pub scheduled: u64,
-    /// Jobs waiting for their next attempt after a failure (parked in the
-    /// stream, or deferred in the delayed set); `None` when the
+    /// Jobs waiting for their next attempt after a failure; `None` when the
     /// delayed set is larger than [`RETRYING_SCAN_LIMIT`] (then
     /// `scheduled` holds the whole delayed count).
     pub retrying: Option<u64>,
     /// Entries in the dead-letter stream.
     pub dead: u64,
-    /// Consumers in the group (the parking consumer left out).
+    /// Consumers in the group.
     pub consumers: u64,
     /// How long the oldest ready entry has waited for a worker, in ms.
     pub lag_ms: Option<u64>,
-    /// Age of the oldest unfinished job in the stream (ready, in flight or
-    /// parked for a retry),
+    /// Age of the oldest unfinished job in the stream (ready or in flight),
     /// by its enqueue time (or its entry's time when it has none), in ms.
     pub oldest_ms: Option<u64>,
     /// Whether the queue is paused.
@@ -79,14 +76,11 @@ pub async fn stats<C: ConnectionLike + Send>(
         .await
         .map_err(QueueError::redis("stats"))?;
     let group = group_info(conn, queue).await?;
-    let (pending, parked, consumers, last_delivered) = match &group {
-        Some(g) => (g.pending, g.parked, g.consumers, g.last_delivered.clone()),
-        None => (0, 0, 0, "0-0".to_owned()),
+    let (in_flight, consumers, last_delivered) = match &group {
+        Some(g) => (g.pending, g.consumers, g.last_delivered.clone()),
+        None => (0, 0, "0-0".to_owned()),
     };
-    // Acked entries are deleted: the stream holds the ready entries and the
-    // pending ones, parked retries included.
-    let ready = xlen.saturating_sub(pending);
-    let in_flight = pending.saturating_sub(parked);
+    let ready = xlen.saturating_sub(in_flight);
     let lag_ms = if ready > 0 {
         first_entry(conn, &k.stream, &format!("({last_delivered}"))
             .await?
@@ -101,9 +95,7 @@ pub async fn stats<C: ConnectionLike + Send>(
             .unwrap_or_else(|| e.added_ms());
         now.saturating_sub(t)
     });
-    // Parked retries, plus deferred entries (and retries stored by earlier
-    // versions) in the delayed set.
-    let stored_retries = if delayed <= RETRYING_SCAN_LIMIT {
+    let retrying = if delayed <= RETRYING_SCAN_LIMIT {
         Some(count_retrying(conn, &k.jobs).await?)
     } else {
         None
@@ -113,8 +105,8 @@ pub async fn stats<C: ConnectionLike + Send>(
         name: queue.name().to_owned(),
         ready,
         in_flight,
-        scheduled: delayed.saturating_sub(stored_retries.unwrap_or(0)),
-        retrying: stored_retries.map(|n| n + parked),
+        scheduled: delayed.saturating_sub(retrying.unwrap_or(0)),
+        retrying,
         dead,
         consumers,
         lag_ms,
@@ -128,12 +120,8 @@ pub async fn stats<C: ConnectionLike + Send>(
 }
 
 pub(super) struct GroupInfo {
-    /// Entries pending in the group, parked retries included.
     pub(super) pending: u64,
-    /// Consumers, the parking consumer left out.
     pub(super) consumers: u64,
-    /// Parked retries (pending for the parking consumer).
-    pub(super) parked: u64,
     pub(super) last_delivered: String,
 }
 
@@ -159,14 +147,9 @@ pub(super) async fn group_info<C: ConnectionLike + Send>(
             continue;
         }
         let num = |k: &str| map.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let consumers: u64 = num("consumers");
-        // The parking consumer is not a worker: leave it out of the count,
-        // and count its entries apart (they wait for a backoff, not running).
-        let (parked, exists) = parked_count(conn, queue).await?;
         return Ok(Some(GroupInfo {
             pending: num("pending"),
-            consumers: consumers.saturating_sub(u64::from(exists)),
-            parked,
+            consumers: num("consumers"),
             last_delivered: map
                 .get("last-delivered-id")
                 .cloned()
@@ -174,32 +157,6 @@ pub(super) async fn group_info<C: ConnectionLike + Send>(
         }));
     }
     Ok(None)
-}
-
-/// Entries pending for the parking consumer, and whether it exists.
-async fn parked_count<C: ConnectionLike + Send>(
-    conn: &mut C,
-    queue: &Queue,
-) -> Result<(u64, bool), QueueError> {
-    let reply: Result<Vec<Value>, redis::RedisError> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&queue.keys().stream)
-        .arg(queue.group())
-        .query_async(conn)
-        .await;
-    let infos = match reply {
-        Ok(v) => v,
-        Err(e) if is_missing_key(&e) => return Ok((0, false)),
-        Err(e) => return Err(QueueError::redis("xinfo consumers")(e)),
-    };
-    for info in infos {
-        let map = to_map(info);
-        if map.get("name").map(String::as_str) == Some(PARKED_CONSUMER) {
-            let pending = map.get("pending").and_then(|v| v.parse().ok());
-            return Ok((pending.unwrap_or(0), true));
-        }
-    }
-    Ok((0, false))
 }
 
 async fn count_retrying<C: ConnectionLike + Send>(

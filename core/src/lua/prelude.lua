@@ -133,14 +133,9 @@ local function promote_one(jobs, stream, dead, id, now, maxlen, maxage)
   return 0
 end
 
--- The pseudo-consumer that holds retries waiting for their backoff: a
--- retried entry stays in the stream, pending for it, until `due.lua`
--- claims it back for a worker (`queue::PARKED_CONSUMER` is the same name).
-local PARKED = '~retrying'
-
--- A retried entry's fields with its attempt record (`<attempt>:<error>`,
--- from the tries hash) applied: the stream entry itself keeps its first
--- attempt's fields, as entries never change.
+-- A retried-in-place entry's fields with its attempt record
+-- (`<attempt>:<error>`, from the tries hash) applied: the stream entry
+-- itself keeps its first attempt's fields, as entries never change.
 local function retried_fields(fields, t)
   if not t then return fields end
   local n, err = string.match(t, '^(%d+):(.*)$')
@@ -175,12 +170,3 @@ local function with_tries(tries, entries)
   return entries
 end
 
--- Stream entry ids compare as numbers (`ms-seq`), not as text.
-local function id_before(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if not am or not bm then return a < b end
-  am, bm = tonumber(am), tonumber(bm)
-  if am ~= bm then return am < bm end
-  return tonumber(as) < tonumber(bs)
-end

@@ -7,10 +7,9 @@
 -- and one ZREM; each is checked (decoded, counted, typed) before the first
 -- write.
 -- KEYS[1] delayed zset, KEYS[2] jobs hash, KEYS[3] stream, KEYS[4] dead stream,
--- KEYS[5] stats hash, KEYS[6] retrying zset (parked retries: only looked at)
+-- KEYS[5] stats hash
 -- ARGV[1] most jobs to move, ARGV[2] dead max entries, ARGV[3] dead max age ms
--- Returns {moved, ms until the next due job or -1 when none, dead-lettered,
--- ms until the next parked retry is due (0: due now) or -1 when none}.
+-- Returns {moved, ms until the next due job or -1 when none, dead-lettered}.
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, ARGV[1])
 local moved, buried = 0, 0
@@ -53,9 +52,7 @@ if #ids > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
 end
 if buried > 0 then redis.call('HINCRBY', KEYS[5], 'dead', buried) end
-local function next_in(key)
-  local nxt = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #nxt == 2 then return math.max(0, tonumber(nxt[2]) - now) end
-  return -1
-end
-return { moved, next_in(KEYS[1]), buried, next_in(KEYS[6]) }
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if #nxt == 2 then wait = math.max(0, tonumber(nxt[2]) - now) end
+return { moved, wait, buried }

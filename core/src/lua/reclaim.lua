@@ -1,40 +1,31 @@
 -- Take over entries whose lease expired (idle past the lease), and
 -- dead-letter those delivered max-deliveries times without an outcome.
--- The caller's own entries and parked retries (waiting for their backoff,
--- not running) are never taken: the pending entries are looked at per
--- consumer, so parked entries never crowd out expired ones.
+-- Entries retried in place carry their attempt record (applied here).
 -- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] stats hash, KEYS[4] tries hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count,
 -- ARGV[5] max deliveries, ARGV[6] dead max entries, ARGV[7] dead max age ms
 -- Returns {claimed entries as XCLAIM returns them (attempt records
 -- applied), number dead-lettered}.
 local stream, group = KEYS[1], ARGV[1]
-local left = tonumber(ARGV[4])
-local summary = redis.call('XPENDING', stream, group)
+local pending = redis.call('XPENDING', stream, group, 'IDLE', ARGV[3], '-', '+', ARGV[4])
 local claim, buried, gone = {}, 0, {}
-for _, c in ipairs(summary[4] or {}) do
-  local name = c[1]
-  if left <= 0 then break end
-  if name ~= ARGV[2] and name ~= PARKED then
-    local pending = redis.call('XPENDING', stream, group, 'IDLE', ARGV[3], '-', '+', int(left), name)
-    for _, p in ipairs(pending) do
-      local id, deliveries = p[1], tonumber(p[4])
-      if deliveries >= tonumber(ARGV[5]) then
-        local e = with_tries(KEYS[4], redis.call('XRANGE', stream, id, id))
-        if #e == 1 then
-          local err = 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries ' ..
-            ARGV[5] .. '): the job keeps crashing or stalling its worker'
-          bury(KEYS[2], e[1][2], err, id, now_ms(), ARGV[6], ARGV[7])
-          buried = buried + 1
-        end
-        redis.call('XACK', stream, group, id)
-        redis.call('XDEL', stream, id)
-        gone[#gone + 1] = id
-      else
-        claim[#claim + 1] = id
-      end
-      left = left - 1
+for _, p in ipairs(pending) do
+  local id, deliveries = p[1], tonumber(p[4])
+  if p[2] == ARGV[2] then
+    -- ours: found by the own-pending sweep, never by reclaim
+  elseif deliveries >= tonumber(ARGV[5]) then
+    local e = with_tries(KEYS[4], redis.call('XRANGE', stream, id, id))
+    if #e == 1 then
+      local err = 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries ' ..
+        ARGV[5] .. '): the job keeps crashing or stalling its worker'
+      bury(KEYS[2], e[1][2], err, id, now_ms(), ARGV[6], ARGV[7])
+      buried = buried + 1
     end
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    gone[#gone + 1] = id
+  else
+    claim[#claim + 1] = id
   end
 end
 if #gone > 0 then redis.call('HDEL', KEYS[4], unpack(gone)) end

@@ -4,9 +4,8 @@
 -- stream, then acknowledge and delete the old one. An entry whose lease a
 -- live worker renewed meanwhile is left alone. The attempt number is
 -- unchanged: the job did not fail. An entry with too many fields to re-add
--- is left alone (skipped): the worker that runs it dead-letters it, and so
--- is a parked retry (waiting for its backoff, not stuck: `run_now.lua`
--- makes it due). A retried entry's copy carries its attempt record.
+-- is left alone (skipped): the worker that runs it dead-letters it. A
+-- retried entry's copy carries its attempt record.
 -- KEYS[1] stream, KEYS[2] tries hash
 -- ARGV[1] group, ARGV[2] min idle ms, ARGV[3] consumer or '', ARGV[4..] entry ids
 -- Returns {requeued, dropped (pending but its entry deleted), skipped}.
@@ -15,7 +14,7 @@ local requeued, dropped, skipped = 0, 0, 0
 for i = 4, #ARGV do
   local id = ARGV[i]
   local p = redis.call('XPENDING', stream, group, 'IDLE', ARGV[2], id, id, 1)
-  local e = (#p == 1 and p[1][2] ~= PARKED and (ARGV[3] == '' or p[1][2] == ARGV[3]))
+  local e = (#p == 1 and (ARGV[3] == '' or p[1][2] == ARGV[3]))
     and with_tries(KEYS[2], redis.call('XRANGE', stream, id, id))
   if e and not (#e == 1 and bad_fields(e[1][2])) then
     redis.call('XACK', stream, group, id)

@@ -1,12 +1,13 @@
 //! Failed attempts: retry, defer or dead-letter, fenced, many per script
 //! call (`lua/fail.lua`).
 //!
-//! A retried entry is never copied: it stays in the stream and its attempt
-//! number and error go to the queue's tries hash. With no backoff the
-//! worker runs it again at once ([`Failure::Again`]: the entry stays
-//! pending for it); with a backoff it is parked ([`Failure::Retry`]:
-//! pending for [`super::PARKED_CONSUMER`], due in the retrying set) until a
-//! worker claims it back ([`Queue::due_retries`]).
+//! A retry whose caller brings the entry's fields (the worker read them) is
+//! written from those fields: the script does not read the entry again and
+//! does not encode it. With no backoff the next attempt goes straight back
+//! to the ready stream; otherwise it is stored as a JSON array of flat
+//! fields (the delayed envelope format), encoded here. A retry the caller
+//! runs again itself ([`Failure::Again`]) is not copied at all: only its
+//! attempt record is written.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 
 use super::{DeadRetention, Queue, duration_ms};
+use crate::envelope::MAX_FIELDS;
 use crate::error::QueueError;
 use crate::reply::protocol;
 use crate::scripts;
@@ -23,19 +25,24 @@ use crate::scripts;
 /// Lua's limit (~8,000 values).
 pub const FAIL_BATCH: usize = 256;
 
+/// Fields a retry never carries over from the failed entry: it gets a new
+/// `attempt` and `error`, and a deferral's bookkeeping ends with it.
+const NOT_CARRIED: [&[u8]; 4] = [b"attempt", b"error", b"deferred_since", b"deferrals"];
+
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Park the entry until `delay` has passed (server time), then any
-    /// worker runs attempt `next_attempt`.
+    /// Schedule attempt `next_attempt` after `delay`.
     Retry {
         /// Backoff before the next attempt.
         delay: Duration,
         /// The next attempt's number.
         next_attempt: u32,
     },
-    /// Record attempt `next_attempt` and keep the entry pending for the
-    /// caller, which runs it again at once (a retry with no backoff).
+    /// Run attempt `next_attempt` at once, in the caller (a retry with no
+    /// backoff): the entry stays pending for it, unacknowledged and not
+    /// copied; only its attempt record is written (the queue's tries hash,
+    /// applied wherever the entry is read again).
     Again {
         /// The next attempt's number.
         next_attempt: u32,
@@ -75,9 +82,12 @@ pub enum FailOutcome {
 pub struct FailReport {
     /// One outcome per failed attempt, in the order given.
     pub outcomes: Vec<FailOutcome>,
-    /// Entries to park that had been deleted from the stream while
-    /// pending (by hand: Millrace never deletes an entry it has not
-    /// acknowledged); they are also reported as [`FailOutcome::Gone`].
+    /// Entries given with their fields that had been deleted from the
+    /// stream while pending (by hand: Millrace never deletes an entry it
+    /// has not acknowledged). Their retries were written all the same: the
+    /// script does not read such entries, and tells only how many XDEL did
+    /// not find. Entries the script reads are reported as
+    /// [`FailOutcome::Gone`] instead.
     pub vanished: u64,
 }
 
@@ -91,44 +101,112 @@ pub struct FailedEntry {
     pub failure: Failure,
     /// The attempt's error.
     pub error: String,
+    /// The entry's fields as the caller read them. Used by a
+    /// [`Failure::Retry`]: the next attempt is built from them (all fields
+    /// kept but `attempt`, `error`, `deferred_since` and `deferrals`), so
+    /// the script need not read the entry again: it writes them as given
+    /// (stream entries never change, so the caller's copy is the entry),
+    /// after the same fence and field-count checks. `None`: the script
+    /// reads the entry (as it always does to dead-letter or defer).
+    pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl FailedEntry {
-    /// A failed attempt of `entry_id`.
+    /// A failed attempt of `entry_id`, whose fields the script reads.
     pub fn new(entry_id: impl Into<String>, failure: Failure, error: impl Into<String>) -> Self {
         Self {
             entry_id: entry_id.into(),
             failure,
             error: error.into(),
+            fields: None,
         }
+    }
+
+    /// The same, with the entry's fields as read (see [`FailedEntry::fields`]).
+    pub fn with_fields(mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        self.fields = Some(fields);
+        self
+    }
+
+    /// True when this is a retry that goes straight back to the ready
+    /// stream (no backoff, and the entry's fields given and short enough to
+    /// re-add); any other retry or deferral waits in the delayed set.
+    pub fn is_ready_at_once(&self) -> bool {
+        matches!(self.failure, Failure::Retry { delay, .. } if delay.is_zero())
+            && self.next_fields(b"").is_some()
     }
 
     /// Appends this record to a `fail.lua` call (see the script's header).
     fn write_record(&self, inv: &mut redis::ScriptInvocation<'_>) {
         inv.arg(&self.entry_id);
-        match self.failure {
-            Failure::Retry {
-                delay,
-                next_attempt,
-            } => {
-                inv.arg("park")
-                    .arg(duration_ms(delay))
-                    .arg(next_attempt)
-                    .arg(&self.error);
-            }
-            Failure::Again { next_attempt } => {
+        let attempt = match self.failure {
+            Failure::Retry { next_attempt, .. } => next_attempt.to_string(),
+            _ => String::new(),
+        };
+        match (self.failure, self.next_fields(attempt.as_bytes())) {
+            (Failure::Again { next_attempt }, _) => {
                 inv.arg("again").arg(next_attempt).arg(&self.error);
             }
-            Failure::Dead => {
+            (Failure::Retry { delay, .. }, Some((_, next))) if delay.is_zero() => {
+                inv.arg("now").arg(next.len());
+                for v in next {
+                    inv.arg(v);
+                }
+            }
+            (Failure::Retry { delay, .. }, Some((id, next))) => {
+                inv.arg("later")
+                    .arg(duration_ms(delay))
+                    .arg(id)
+                    .arg(json_array(&next));
+            }
+            (Failure::Retry { delay, .. }, None) => {
+                inv.arg("retry")
+                    .arg(duration_ms(delay))
+                    .arg(&self.error)
+                    .arg(&attempt);
+            }
+            (Failure::Dead, _) => {
                 inv.arg("dead").arg(&self.error);
             }
-            Failure::Defer { delay, window } => {
+            (Failure::Defer { delay, window }, _) => {
                 inv.arg("defer")
                     .arg(duration_ms(delay))
                     .arg(&self.error)
                     .arg(duration_ms(window));
             }
         }
+    }
+
+    /// For a retry with the entry's fields: the job id (the entry id when
+    /// the entry has none) and the next attempt's flat field list, whose
+    /// `attempt` is `attempt`. `None` when there is nothing to build from,
+    /// or when the list would be too long to re-add (the script then reads
+    /// the entry and dead-letters it with the reason).
+    fn next_fields<'a>(&'a self, attempt: &'a [u8]) -> Option<(&'a [u8], Vec<&'a [u8]>)> {
+        if !matches!(self.failure, Failure::Retry { .. }) {
+            return None;
+        }
+        let fields = self.fields.as_ref()?;
+        let kept = fields
+            .iter()
+            .filter(|(k, _)| !NOT_CARRIED.contains(&k.as_slice()));
+        if fields.len() > MAX_FIELDS || kept.clone().count() + 2 > MAX_FIELDS {
+            return None;
+        }
+        let id = fields
+            .iter()
+            .find(|(k, _)| k == b"id")
+            .map_or(self.entry_id.as_bytes(), |(_, v)| v.as_slice());
+        let mut next = Vec::with_capacity(2 * fields.len() + 4);
+        for (k, v) in kept {
+            next.push(k.as_slice());
+            next.push(v.as_slice());
+        }
+        next.push(b"attempt");
+        next.push(attempt);
+        next.push(b"error");
+        next.push(self.error.as_bytes());
+        Some((id, next))
     }
 }
 
@@ -142,12 +220,44 @@ fn stream_id(id: &str) -> (u64, u64) {
     }
 }
 
+/// A flat field list as a JSON array of strings, byte for byte: `"` and
+/// `\` escaped, control bytes as `\u00XX`, every other byte (UTF-8 or not)
+/// kept as it is, which is what `cjson.decode` in the scripts reads back.
+pub(crate) fn json_array(values: &[&[u8]]) -> Vec<u8> {
+    let len: usize = values.iter().map(|v| v.len() + 3).sum();
+    let mut out = Vec::with_capacity(len + 2);
+    out.push(b'[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        for &b in *v {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                0..=0x1f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+                _ => out.push(b),
+            }
+        }
+        out.push(b'"');
+    }
+    out.push(b']');
+    out
+}
+
 impl Queue {
     /// Records a failed attempt: schedules the next one, defers it, or
     /// dead-letters the job, with `error`. Fenced: refused when `consumer`
     /// no longer owns the entry. An entry with too many fields to copy is
-    /// dead-lettered instead of deferred, with the reason.
-    /// [`Queue::fail_many`] takes many at once.
+    /// dead-lettered whatever was asked, with the reason. The script reads
+    /// the entry itself; [`Queue::fail_many`] takes many at once and can
+    /// be given the fields.
     pub async fn fail<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -168,7 +278,9 @@ impl Queue {
     /// [`FAIL_BATCH`] records, and returns one outcome per record, in
     /// order (see [`FailReport`]). Each record is fenced on its own (a lost lease refuses that
     /// record only), and each call checks all its records before its first
-    /// write. Retries (parked or again) count in the `retried` counter.
+    /// write. A retry with the entry's fields and no backoff goes straight
+    /// back to the ready stream (the `retried` counter counts it as any
+    /// other retry); with a backoff it waits in the delayed set.
     pub async fn fail_many<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -191,7 +303,6 @@ impl Queue {
                 .key(&self.keys.dead)
                 .key(&self.keys.stats)
                 .key(&self.keys.tries)
-                .key(&self.keys.retrying)
                 .arg(&self.group)
                 .arg(consumer)
                 .arg(retention.max_len)
@@ -234,10 +345,77 @@ impl Queue {
 mod tests {
     use super::*;
 
+    fn raw(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
     #[test]
     fn stream_ids_order_by_number_not_text() {
         assert!(stream_id("9-1") < stream_id("10-0"));
         assert!(stream_id("10-2") < stream_id("10-10"));
         assert!(stream_id("10-10") < stream_id("x"));
+    }
+
+    #[test]
+    fn json_array_escapes_quotes_backslashes_and_control_bytes_only() {
+        let v: [&[u8]; 3] = [b"a\"b\\c", b"\n\x01\x7f", "é/x".as_bytes()];
+        let json = json_array(&v);
+        assert_eq!(
+            json,
+            "[\"a\\\"b\\\\c\",\"\\u000a\\u0001\x7f\",\"é/x\"]".as_bytes()
+        );
+        let back: Vec<String> = serde_json::from_slice(&json).unwrap_or_default();
+        assert_eq!(back, ["a\"b\\c", "\n\u{1}\u{7f}", "é/x"]);
+        assert_eq!(json_array(&[]), b"[]");
+    }
+
+    #[test]
+    fn a_retry_keeps_every_field_but_attempt_error_and_deferral() {
+        let retry = Failure::Retry {
+            delay: Duration::ZERO,
+            next_attempt: 3,
+        };
+        let f = FailedEntry::new("1-1", retry, "boom").with_fields(raw(&[
+            ("id", "j"),
+            ("attempt", "2"),
+            ("extra", "kept"),
+            ("error", "old"),
+            ("deferrals", "2"),
+            ("deferred_since", "5"),
+        ]));
+        let (id, next) = f.next_fields(b"3").unwrap_or_default();
+        assert_eq!(id, b"j");
+        let next: Vec<&str> = next
+            .iter()
+            .map(|v| std::str::from_utf8(v).unwrap_or("?"))
+            .collect();
+        assert_eq!(
+            next,
+            ["id", "j", "extra", "kept", "attempt", "3", "error", "boom"]
+        );
+    }
+
+    #[test]
+    fn no_fields_or_too_many_leave_the_copy_to_the_script() {
+        let retry = Failure::Retry {
+            delay: Duration::ZERO,
+            next_attempt: 2,
+        };
+        assert!(
+            FailedEntry::new("1-1", retry, "x")
+                .next_fields(b"2")
+                .is_none()
+        );
+        let wide: Vec<(String, String)> = (0..MAX_FIELDS - 1)
+            .map(|i| (format!("f{i}"), "v".to_owned()))
+            .collect();
+        let wide: Vec<(&str, &str)> = wide.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let f = FailedEntry::new("1-1", retry, "x").with_fields(raw(&wide));
+        assert!(f.next_fields(b"2").is_none(), "63 + attempt + error > 64");
+        let dead = FailedEntry::new("1-1", Failure::Dead, "x").with_fields(raw(&[("id", "j")]));
+        assert!(dead.next_fields(b"2").is_none());
     }
 }

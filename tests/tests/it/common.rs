@@ -93,9 +93,7 @@ pub struct Left {
     pub delayed: u64,
     pub jobs: u64,
     pub dead: u64,
-    /// Parked retries (the retrying set).
-    pub retrying: u64,
-    /// Attempt records of retried entries (the tries hash).
+    /// Attempt records of entries retried in place (the tries hash).
     pub tries: u64,
 }
 
@@ -121,8 +119,8 @@ async fn try_left(
     queue: &str,
 ) -> millrace_core::redis::RedisResult<Left> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
-    type Counts = (u64, u64, u64, u64, u64, u64);
-    let (stream, delayed, jobs, dead, retrying, tries): Counts = millrace_core::redis::pipe()
+    type Counts = (u64, u64, u64, u64, u64);
+    let (stream, delayed, jobs, dead, tries): Counts = millrace_core::redis::pipe()
         .cmd("XLEN")
         .arg(&k.stream)
         .cmd("ZCARD")
@@ -131,8 +129,6 @@ async fn try_left(
         .arg(&k.jobs)
         .cmd("XLEN")
         .arg(&k.dead)
-        .cmd("ZCARD")
-        .arg(&k.retrying)
         .cmd("HLEN")
         .arg(&k.tries)
         .query_async(conn)
@@ -153,7 +149,6 @@ async fn try_left(
         delayed,
         jobs,
         dead,
-        retrying,
         tries,
     })
 }

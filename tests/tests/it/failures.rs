@@ -14,9 +14,8 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
     let url = redis.url();
     let mut c = conn(&url).await;
     // The handler reports the server time just before each failure; the
-    // retry script parks the entry due at (its own server time) + backoff,
-    // so its score in the retrying set lies in [before + delay, observed +
-    // delay]. The entry itself is never copied: the same entry comes back.
+    // retry script schedules at (its own server time) + backoff, so the
+    // score lies in [before + delay, observed + delay].
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c2 = c.clone();
     let builder =
@@ -25,7 +24,7 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
             let mut c = c2.clone();
             async move {
                 let before = server_ms(&mut c).await;
-                let _ = tx.send((ctx.attempt, before, ctx.entry_id.clone()));
+                let _ = tx.send((ctx.attempt, before));
                 probe(job, ctx, tokio::sync::mpsc::unbounded_channel().0).await
             }
         });
@@ -33,22 +32,20 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
     let client = Client::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    client
+    let id = client
         .enqueue(&probe_job("thrice", 3))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let policy = probe_policy();
     let mut attempts = Vec::new();
     let mut delays = Vec::new();
-    let mut entries = Vec::new();
     for _ in 0..3 {
-        let (attempt, before, entry) = tokio::time::timeout(WAIT, rx.recv())
+        let (attempt, before) = tokio::time::timeout(WAIT, rx.recv())
             .await
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("attempt missing after {attempts:?}"));
         attempts.push(attempt);
-        entries.push(entry.clone());
         if attempt == 3 {
             break;
         }
@@ -56,8 +53,8 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
         let mut score = None;
         while score.is_none() {
             score = millrace_core::redis::cmd("ZSCORE")
-                .arg("millrace:{default}:retrying")
-                .arg(entry.as_str())
+                .arg("millrace:{default}:delayed")
+                .arg(id.as_str())
                 .query_async::<Option<u64>>(&mut c)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -74,10 +71,6 @@ async fn failing_twice_then_succeeding_backs_off_per_the_formula() {
     }
     assert_eq!(attempts, [1, 2, 3], "the handler saw attempts 1..3");
     assert_eq!(delays, [200, 400], "delays double per the policy");
-    assert!(
-        entries.iter().all(|e| *e == entries[0]),
-        "every attempt ran the same entry: {entries:?}"
-    );
     wait_left(&c, "default", Left::default()).await;
     worker.shutdown().await;
 }
