@@ -76,14 +76,13 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 13] = [
+pub const REDIS_OPS: [&str; 12] = [
     "connect",
     "declare",
     "read",
     "pending",
     "ack",
     "fail",
-    "due_retries",
     "renew",
     "reclaim",
     "promote",
