@@ -18,15 +18,19 @@ use crate::keys::registry_key;
 
 mod consumers;
 mod dead;
+mod dead_match;
 mod delayed;
 mod find;
+mod page;
 mod pending;
 mod stats;
 
 pub use consumers::{ConsumerInfo, consumers};
 pub use dead::{DeadFilter, DeadScan, dead_count, dead_newest};
+pub use dead_match::{DeadMatches, dead_matches};
 pub use delayed::{DelayedJob, delayed_count, delayed_job, delayed_page};
 pub use find::{Location, find};
+pub use page::{DeadPage, compare_entry_ids, dead_page, ready_page};
 pub use pending::{PendingEntry, PendingFilter, pending, pending_count, pending_page};
 pub use stats::{QueueStats, RETRYING_SCAN_LIMIT, stats};
 

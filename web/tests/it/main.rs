@@ -1,0 +1,3 @@
+//! End-to-end tests of the web dashboard against a private `redis-server`:
+//! pages, actions, auth, read-only and cross-site refusals over real HTTP,
+//! and one headless Chromium session.
