@@ -89,9 +89,11 @@ pub(crate) fn link_button(app: &App, url: &str, label: &str, class: &str) -> Mar
 pub(crate) fn sparkline(series: &[f64]) -> Markup {
     const W: f64 = 120.0;
     const H: f64 = 24.0;
-    if series.len() < 2 {
-        return html! { span.muted { "–" } };
-    }
+    let series: Vec<f64> = match series {
+        [] => return html! { span.muted { "–" } },
+        [one] => vec![*one, *one],
+        many => many.to_vec(),
+    };
     let max = series.iter().copied().fold(0.0_f64, f64::max).max(1.0);
     let step = W / (series.len() - 1) as f64;
     let points: Vec<String> = series

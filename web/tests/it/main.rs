@@ -1,3 +1,8 @@
 //! End-to-end tests of the web dashboard against a private `redis-server`:
 //! pages, actions, auth, read-only and cross-site refusals over real HTTP,
-//! and one headless Chromium session.
+//! and one headless Chromium session (`browser.rs`).
+
+mod actions;
+mod common;
+mod pages;
+mod security;
