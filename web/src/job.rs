@@ -157,6 +157,9 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
                     dt { "enqueued" } dd { (fmt::age(now.saturating_sub(t))) " ago (" (fmt::at(t)) ")" }
                 }
                 @if let Some(e) = get(f, "error") { dt { "error" } dd { pre.error { (e) } } }
+                @if let Some(was) = get(f, "entry").filter(|_| matches!(loc, Location::Dead(_))) {
+                    dt { "was entry" } dd { code { (was) } }
+                }
                 @for (k, v) in f.iter().filter(|(k, _)| !shown.contains(&k.as_str())) {
                     dt { (k) } dd { code { (v) } }
                 }

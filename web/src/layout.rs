@@ -82,7 +82,7 @@ pub(crate) fn link_button(app: &App, url: &str, label: &str, class: &str) -> Mar
     if app.config.read_only {
         return html! {};
     }
-    html! { a.button class=(class) href=(url) { (label) } }
+    html! { a class=(format!("button {class}")) href=(url) { (label) } }
 }
 
 /// An inline SVG polyline of `series` (oldest first), scaled to its max.

@@ -180,8 +180,9 @@ async fn check_post(app: &App, req: Request) -> Result<Request, PageError> {
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
-/// No framing, no sniffing, no referrer (a `?token=` never leaks), no
-/// script or style from anywhere but here, no caching of job data.
+/// No framing, no sniffing, no referrer to other sites (`no-referrer`
+/// would make browsers send `Origin: null` with our own forms), no script
+/// or style from anywhere but here, no caching of job data.
 fn with_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
@@ -194,7 +195,7 @@ fn with_headers(mut resp: Response) -> Response {
     );
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    set(h, "referrer-policy", "same-origin");
     set(h, "cache-control", "no-store");
     resp
 }

@@ -24,7 +24,10 @@ fn stream_job_ids(env: &Env) -> Vec<String> {
 
 /// The hidden fields of the confirmation page's form.
 fn confirm_form(page: &str) -> Vec<(String, String)> {
-    let form = page.split("<form method=\"post\"").nth(1).unwrap_or_else(|| panic!("no form: {page}"));
+    let form = page
+        .split("<form method=\"post\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no form: {page}"));
     let form = form.split("</form>").next().unwrap_or_default();
     form.split("<input type=\"hidden\" ")
         .skip(1)
@@ -43,14 +46,21 @@ fn replay_one_dead_job_sends_it_back_as_a_first_attempt() {
     let s = seed(&env, Q);
     let web = Dashboard::start(&env, Dashboard::config(&env));
     let (stream, delayed, dead) = sizes(&env);
-    let to = web.post("/queues/emails/dead/replay", &[("id", &s.dead_noop_entry)]).redirect();
-    assert!(to.starts_with("/queues/emails/dead?flash=replayed+1+dead+job"), "{to}");
+    let to = web
+        .post("/queues/emails/dead/replay", &[("id", &s.dead_noop_entry)])
+        .redirect();
+    assert!(
+        to.starts_with("/queues/emails/dead?flash=replayed+1+dead+job"),
+        "{to}"
+    );
     assert_eq!(sizes(&env), (stream + 1, delayed, dead - 1));
     assert!(stream_job_ids(&env).contains(&s.dead_noop));
     let page = web.get(&to).ok();
     assert!(page.contains("replayed 1 dead job of queue"), "{page}");
     // Again: already gone, nothing done.
-    let to = web.post("/queues/emails/dead/replay", &[("id", &s.dead_noop_entry)]).redirect();
+    let to = web
+        .post("/queues/emails/dead/replay", &[("id", &s.dead_noop_entry)])
+        .redirect();
     assert!(to.contains("replayed+0+dead+jobs"), "{to}");
 }
 
@@ -63,16 +73,31 @@ fn purge_goes_through_its_confirmation_page() {
     // Straight to the action: refused, nothing purged.
     let r = web.post("/queues/emails/dead/purge", &[("id", &s.dead_noop_entry)]);
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("goes through its confirmation page first"), "{}", r.body);
+    assert!(
+        r.body.contains("goes through its confirmation page first"),
+        "{}",
+        r.body
+    );
     assert_eq!(sizes(&env), before);
-    let page = web.get(&format!("/queues/emails/dead/confirm?action=purge&id={}", s.dead_noop_entry)).ok();
-    assert!(page.contains("Will purge <strong>1 dead job</strong>"), "{page}");
+    let page = web
+        .get(&format!(
+            "/queues/emails/dead/confirm?action=purge&id={}",
+            s.dead_noop_entry
+        ))
+        .ok();
+    assert!(
+        page.contains("Will purge <strong>1 dead job</strong>"),
+        "{page}"
+    );
     assert!(page.contains(&s.dead_noop));
     let form = confirm_form(&page);
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     web.post("/queues/emails/dead/purge", &pairs).redirect();
     assert_eq!(sizes(&env), (before.0, before.1, before.2 - 1));
-    assert!(!stream_job_ids(&env).contains(&s.dead_noop), "purge never replays");
+    assert!(
+        !stream_job_ids(&env).contains(&s.dead_noop),
+        "purge never replays"
+    );
 }
 
 #[test]
@@ -80,24 +105,52 @@ fn bulk_replay_of_a_filter_counts_first_and_stops_at_what_it_counted() {
     let env = Env::new();
     let s = seed(&env, Q);
     let web = Dashboard::start(&env, Dashboard::config(&env));
-    let page = web.get("/queues/emails/dead/confirm?action=replay&error=bad+address").ok();
-    assert!(page.contains("Will replay <strong>1 dead job</strong>"), "{page}");
-    assert!(page.contains("error containing &quot;bad address&quot;"), "{page}");
+    let page = web
+        .get("/queues/emails/dead/confirm?action=replay&error=bad+address")
+        .ok();
+    assert!(
+        page.contains("Will replay <strong>1 dead job</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("error containing &quot;bad address&quot;"),
+        "{page}"
+    );
     let form = confirm_form(&page);
     // A job with the same error dies after the count: left alone.
-    env.redis::<String>(&["XADD", "millrace:{emails}:dead", "*", "id", "late", "name", "fail", "payload", "{}", "error", "bad address"]);
+    env.redis::<String>(&[
+        "XADD",
+        "millrace:{emails}:dead",
+        "*",
+        "id",
+        "late",
+        "name",
+        "fail",
+        "payload",
+        "{}",
+        "error",
+        "bad address",
+    ]);
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let to = web.post("/queues/emails/dead/replay", &pairs).redirect();
     assert!(to.contains("replayed+1+dead+job"), "{to}");
     let ids = stream_job_ids(&env);
-    assert!(ids.contains(&s.dead_fail) && !ids.contains(&"late".to_owned()), "{ids:?}");
+    assert!(
+        ids.contains(&s.dead_fail) && !ids.contains(&"late".to_owned()),
+        "{ids:?}"
+    );
     assert_eq!(sizes(&env).2, 2, "the noop and the late one stay dead");
     // A bulk replay without the confirmation's `until` is refused.
     let r = web.post("/queues/emails/dead/replay", &[("job", "noop")]);
     assert_eq!(r.status, 400, "{}", r.body);
     // Nothing matches: the page says so and offers no button.
-    let none = web.get("/queues/emails/dead/confirm?action=purge&job=nope").ok();
-    assert!(none.contains("No dead jobs match") && !none.contains("<form method=\"post\""), "{none}");
+    let none = web
+        .get("/queues/emails/dead/confirm?action=purge&job=nope")
+        .ok();
+    assert!(
+        none.contains("No dead jobs match") && !none.contains("<form method=\"post\""),
+        "{none}"
+    );
 }
 
 #[test]
@@ -113,13 +166,19 @@ fn requeue_and_run_now_make_jobs_ready() {
         }
     };
     assert_eq!(pending(), 1);
-    let to = web.post("/queues/emails/requeue", &[("id", &s.stuck_entry)]).redirect();
+    let to = web
+        .post("/queues/emails/requeue", &[("id", &s.stuck_entry)])
+        .redirect();
     assert!(to.contains("requeued+entry"), "{to}");
     assert_eq!(pending(), 0);
-    let to = web.post("/queues/emails/requeue", &[("id", &s.stuck_entry)]).redirect();
+    let to = web
+        .post("/queues/emails/requeue", &[("id", &s.stuck_entry)])
+        .redirect();
     assert!(to.contains("left+entry"), "{to}");
     let (stream, delayed, _) = sizes(&env);
-    let to = web.post("/queues/emails/run-now", &[("id", &s.retrying)]).redirect();
+    let to = web
+        .post("/queues/emails/run-now", &[("id", &s.retrying)])
+        .redirect();
     assert!(to.contains("is+ready+now"), "{to}");
     assert_eq!((sizes(&env).0, sizes(&env).1), (stream + 1, delayed - 1));
     assert!(stream_job_ids(&env).contains(&s.retrying));
@@ -132,7 +191,8 @@ fn pause_with_a_reason_and_resume() {
     let env = Env::new();
     seed(&env, Q);
     let web = Dashboard::start(&env, Dashboard::config(&env));
-    web.post("/queues/emails/pause", &[("reason", "deploy freeze")]).redirect();
+    web.post("/queues/emails/pause", &[("reason", "deploy freeze")])
+        .redirect();
     let flag: String = env.redis(&["GET", "millrace:{emails}:paused"]);
     assert!(flag.contains("\"reason\":\"deploy freeze\""), "{flag}");
     assert!(cell(&web.get("/").ok(), Q, "paused").contains("deploy freeze"));
@@ -152,6 +212,7 @@ fn prune_removes_dead_consumers_that_hold_nothing() {
     let to = web.post("/queues/emails/consumers/prune", &[]).redirect();
     assert!(to.contains("pruned+1+dead+consumer"), "{to}");
     assert!(to.contains("kept+ghost"), "ghost holds an entry: {to}");
-    let names: Vec<Vec<redis::Value>> = env.redis(&["XINFO", "CONSUMERS", "millrace:{emails}:stream", "millrace"]);
+    let names: Vec<Vec<redis::Value>> =
+        env.redis(&["XINFO", "CONSUMERS", "millrace:{emails}:stream", "millrace"]);
     assert_eq!(names.len(), 1, "only ghost is left");
 }

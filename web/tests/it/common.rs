@@ -86,7 +86,13 @@ async fn claim(conn: &mut ConnectionManager, q: &Queue, consumer: &str, e: Envel
 }
 
 /// Fails entry `entry` of `consumer` with `outcome` and `error`.
-async fn fail_entry(conn: &mut ConnectionManager, q: &Queue, entry: &str, outcome: Failure, error: &str) {
+async fn fail_entry(
+    conn: &mut ConnectionManager,
+    q: &Queue,
+    entry: &str,
+    outcome: Failure,
+    error: &str,
+) {
     q.fail(conn, "w1", entry, outcome, error, DeadRetention::default())
         .await
         .unwrap_or_else(|e| fail(e));
@@ -103,11 +109,21 @@ pub fn seed(env: &Env, name: &str) -> Seeded {
         let stuck_entry = claim(conn, &q, "ghost", job("sleep", r#"{"ms":10}"#)).await;
         let retrying = job("fail", r#"{"message":"upstream timeout"}"#);
         let entry = claim(conn, &q, "w1", retrying.clone()).await;
-        let retry = Failure::Retry { delay: Duration::from_secs(3600), next_attempt: 2 };
+        let retry = Failure::Retry {
+            delay: Duration::from_secs(3600),
+            next_attempt: 2,
+        };
         fail_entry(conn, &q, &entry, retry, "upstream timeout (attempt 1)").await;
         let dead_noop = job("noop", "{}");
         let dead_noop_entry = claim(conn, &q, "w1", dead_noop.clone()).await;
-        fail_entry(conn, &q, &dead_noop_entry, Failure::Dead, "HTTP 500 from upstream").await;
+        fail_entry(
+            conn,
+            &q,
+            &dead_noop_entry,
+            Failure::Dead,
+            "HTTP 500 from upstream",
+        )
+        .await;
         let dead_fail = job("fail", r#"{"permanent":true,"message":"bad address"}"#);
         let entry = claim(conn, &q, "w1", dead_fail.clone()).await;
         fail_entry(conn, &q, &entry, Failure::Dead, "bad address").await;
@@ -117,7 +133,9 @@ pub fn seed(env: &Env, name: &str) -> Seeded {
             .await
             .unwrap_or_else(|e| fail(e));
         let ready = job("noop", "{}");
-        q.enqueue(conn, std::slice::from_ref(&ready)).await.unwrap_or_else(|e| fail(e));
+        q.enqueue(conn, std::slice::from_ref(&ready))
+            .await
+            .unwrap_or_else(|e| fail(e));
         // The dead entry id of the noop job (the dead stream's own id).
         let dead: Vec<millrace_core::inspect::RawEntry> =
             millrace_core::inspect::range(conn, &q.keys().dead, "-", "+", 10, false)
@@ -179,7 +197,11 @@ impl Dashboard {
         let port = port_rx
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("the dashboard did not start: {e}"));
-        Self { port, stop: Some(stop), thread: Some(thread) }
+        Self {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// The default configuration for `env`.
@@ -199,12 +221,18 @@ impl Dashboard {
         let mut pairs: Vec<(&str, &str)> = form.to_vec();
         pairs.push(("csrf", &csrf));
         let origin = format!("http://127.0.0.1:{}", self.port);
-        self.post_raw(path, &pairs, &[("Origin", &origin), ("Sec-Fetch-Site", "same-origin")])
+        self.post_raw(
+            path,
+            &pairs,
+            &[("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
+        )
     }
 
     /// POST `form` with exactly `headers`.
     pub fn post_raw(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
         let mut h = headers.to_vec();
         h.push(("Content-Type", "application/x-www-form-urlencoded"));
         http(self.port, "POST", path, &h, &body)
@@ -213,7 +241,10 @@ impl Dashboard {
     /// The CSRF token, read from a page's form.
     pub fn csrf(&self) -> String {
         let page = self.get("/queues/emails/dead").ok();
-        let tail = page.split("name=\"csrf\" value=\"").nth(1).unwrap_or_else(|| panic!("no csrf field: {page}"));
+        let tail = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no csrf field: {page}"));
         tail.split('"').next().unwrap_or_default().to_owned()
     }
 }
@@ -247,7 +278,10 @@ impl Resp {
 
     /// The first header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Asserts a 303 and returns where to.
@@ -261,8 +295,12 @@ impl Resp {
 /// One HTTP/1.1 request over a fresh connection.
 pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| fail(e));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_else(|e| fail(e));
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap_or_else(|e| fail(e));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -283,7 +321,11 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Resp { status, headers, body: body.to_owned() }
+    Resp {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 /// The text of the overview cell `col` of queue `queue` (tags stripped).

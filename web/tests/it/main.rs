@@ -3,6 +3,7 @@
 //! and one headless Chromium session (`browser.rs`).
 
 mod actions;
+mod browser;
 mod common;
 mod pages;
 mod security;

@@ -51,7 +51,11 @@ fn an_empty_redis_says_how_queues_appear() {
     assert!(page.contains("No queues under prefix"), "{page}");
     let missing = web.get("/queues/nope");
     assert_eq!(missing.status, 404);
-    assert!(missing.body.contains("no queue &quot;nope&quot;"), "{}", missing.body);
+    assert!(
+        missing.body.contains("no queue &quot;nope&quot;"),
+        "{}",
+        missing.body
+    );
 }
 
 #[test]
@@ -66,24 +70,45 @@ fn queue_tabs_list_ready_pending_delayed_and_dead_jobs() {
     assert!(ready.contains(&s.ready), "{ready}");
     assert!(!ready.contains(&s.dead_noop));
     let pending = web.get("/queues/emails/pending").ok();
-    assert!(pending.contains(&s.stuck_entry) && pending.contains("ghost"), "{pending}");
+    assert!(
+        pending.contains(&s.stuck_entry) && pending.contains("ghost"),
+        "{pending}"
+    );
     let delayed = web.get("/queues/emails/delayed").ok();
-    assert!(delayed.contains(&s.retrying) && delayed.contains(&s.scheduled), "{delayed}");
+    assert!(
+        delayed.contains(&s.retrying) && delayed.contains(&s.scheduled),
+        "{delayed}"
+    );
     assert!(delayed.contains("retrying") && delayed.contains("upstream timeout (attempt 1)"));
     let dead = web.get("/queues/emails/dead").ok();
-    assert!(dead.contains(&s.dead_noop) && dead.contains(&s.dead_fail), "{dead}");
+    assert!(
+        dead.contains(&s.dead_noop) && dead.contains(&s.dead_fail),
+        "{dead}"
+    );
     // The CLI's filters: job, error text, since.
     let noop = web.get("/queues/emails/dead?job=noop").ok();
-    assert!(noop.contains(&s.dead_noop) && !noop.contains(&s.dead_fail), "{noop}");
+    assert!(
+        noop.contains(&s.dead_noop) && !noop.contains(&s.dead_fail),
+        "{noop}"
+    );
     let bad = web.get("/queues/emails/dead?error=BAD+ADDR").ok();
-    assert!(bad.contains(&s.dead_fail) && !bad.contains(&s.dead_noop), "{bad}");
+    assert!(
+        bad.contains(&s.dead_fail) && !bad.contains(&s.dead_noop),
+        "{bad}"
+    );
     let recent = web.get("/queues/emails/dead?since=1h").ok();
     assert!(recent.contains(&s.dead_fail) && recent.contains(&s.dead_noop));
-    let future = web.get("/queues/emails/dead?since=2999-01-01T00:00:00Z").ok();
+    let future = web
+        .get("/queues/emails/dead?since=2999-01-01T00:00:00Z")
+        .ok();
     assert!(future.contains("No dead jobs match"), "{future}");
     let wrong = web.get("/queues/emails/dead?since=yesterday-ish");
     assert_eq!(wrong.status, 400);
-    assert!(wrong.body.contains("use a duration (e.g. 1h)"), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("use a duration (e.g. 1h)"),
+        "{}",
+        wrong.body
+    );
 }
 
 #[test]
@@ -93,7 +118,19 @@ fn the_dead_tab_pages_by_entry_id() {
     // 118 more dead entries, added as the dead-letter step writes them.
     for i in 0..118 {
         let id = format!("bulk-{i}");
-        env.redis::<String>(&["XADD", "millrace:{emails}:dead", "*", "id", &id, "name", "noop", "payload", "{}", "error", "boom"]);
+        env.redis::<String>(&[
+            "XADD",
+            "millrace:{emails}:dead",
+            "*",
+            "id",
+            &id,
+            "name",
+            "noop",
+            "payload",
+            "{}",
+            "error",
+            "boom",
+        ]);
     }
     let web = Dashboard::start(&env, Dashboard::config(&env));
     let mut url = "/queues/emails/dead".to_owned();
@@ -103,8 +140,14 @@ fn the_dead_tab_pages_by_entry_id() {
         let page = web.get(&url).ok();
         rows += page.matches("<tr data-entry=").count();
         pages += 1;
-        let Some(next) = page.split("<p class=\"pager\"><a href=\"").nth(1) else { break };
-        url = next.split('"').next().unwrap_or_default().replace("&amp;", "&");
+        let Some(next) = page.split("<p class=\"pager\"><a href=\"").nth(1) else {
+            break;
+        };
+        url = next
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .replace("&amp;", "&");
         assert!(pages < 10, "paging never ends: {url}");
     }
     assert_eq!((rows, pages), (120, 3));
@@ -118,13 +161,28 @@ fn the_job_page_shows_where_a_job_is_and_its_payload() {
     let env = Env::new();
     let s = seed(&env, Q);
     let web = Dashboard::start(&env, Dashboard::config(&env));
-    let dead = web.get(&format!("/queues/emails/jobs/{}", s.dead_noop_entry)).ok();
-    assert!(dead.contains(">dead<") && dead.contains("HTTP 500 from upstream"), "{dead}");
-    let by_job = web.get(&format!("/queues/emails/jobs/{}", s.dead_fail)).ok();
-    assert!(by_job.contains("&quot;permanent&quot;: true"), "pretty payload: {by_job}");
+    let dead = web
+        .get(&format!("/queues/emails/jobs/{}", s.dead_noop_entry))
+        .ok();
+    assert!(
+        dead.contains(">dead<") && dead.contains("HTTP 500 from upstream"),
+        "{dead}"
+    );
+    let by_job = web
+        .get(&format!("/queues/emails/jobs/{}", s.dead_fail))
+        .ok();
+    assert!(
+        by_job.contains("&quot;permanent&quot;: true"),
+        "pretty payload: {by_job}"
+    );
     let retrying = web.get(&format!("/queues/emails/jobs/{}", s.retrying)).ok();
-    assert!(retrying.contains(">retrying<") && retrying.contains("runs in"), "{retrying}");
-    let stuck = web.get(&format!("/queues/emails/jobs/{}", s.stuck_entry)).ok();
+    assert!(
+        retrying.contains(">retrying<") && retrying.contains("runs in"),
+        "{retrying}"
+    );
+    let stuck = web
+        .get(&format!("/queues/emails/jobs/{}", s.stuck_entry))
+        .ok();
     assert!(stuck.contains("held by consumer ghost"), "{stuck}");
     let found = web.get(&format!("/queues/emails/find?id={}", s.ready));
     assert_eq!(found.redirect(), format!("/queues/emails/jobs/{}", s.ready));
@@ -139,8 +197,16 @@ fn the_consumers_page_shows_states_from_heartbeats() {
     let web = Dashboard::start(&env, Dashboard::config(&env));
     let page = web.get("/queues/emails/consumers").ok();
     let row = |name: &str| {
-        let r = page.split(&format!("data-consumer=\"{name}\"")).nth(1).unwrap_or_default();
-        strip_tags(&r.split("</tr>").next().unwrap_or_default().replace("</td>", " |"))
+        let r = page
+            .split(&format!("data-consumer=\"{name}\""))
+            .nth(1)
+            .unwrap_or_default();
+        strip_tags(
+            &r.split("</tr>")
+                .next()
+                .unwrap_or_default()
+                .replace("</td>", " |"),
+        )
     };
     assert!(row("w1").contains("alive"), "{}", row("w1"));
     assert!(row("ghost").contains("dead |1 |"), "{}", row("ghost"));
@@ -168,7 +234,11 @@ fn the_redis_password_never_reaches_a_page() {
         "/queues/nope".into(),
     ] {
         let r = web.get(&path);
-        assert!(!r.body.contains("s3cret"), "{path} shows the password: {}", r.body);
+        assert!(
+            !r.body.contains("s3cret"),
+            "{path} shows the password: {}",
+            r.body
+        );
     }
     assert!(web.get("/").ok().contains("redis://:***@127.0.0.1"));
 }

@@ -13,9 +13,19 @@ fn read_only_hides_and_refuses_every_action() {
     let mut config = Dashboard::config(&env);
     config.read_only = true;
     let web = Dashboard::start(&env, config);
-    for path in ["/", "/queues/emails", "/queues/emails/pending", "/queues/emails/delayed", "/queues/emails/dead", "/queues/emails/consumers"] {
+    for path in [
+        "/",
+        "/queues/emails",
+        "/queues/emails/pending",
+        "/queues/emails/delayed",
+        "/queues/emails/dead",
+        "/queues/emails/consumers",
+    ] {
         let page = web.get(path).ok();
-        assert!(!page.contains("method=\"post\""), "{path} shows an action: {page}");
+        assert!(
+            !page.contains("method=\"post\""),
+            "{path} shows an action: {page}"
+        );
         assert!(!page.contains("Purge"), "{path}");
     }
     let origin = format!("http://127.0.0.1:{}", web.port);
@@ -68,17 +78,49 @@ fn a_token_is_required_by_bearer_query_or_cookie() {
     let r = web.get("/queues/emails");
     assert_eq!(r.status, 401);
     assert!(!r.body.contains("emails"), "nothing of the queue leaks");
-    assert_eq!(http(web.port, "GET", "/", &[("Authorization", "Bearer wrong-token-wrong-token")], "").status, 401);
+    assert_eq!(
+        http(
+            web.port,
+            "GET",
+            "/",
+            &[("Authorization", "Bearer wrong-token-wrong-token")],
+            ""
+        )
+        .status,
+        401
+    );
     let bearer = format!("Bearer {token}");
-    assert_eq!(http(web.port, "GET", "/", &[("Authorization", &bearer)], "").status, 200);
+    assert_eq!(
+        http(web.port, "GET", "/", &[("Authorization", &bearer)], "").status,
+        200
+    );
     let r = web.get(&format!("/queues/emails/dead?job=noop&token={token}"));
     assert_eq!(r.redirect(), "/queues/emails/dead?job=noop");
     let cookie = r.header("set-cookie").unwrap_or_default().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap_or_default();
-    assert_eq!(http(web.port, "GET", "/queues/emails/dead", &[("Cookie", pair)], "").status, 200);
+    assert_eq!(
+        http(
+            web.port,
+            "GET",
+            "/queues/emails/dead",
+            &[("Cookie", pair)],
+            ""
+        )
+        .status,
+        200
+    );
     // A POST with the cookie still needs the CSRF token.
-    let r = http(web.port, "POST", "/queues/emails/resume", &[("Cookie", pair)], "");
+    let r = http(
+        web.port,
+        "POST",
+        "/queues/emails/resume",
+        &[("Cookie", pair)],
+        "",
+    );
     assert_eq!(r.status, 403);
 }
 
@@ -90,10 +132,33 @@ fn basic_auth_asks_the_browser() {
     let web = Dashboard::start(&env, config);
     let r = web.get("/");
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")));
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Basic"))
+    );
     // ops:hunter22 and ops:wrong
-    assert_eq!(http(web.port, "GET", "/", &[("Authorization", "Basic b3BzOmh1bnRlcjIy")], "").status, 200);
-    assert_eq!(http(web.port, "GET", "/", &[("Authorization", "Basic b3BzOndyb25n")], "").status, 401);
+    assert_eq!(
+        http(
+            web.port,
+            "GET",
+            "/",
+            &[("Authorization", "Basic b3BzOmh1bnRlcjIy")],
+            ""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http(
+            web.port,
+            "GET",
+            "/",
+            &[("Authorization", "Basic b3BzOndyb25n")],
+            ""
+        )
+        .status,
+        401
+    );
 }
 
 #[test]
@@ -101,13 +166,21 @@ fn a_public_address_without_auth_is_refused() {
     let env = Env::new();
     let mut config = Dashboard::config(&env);
     config.listen = "0.0.0.0:0".parse().unwrap_or(config.listen);
-    let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+    let err = config
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert_eq!(
         err,
         "refusing to serve the dashboard on non-loopback address 0.0.0.0:0 without --auth-token or --basic-auth"
     );
     config.auth = Some(millrace_web::Auth::Token("short".into()));
-    let err = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+    let err = config
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("at least 16 characters"), "{err}");
 }
 
@@ -116,9 +189,15 @@ fn pages_carry_security_headers() {
     let env = Env::new();
     let web = Dashboard::start(&env, Dashboard::config(&env));
     let r = web.get("/");
-    assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'self'")));
+    assert!(
+        r.header("content-security-policy")
+            .is_some_and(|c| c.contains("default-src 'self'"))
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     let js = web.get("/assets/app.js");
-    assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
     assert!(js.ok().contains("data-poll"));
 }
