@@ -9,3 +9,4 @@ mod errors;
 mod outbox;
 mod read;
 mod top;
+mod web;
