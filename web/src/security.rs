@@ -27,7 +27,7 @@ const MAX_FORM: usize = 64 * 1024;
 /// The middleware: see the module docs.
 pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     if let Some(auth) = &app.config.auth
-        && let Err(refused) = authenticate(auth, &req)
+        && let Some(refused) = refuse(auth, &req)
     {
         return refused;
     }
@@ -47,19 +47,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `Ok` when the request proves itself; otherwise the response to send (a
-/// 401, or a redirect that moves `?token=` into the cookie).
-fn authenticate(auth: &Auth, req: &Request) -> Result<(), Response> {
+/// `None` when the request proves itself; otherwise the response to send
+/// (a 401, or a redirect that moves `?token=` into the cookie).
+fn refuse(auth: &Auth, req: &Request) -> Option<Response> {
     let authz = header_str(req.headers(), header::AUTHORIZATION);
     match auth {
         Auth::Token(token) => {
             let bearer = authz.and_then(|a| a.strip_prefix("Bearer "));
             if bearer.is_some_and(|b| same(b.trim().as_bytes(), token.as_bytes())) {
-                return Ok(());
+                return None;
             }
             let cookie = header_str(req.headers(), header::COOKIE)
                 .into_iter()
@@ -67,15 +67,15 @@ fn authenticate(auth: &Auth, req: &Request) -> Result<(), Response> {
                 .filter_map(|kv| kv.trim().split_once('='))
                 .any(|(k, v)| k == TOKEN_COOKIE && same(v.as_bytes(), token.as_bytes()));
             if cookie {
-                return Ok(());
+                return None;
             }
             let query = req.uri().query().unwrap_or("");
             let given = form_urlencoded::parse(query.as_bytes())
                 .any(|(k, v)| k == "token" && same(v.as_bytes(), token.as_bytes()));
             if given && req.method() == Method::GET {
-                return Err(keep_token(req, token));
+                return Some(keep_token(req, token));
             }
-            Err(unauthorized(
+            Some(unauthorized(
                 "this dashboard needs its token: open it once with ?token=<token>, or send Authorization: Bearer <token>",
                 None,
             ))
@@ -97,9 +97,9 @@ fn authenticate(auth: &Auth, req: &Request) -> Result<(), Response> {
                 })
                 .unwrap_or(false);
             if ok {
-                Ok(())
+                None
             } else {
-                Err(unauthorized(
+                Some(unauthorized(
                     "this dashboard needs a user name and password",
                     Some("Basic realm=\"millrace\", charset=\"UTF-8\""),
                 ))
