@@ -37,6 +37,21 @@ pub use stats::{QueueStats, RETRYING_SCAN_LIMIT, stats};
 /// Entries fetched per round trip when scanning a stream or a hash.
 pub const PAGE: usize = 500;
 
+/// Fields a view of one job shows under labels of its own (the envelope's
+/// and the dead-letter step's); any other field is listed as it is.
+pub const LABELLED_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "payload",
+    "attempt",
+    "max_attempts",
+    "enqueued_at",
+    "error",
+    "dead_at",
+    "entry",
+    "v",
+];
+
 /// One stream entry with its fields as text (lossy UTF-8), in wire order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -25,9 +25,9 @@ fn back(url: &str, flash: &str) -> Redirect {
 }
 
 /// The form of pause.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct PauseForm {
-    #[serde(default)]
     reason: String,
 }
 
@@ -140,18 +140,14 @@ pub(crate) async fn run_now(
 }
 
 /// Replay or purge: one entry, or a filtered set up to `until`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct DeadForm {
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     job: String,
-    #[serde(default)]
     error: String,
     since_ms: Option<u64>,
-    #[serde(default)]
     until: String,
-    #[serde(default)]
     confirmed: String,
 }
 

@@ -15,16 +15,13 @@ use crate::layout::{self, queue_url};
 use crate::queue_page::DeadQuery;
 
 /// `?action=replay|purge` and either `id` or the dead tab's filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ConfirmQuery {
     action: String,
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     job: String,
-    #[serde(default)]
     error: String,
-    #[serde(default)]
     since: String,
 }
 

@@ -128,17 +128,6 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
         _ => return None,
     };
     let f = c.fields;
-    let shown = [
-        "id",
-        "name",
-        "payload",
-        "attempt",
-        "max_attempts",
-        "enqueued_at",
-        "error",
-        "dead_at",
-        "v",
-    ];
     let payload = get(f, "payload").map(|p| {
         serde_json::from_str::<serde_json::Value>(p)
             .ok()
@@ -160,7 +149,7 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
                 @if let Some(was) = get(f, "entry").filter(|_| matches!(loc, Location::Dead(_))) {
                     dt { "was entry" } dd { code { (was) } }
                 }
-                @for (k, v) in f.iter().filter(|(k, _)| !shown.contains(&k.as_str())) {
+                @for (k, v) in f.iter().filter(|(k, _)| !inspect::LABELLED_FIELDS.contains(&k.as_str())) {
                     dt { (k) } dd { code { (v) } }
                 }
             }

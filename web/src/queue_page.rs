@@ -30,15 +30,13 @@ pub(crate) struct TabQuery {
 
 /// The dead tab's filters and cursor.
 #[derive(Debug, Default, Deserialize, Clone)]
+#[serde(default)]
 pub(crate) struct DeadQuery {
     /// Only jobs with this name.
-    #[serde(default)]
     pub(crate) job: String,
     /// Only errors containing this text.
-    #[serde(default)]
     pub(crate) error: String,
     /// Dead since: a duration ("1h") or a time ("2026-11-21T09:00:00Z").
-    #[serde(default)]
     pub(crate) since: String,
     /// The last entry shown before.
     pub(crate) before: Option<String>,

@@ -48,53 +48,6 @@ impl Drop for Driver {
     }
 }
 
-/// A real `millrace-worker` on `queue` recording each job it runs; killed
-/// on drop.
-struct Worker {
-    child: Child,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Worker {
-    fn start(env: &Env, queue: &str) -> Self {
-        let bin = millrace_tests::workspace_bin("millrace-worker", "millrace-worker")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let record = dir.path().join("runs");
-        let child = Command::new(bin)
-            .env("MILLRACE_REDIS_URL", &env.url)
-            .env_remove("MILLRACE_DATABASE_URL")
-            .env("RUST_LOG", "error")
-            .args(["--queues", queue, "--block", "200ms", "--metrics-port", "0"])
-            .arg("--record-runs")
-            .arg(&record)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}"));
-        Self {
-            child,
-            record,
-            _dir: dir,
-        }
-    }
-
-    fn ran(&self, id: &str) -> bool {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == id)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Where screenshots go, if anywhere.
 fn shots() -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os("MILLRACE_SCREENSHOTS")?);
@@ -176,7 +129,8 @@ fn browser_replays_a_dead_job_through_the_confirmation() {
     let env = Env::new();
     let s = seed(&env, Q);
     let other = seed(&env, "reports");
-    let worker = Worker::start(&env, Q);
+    let worker =
+        millrace_tests::WorkerProcess::start(&env.url, Q, &[]).unwrap_or_else(|e| panic!("{e}"));
     let web = Dashboard::start(&env, Dashboard::config(&env));
     let driver = Driver::start();
     let base = format!("http://127.0.0.1:{}", web.port);
@@ -242,7 +196,7 @@ fn browser_replays_a_dead_job_through_the_confirmation() {
     millrace_tests::wait_for(
         "the worker to run the replayed job",
         Duration::from_secs(30),
-        || worker.ran(&s.dead_noop).then_some(()),
+        || (worker.runs_of(&s.dead_noop) > 0).then_some(()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
 }
