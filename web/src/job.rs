@@ -22,8 +22,7 @@ pub(crate) struct FindQuery {
 
 /// `GET /queues/{q}/find?id=`: to the job's page.
 pub(crate) async fn find(Path(name): Path<String>, Query(q): Query<FindQuery>) -> Redirect {
-    let id: String = form_urlencoded::byte_serialize(q.id.trim().as_bytes()).collect();
-    Redirect::to(&queue_url(&name, &format!("jobs/{id}")))
+    Redirect::to(&layout::job_url(&name, q.id.trim()))
 }
 
 /// What a location shows.

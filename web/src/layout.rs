@@ -129,13 +129,44 @@ pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     }
 }
 
+/// `s` as one path segment: every byte but unreserved ones (RFC 3986)
+/// percent-encoded.
+pub(crate) fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The path of queue `q`'s page `rest` ("" for the queue itself), with the
 /// name escaped.
 pub(crate) fn queue_url(q: &str, rest: &str) -> String {
-    let name: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
     if rest.is_empty() {
-        format!("/queues/{name}")
+        format!("/queues/{}", segment(q))
     } else {
-        format!("/queues/{name}/{rest}")
+        format!("/queues/{}/{rest}", segment(q))
+    }
+}
+
+/// The page of job (or entry) `id` of queue `q`.
+pub(crate) fn job_url(q: &str, id: &str) -> String {
+    queue_url(q, &format!("jobs/{}", segment(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_one_path_segment() {
+        assert_eq!(
+            job_url("a b", "x/y?z#1~2"),
+            "/queues/a%20b/jobs/x%2Fy%3Fz%231~2"
+        );
     }
 }

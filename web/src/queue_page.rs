@@ -208,7 +208,7 @@ pub(crate) async fn ready(
         @else {
             table { thead { tr { th { "Entry" } th { "Job id" } th { "Job" } th.n { "Attempt" } th.n { "Ready for" } } }
             tbody { @for e in &rows { tr {
-                td { a href=(queue_url(&name, &format!("jobs/{}", e.id))) { (e.id) } }
+                td { a href=(layout::job_url(&name, &e.id)) { (e.id) } }
                 td { (field(Some(e), "id")) } td { (field(Some(e), "name")) }
                 td.n { (e.get("attempt").unwrap_or("1")) }
                 td.n { (fmt::age(now.saturating_sub(e.added_ms()))) }
@@ -253,7 +253,7 @@ pub(crate) async fn pending(
                 code { "millrace requeue" } " does; a live worker that still runs it may finish it too (at least once)." }
             table { thead { tr { th { "Entry" } th { "Job id" } th { "Job" } th { "Consumer" } th.n { "Idle" } th.n { "Deliveries" } th {} } }
             tbody { @for p in &rows { tr {
-                td { a href=(queue_url(&name, &format!("jobs/{}", p.entry_id))) { (p.entry_id) } }
+                td { a href=(layout::job_url(&name, &p.entry_id)) { (p.entry_id) } }
                 td { @if p.entry.is_some() { (field(p.entry.as_ref(), "id")) } @else { em { "(deleted)" } } }
                 td { (field(p.entry.as_ref(), "name")) }
                 td { (p.consumer) }
@@ -284,7 +284,7 @@ pub(crate) async fn delayed(
         @else {
             table { thead { tr { th { "Job id" } th { "Job" } th { "State" } th.n { "Attempt" } th.n { "Runs in" } th { "Error" } th {} } }
             tbody { @for d in &rows { tr {
-                td { a href=(queue_url(&name, &format!("jobs/{}", d.id))) { (d.id) } }
+                td { a href=(layout::job_url(&name, &d.id)) { (d.id) } }
                 td { (d.get("name").unwrap_or("–")) }
                 td.warn[d.is_retry()] { (if d.is_retry() { "retrying" } else { "scheduled" }) }
                 td.n { (d.get("attempt").unwrap_or("1")) }
@@ -348,7 +348,7 @@ pub(crate) async fn dead(
         } @else {
             table.dead { thead { tr { th { "Entry" } th { "Job id" } th { "Job" } th.n { "Attempt" } th.n { "Died" } th { "Error" } th {} } }
             tbody { @for e in &page.entries { tr data-entry=(e.id) {
-                td { a href=(queue_url(&name, &format!("jobs/{}", e.id))) { (e.id) } }
+                td { a href=(layout::job_url(&name, &e.id)) { (e.id) } }
                 td { (field(Some(e), "id")) }
                 td { (field(Some(e), "name")) }
                 td.n { (e.get("attempt").unwrap_or("1")) }

@@ -242,3 +242,55 @@ fn the_redis_password_never_reaches_a_page() {
     }
     assert!(web.get("/").ok().contains("redis://:***@127.0.0.1"));
 }
+
+#[test]
+fn job_ids_with_odd_characters_link_to_their_page() {
+    let env = Env::new();
+    seed(&env, Q);
+    env.with(async |conn| {
+        let q = millrace_core::Queue::new(Q).unwrap_or_else(|e| panic!("{e}"));
+        let mut e = job("noop", "{}");
+        e.id = "a/b c?d#e".into();
+        let when = millrace_core::queue::When::In(std::time::Duration::from_secs(600));
+        q.schedule(conn, &e, when)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    let web = Dashboard::start(&env, Dashboard::config(&env));
+    let delayed = web.get("/queues/emails/delayed").ok();
+    let link = "/queues/emails/jobs/a%2Fb%20c%3Fd%23e";
+    assert!(delayed.contains(link), "{delayed}");
+    let page = web.get(link).ok();
+    assert!(page.contains(">scheduled<"), "{page}");
+}
+
+#[test]
+fn errors_are_one_clear_page_with_a_status() {
+    let mut env = Env::new();
+    let s = seed(&env, Q);
+    let web = Dashboard::start(&env, Dashboard::config(&env));
+    let r = web.get("/queues/emails/dead/confirm?action=delete");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body
+            .contains("unknown action &quot;delete&quot;: replay or purge"),
+        "{}",
+        r.body
+    );
+    let r = web.get("/queues/emails/dead/confirm?action=purge&id=1-1");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no dead job &quot;1-1&quot;"), "{}", r.body);
+    let r = web.get(&format!(
+        "/queues/emails/dead/confirm?action=purge&id={}",
+        s.ready
+    ));
+    assert_eq!(r.status, 400, "a job id is not a dead entry id");
+    assert_eq!(web.get("/no/such/page").status, 404);
+    // Redis gone: a 502 naming the failed operation, quickly.
+    env.redis.kill();
+    let started = std::time::Instant::now();
+    let r = web.get("/queues/emails");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("redis"), "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
