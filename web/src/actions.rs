@@ -81,12 +81,22 @@ fn entry_id(id: &str) -> PageResult<()> {
     }
 }
 
+/// The form of requeue: one entry and the idle time the page showed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RequeueForm {
+    id: String,
+    /// Requeue only if still idle at least this long (the page's reading):
+    /// a lease renewed since means a live worker runs it.
+    #[serde(default)]
+    min_idle_ms: u64,
+}
+
 /// `POST /queues/{q}/requeue` with one entry (`millrace requeue <q>
-/// --min-idle 0s` for that entry alone).
+/// --min-idle <as shown>` for that entry alone).
 pub(crate) async fn requeue(
     State(app): State<App>,
     Path(name): Path<String>,
-    Form(f): Form<OneForm>,
+    Form(f): Form<RequeueForm>,
 ) -> PageResult<Redirect> {
     app.writable()?;
     entry_id(&f.id)?;
@@ -95,7 +105,7 @@ pub(crate) async fn requeue(
         &mut app.conn(),
         &queue,
         std::slice::from_ref(&f.id),
-        Duration::ZERO,
+        Duration::from_millis(f.min_idle_ms),
         None,
     )
     .await?;
@@ -111,7 +121,7 @@ pub(crate) async fn requeue(
         )
     } else {
         format!(
-            "left entry {} alone: no longer pending (finished or moved meanwhile)",
+            "left entry {} alone: finished, moved, or renewed by a live worker meanwhile",
             f.id
         )
     };

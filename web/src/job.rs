@@ -70,7 +70,13 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
                 "held by consumer {consumer} (idle {}, delivered {deliveries} times)",
                 fmt::age(*idle_ms)
             ),
-            action: one("requeue", "Requeue", &entry.id),
+            action: layout::button(
+                app,
+                &queue_url(name, "requeue"),
+                "Requeue",
+                "",
+                &[("id", &entry.id), ("min_idle_ms", &idle_ms.to_string())],
+            ),
         },
         Location::PendingDeleted { entry_id, consumer } => Card {
             state: "pending (deleted)",

@@ -250,7 +250,7 @@ pub(crate) async fn pending(
         @if rows.is_empty() { p.empty { "Nothing in flight." } }
         @else {
             p.muted { "Requeue puts an entry back in the ready stream now (attempt unchanged), as "
-                code { "millrace requeue" } " does; a live worker that still runs it may finish it too (at least once)." }
+                code { "millrace requeue --min-idle" } " does, if it is still at least as idle as shown here: an entry whose worker renewed its lease since is left alone." }
             table { thead { tr { th { "Entry" } th { "Job id" } th { "Job" } th { "Consumer" } th.n { "Idle" } th.n { "Deliveries" } th {} } }
             tbody { @for p in &rows { tr {
                 td { a href=(layout::job_url(&name, &p.entry_id)) { (p.entry_id) } }
@@ -259,7 +259,7 @@ pub(crate) async fn pending(
                 td { (p.consumer) }
                 td.n { (fmt::age(p.idle_ms)) }
                 td.n { (p.deliveries) }
-                td { (layout::button(&app, &requeue, "Requeue", "", &[("id", &p.entry_id)])) }
+                td { (layout::button(&app, &requeue, "Requeue", "", &[("id", &p.entry_id), ("min_idle_ms", &p.idle_ms.to_string())])) }
             } } } }
         }
         (pager(next.map(|n| queue_url(&name, "pending") + &layout::query(&[("after", &n)]))))

@@ -166,8 +166,28 @@ fn requeue_and_run_now_make_jobs_ready() {
         }
     };
     assert_eq!(pending(), 1);
+    // Less idle than the page saw (a live worker renewed it): left alone.
     let to = web
-        .post("/queues/emails/requeue", &[("id", &s.stuck_entry)])
+        .post(
+            "/queues/emails/requeue",
+            &[("id", &s.stuck_entry), ("min_idle_ms", "3600000")],
+        )
+        .redirect();
+    assert!(to.contains("left+entry"), "{to}");
+    assert_eq!(pending(), 1);
+    // The form as the pending tab renders it.
+    let tab = web.get("/queues/emails/pending").ok();
+    let idle = tab
+        .split("name=\"min_idle_ms\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no min_idle_ms: {tab}"))
+        .to_owned();
+    let to = web
+        .post(
+            "/queues/emails/requeue",
+            &[("id", &s.stuck_entry), ("min_idle_ms", &idle)],
+        )
         .redirect();
     assert!(to.contains("requeued+entry"), "{to}");
     assert_eq!(pending(), 0);
