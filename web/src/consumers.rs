@@ -44,7 +44,14 @@ pub(crate) async fn page(
     let queue = app.queue(&name).await?;
     let rows = inspect::consumers(&mut app.conn(), &queue).await?;
     let dead_after = app.config.dead_after;
-    let dead = rows.iter().filter(|c| c.is_dead(dead_after)).count();
+    let prunable = rows
+        .iter()
+        .filter(|c| c.is_dead(dead_after) && c.pending == 0)
+        .count();
+    let holding: Vec<&ConsumerInfo> = rows
+        .iter()
+        .filter(|c| c.is_dead(dead_after) && c.pending > 0)
+        .collect();
     Ok(layout::page(
         &app,
         &format!("{name} consumers"),
@@ -64,8 +71,12 @@ pub(crate) async fn page(
                     td.n { (c.heartbeat_age_ms.map_or_else(|| "never".to_owned(), |a| fmt::age(a) + " ago")) }
                 } } } }
             }
-            @if dead > 0 {
-                p { (layout::button(&app, &queue_url(&name, "consumers/prune"), &format!("Prune {}", fmt::count(dead as u64, "dead consumer", "dead consumers")), "warn", &[])) }
+            @for c in &holding {
+                p.warn { "Dead consumer " code { (c.name) } " holds " (c.pending) " pending: "
+                    a href=(queue_url(&name, "pending")) { "requeue them" } " first; prune keeps it until then." }
+            }
+            @if prunable > 0 {
+                p { (layout::button(&app, &queue_url(&name, "consumers/prune"), &format!("Prune {}", fmt::count(prunable as u64, "dead consumer", "dead consumers")), "warn", &[])) }
             }
         },
     ))

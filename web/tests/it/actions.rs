@@ -229,6 +229,8 @@ fn prune_removes_dead_consumers_that_hold_nothing() {
     config.dead_after = std::time::Duration::from_millis(1);
     let web = Dashboard::start(&env, config);
     std::thread::sleep(std::time::Duration::from_millis(20));
+    let page = web.get("/queues/emails/consumers").ok();
+    assert!(page.contains("Prune 1 dead consumer"), "{page}");
     let to = web.post("/queues/emails/consumers/prune", &[]).redirect();
     assert!(to.contains("pruned+1+dead+consumer"), "{to}");
     assert!(to.contains("kept+ghost"), "ghost holds an entry: {to}");
