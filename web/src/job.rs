@@ -1,7 +1,8 @@
 //! One job's page: everywhere it is (a replayed job may also have an old
 //! dead entry), its attempts, error, other fields and pretty payload, with
-//! the action its state allows. By entry id it is a direct look-up; by job
-//! id it scans the streams in pages, like `millrace show`.
+//! the action its state allows. By entry id it is a direct look-up, and so
+//! is a delayed job linked from its tab (`?at=delayed`); any other job id
+//! scans the streams in pages, like `millrace show`.
 
 use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
@@ -18,6 +19,13 @@ use crate::layout::{self, queue_url};
 #[derive(Debug, Deserialize)]
 pub(crate) struct FindQuery {
     id: String,
+}
+
+/// `?at=delayed`: look only in the delayed set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct JobQuery {
+    at: String,
 }
 
 /// `GET /queues/{q}/find?id=`: to the job's page.
@@ -168,10 +176,20 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
 pub(crate) async fn page(
     State(app): State<App>,
     Path((name, id)): Path<(String, String)>,
+    Query(q): Query<JobQuery>,
 ) -> PageResult<Markup> {
     let queue = app.queue(&name).await?;
     let mut conn = app.conn();
-    let found = inspect::find(&mut conn, &queue, &id).await?;
+    // The delayed tab links with `?at=delayed`: one look-up, no scan.
+    let found = if q.at == "delayed" {
+        inspect::delayed_job(&mut conn, &queue, &id)
+            .await?
+            .map(Location::Delayed)
+            .into_iter()
+            .collect()
+    } else {
+        inspect::find(&mut conn, &queue, &id).await?
+    };
     if found.is_empty() {
         return Err(PageError::NotFound(format!(
             "no job or entry {id:?} in queue {name:?} (looked in the ready stream, pending entries, delayed jobs and the dead-letter stream)"

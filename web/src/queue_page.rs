@@ -284,7 +284,7 @@ pub(crate) async fn delayed(
         @else {
             table { thead { tr { th { "Job id" } th { "Job" } th { "State" } th.n { "Attempt" } th.n { "Runs in" } th { "Error" } th {} } }
             tbody { @for d in &rows { tr {
-                td { a href=(layout::job_url(&name, &d.id)) { (d.id) } }
+                td { a href=(layout::job_url(&name, &d.id) + "?at=delayed") { (d.id) } }
                 td { (d.get("name").unwrap_or("–")) }
                 td.warn[d.is_retry()] { (if d.is_retry() { "retrying" } else { "scheduled" }) }
                 td.n { (d.get("attempt").unwrap_or("1")) }
