@@ -87,6 +87,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
         .route("/queues/{queue}", get(crate::queue_page::ready))
+        .route(
+            "/queues/{queue}/counts",
+            get(crate::queue_page::counts_fragment),
+        )
         .route("/queues/{queue}/pending", get(crate::queue_page::pending))
         .route("/queues/{queue}/delayed", get(crate::queue_page::delayed))
         .route("/queues/{queue}/dead", get(crate::queue_page::dead))

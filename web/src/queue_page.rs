@@ -120,7 +120,7 @@ async fn shell(
         html! {
             p.crumbs { a href="/" { "Queues" } " / " (name) }
             h1 { "Queue " code { (name) } }
-            (counts(&s, now))
+            div data-poll=(queue_url(name, "counts")) { (counts(&s, now)) }
             (pause_form(app, name, &s))
             nav.tabs {
                 @for (t, rest, label) in &tabs {
@@ -135,6 +135,18 @@ async fn shell(
             (body)
         },
     ))
+}
+
+/// `GET /queues/{q}/counts`: the counts alone, polled by the page.
+pub(crate) async fn counts_fragment(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> PageResult<Markup> {
+    let queue = app.queue(&name).await?;
+    let mut conn = app.conn();
+    let s = inspect::stats(&mut conn, &queue).await?;
+    let now = inspect::server_now_ms(&mut conn).await?;
+    Ok(counts(&s, now))
 }
 
 fn counts(s: &QueueStats, now: u64) -> Markup {

@@ -67,6 +67,12 @@ fn queue_tabs_list_ready_pending_delayed_and_dead_jobs() {
     assert_eq!(count(&ready, "ready"), "1");
     assert_eq!(count(&ready, "dead"), "2");
     assert_eq!(count(&ready, "retrying"), "1");
+    let polled = web.get("/queues/emails/counts").ok();
+    assert!(
+        ready.contains("data-poll=\"/queues/emails/counts\""),
+        "{ready}"
+    );
+    assert_eq!(count(&polled, "dead"), "2");
     assert!(ready.contains(&s.ready), "{ready}");
     assert!(!ready.contains(&s.dead_noop));
     let pending = web.get("/queues/emails/pending").ok();
