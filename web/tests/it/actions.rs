@@ -54,7 +54,19 @@ fn replay_one_dead_job_sends_it_back_as_a_first_attempt() {
         "{to}"
     );
     assert_eq!(sizes(&env), (stream + 1, delayed, dead - 1));
-    assert!(stream_job_ids(&env).contains(&s.dead_noop));
+    // As `millrace dead replay`: attempt 1, no error, no dead-letter fields.
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        env.redis(&["XRANGE", "millrace:{emails}:stream", "-", "+"]);
+    let (_, fields) = entries
+        .iter()
+        .find(|(_, f)| f.iter().any(|(k, v)| k == "id" && *v == s.dead_noop))
+        .unwrap_or_else(|| panic!("not replayed: {entries:?}"));
+    let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("attempt"), Some("1"));
+    assert_eq!(
+        (get("error"), get("dead_at"), get("entry")),
+        (None, None, None)
+    );
     let page = web.get(&to).ok();
     assert!(page.contains("replayed 1 dead job of queue"), "{page}");
     // Again: already gone, nothing done.
