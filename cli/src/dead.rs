@@ -8,8 +8,9 @@ use std::time::SystemTime;
 
 use anyhow::bail;
 use comfy_table::Cell;
+use millrace_core::Queue;
+use millrace_core::admin::{self, DeadAction as Action};
 use millrace_core::inspect::{self, DeadFilter, DeadScan, RawEntry};
-use millrace_core::{Queue, admin};
 use serde::Serialize;
 
 use crate::output::{self, Confirm, Decision};
@@ -274,35 +275,6 @@ async fn show_one(ctx: &mut Ctx, a: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Replay,
-    Purge,
-}
-
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Self::Replay => "replay",
-            Self::Purge => "purge",
-        }
-    }
-
-    fn past(self) -> &'static str {
-        match self {
-            Self::Replay => "replayed",
-            Self::Purge => "purged",
-        }
-    }
-
-    async fn apply(self, ctx: &mut Ctx, queue: &Queue, ids: &[String]) -> anyhow::Result<u64> {
-        Ok(match self {
-            Self::Replay => admin::replay_dead(&mut ctx.conn, queue, ids).await?,
-            Self::Purge => admin::purge_dead(&mut ctx.conn, queue, ids).await?,
-        })
-    }
-}
-
 /// Prints a line for people: on stdout, or stderr under `--json`.
 pub fn say(ctx: &Ctx, text: &str) {
     if ctx.json {
@@ -357,7 +329,7 @@ async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> 
             )?
         };
         match decision {
-            Decision::Proceed => result.done = action.apply(ctx, &queue, &ids).await?,
+            Decision::Proceed => result.done = action.apply(&mut ctx.conn, &queue, &ids).await?,
             Decision::DryRun => {}
             Decision::Declined => result.aborted = true,
         }
@@ -371,17 +343,10 @@ async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> 
     }
     // Count first (bounded memory: a count, the last id and a small sample).
     let filter = a.filter.filter();
-    let mut scan = DeadScan::new(&queue, filter.clone());
-    let mut last = None;
-    let mut sample = Vec::new();
-    while let Some(page) = scan.next_page(&mut ctx.conn, inspect::PAGE).await? {
-        result.matched += page.len() as u64;
-        if let Some(e) = page.last() {
-            last = Some(e.id.clone());
-        }
-        sample.extend(page.into_iter().take(5usize.saturating_sub(sample.len())));
-    }
-    let Some(last) = last else {
+    let matches = inspect::dead_matches(&mut ctx.conn, &queue, &filter, 5).await?;
+    result.matched = matches.count;
+    let sample = matches.sample;
+    let Some(last) = matches.last else {
         say(
             ctx,
             &format!(
@@ -392,9 +357,10 @@ async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> 
         );
         return finish(ctx, &result, action);
     };
-    let what = match action {
-        Action::Replay => "back to the ready stream, attempts reset to 1",
-        Action::Purge => "deleting them for good",
+    let what = if action == Action::Replay {
+        "back to the ready stream, attempts reset to 1"
+    } else {
+        "deleting them for good"
     };
     say(
         ctx,
@@ -421,20 +387,10 @@ async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> 
         }
     }
     let bar = output::progress(result.matched, action.past());
-    let mut scan = DeadScan::new(&queue, filter).until(&last);
-    let mut batch = Vec::with_capacity(admin::BATCH);
-    while let Some(page) = scan.next_page(&mut ctx.conn, admin::BATCH).await? {
-        for e in page {
-            batch.push(e.id);
-            if batch.len() == admin::BATCH {
-                result.done += action.apply(ctx, &queue, &batch).await?;
-                bar.inc(batch.len() as u64);
-                batch.clear();
-            }
-        }
-    }
-    result.done += action.apply(ctx, &queue, &batch).await?;
-    bar.inc(batch.len() as u64);
+    result.done = admin::dead_bulk(&mut ctx.conn, &queue, &filter, &last, action, |n| {
+        bar.inc(n);
+    })
+    .await?;
     bar.finish_and_clear();
     finish(ctx, &result, action)
 }

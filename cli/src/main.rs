@@ -2,7 +2,7 @@
 //! where, since when" about queues on Redis Streams and fixes it safely:
 //! queue stats, pending entries, one job's whole story, dead-letter replay
 //! and purge, requeue of stuck entries, delayed jobs, consumers, pause and
-//! resume, enqueue, and a live `top`.
+//! resume, enqueue, a live `top`, and the web dashboard (`web`).
 //!
 //! Human tables by default, `--json` for scripts; destructive commands ask
 //! first (`--yes`, `--dry-run`) and work in bounded batches. Errors are one
@@ -28,6 +28,7 @@ mod requeue;
 mod schedules;
 mod show;
 mod top;
+mod web;
 
 use std::process::ExitCode;
 
@@ -121,6 +122,9 @@ Columns:
     /// Relay committed outbox rows to their queues until SIGINT/SIGTERM
     /// (the worker does too when given --database-url).
     Relay(outbox::RelayArgs),
+    /// Serve the web dashboard (127.0.0.1:8080 by default) until
+    /// SIGINT/SIGTERM.
+    Web(web::Args),
 }
 
 /// What every command gets: the connection and the global flags.
@@ -188,6 +192,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outbox::relay(a, &cli.redis_url, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Web(a) => {
+            web::run(a, &cli.redis_url, &cli.prefix).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         command => Cli { command, ..cli },
     };
     let conn = millrace_core::connect::command_connection(&cli.redis_url).await?;
@@ -211,9 +219,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(a) => pause::run(&mut ctx, a, false).await?,
         Command::Enqueue(a) => enqueue::run(&mut ctx, a).await?,
         Command::Top(a) => top::run(&mut ctx, a).await?,
-        Command::Outbox(_) | Command::Relay(_) => {} // handled above
+        Command::Outbox(_) | Command::Relay(_) | Command::Web(_) => {} // handled above
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at the first SIGINT or SIGTERM (never, when they cannot be
+/// caught).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// Parses a duration flag ("30s", "5m", "1h30m").

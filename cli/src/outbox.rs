@@ -213,17 +213,8 @@ pub async fn relay(a: RelayArgs, redis_url: &str, prefix: &str) -> anyhow::Resul
     let stop = CancellationToken::new();
     let signals = stop.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            signals.cancel();
-        }
+        crate::stop_signal().await;
+        signals.cancel();
     });
     relay.run(stop).await;
     Ok(())

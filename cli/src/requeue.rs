@@ -159,7 +159,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         let mut ids = Vec::with_capacity(page.len());
         let mut past_last = false;
         for p in page {
-            if compare_ids(&p.entry_id, &last) == std::cmp::Ordering::Greater {
+            if inspect::compare_entry_ids(&p.entry_id, &last).is_gt() {
                 past_last = true;
                 break;
             }
@@ -194,17 +194,6 @@ fn keeps(filter: &PendingFilter, p: &PendingEntry) -> bool {
         None => true,
         Some(job) => p.entry.as_ref().and_then(|e| e.get("name")) == Some(job.as_str()),
     }
-}
-
-/// Orders stream entry ids numerically.
-fn compare_ids(a: &str, b: &str) -> std::cmp::Ordering {
-    let split = |s: &str| {
-        let mut it = s.splitn(2, '-');
-        let ms = it.next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        let seq = it.next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        (ms, seq)
-    };
-    split(a).cmp(&split(b))
 }
 
 fn finish(ctx: &Ctx, r: &Result<'_>) -> anyhow::Result<()> {

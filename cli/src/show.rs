@@ -177,20 +177,8 @@ pub fn print_human(records: &[Found], now: u64) {
         {
             line("was entry", e.clone());
         }
-        let shown = [
-            "id",
-            "name",
-            "payload",
-            "attempt",
-            "max_attempts",
-            "enqueued_at",
-            "error",
-            "dead_at",
-            "entry",
-            "v",
-        ];
         for (k, v) in &f.fields {
-            if !shown.contains(&k.as_str()) {
+            if !inspect::LABELLED_FIELDS.contains(&k.as_str()) {
                 line(k, v.clone());
             }
         }

@@ -13,6 +13,10 @@ use crate::error::QueueError;
 use crate::queue::{Queue, duration_ms};
 use crate::scripts;
 
+mod dead_bulk;
+
+pub use dead_bulk::{DeadAction, dead_bulk};
+
 /// Ids per script call in bulk operations: small enough that one call never
 /// holds Redis for long.
 pub const BATCH: usize = 500;

@@ -18,8 +18,10 @@ use crate::keys::registry_key;
 
 mod consumers;
 mod dead;
+mod dead_match;
 mod delayed;
 mod find;
+mod page;
 mod pending;
 mod ready;
 mod stats;
@@ -27,14 +29,31 @@ mod tries;
 
 pub use consumers::{ConsumerInfo, consumers};
 pub use dead::{DeadFilter, DeadScan, dead_count, dead_newest};
+pub use dead_match::{DeadMatches, dead_matches};
 pub use delayed::{DelayedJob, delayed_count, delayed_job, delayed_page};
 pub use find::{Location, find};
+pub use page::{DeadPage, compare_entry_ids, dead_page, ready_page};
 pub use pending::{PendingEntry, PendingFilter, pending, pending_count, pending_page};
 pub use ready::{READY_SCAN_LIMIT, ReadyPage, ready};
 pub use stats::{QueueStats, RETRYING_SCAN_LIMIT, stats};
 
 /// Entries fetched per round trip when scanning a stream or a hash.
 pub const PAGE: usize = 500;
+
+/// Fields a view of one job shows under labels of its own (the envelope's
+/// and the dead-letter step's); any other field is listed as it is.
+pub const LABELLED_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "payload",
+    "attempt",
+    "max_attempts",
+    "enqueued_at",
+    "error",
+    "dead_at",
+    "entry",
+    "v",
+];
 
 /// One stream entry with its fields as text (lossy UTF-8), in wire order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,11 @@
 
 mod postgres;
 mod proxy;
+mod worker;
 
 pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
+pub use worker::WorkerProcess;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

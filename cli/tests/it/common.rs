@@ -2,9 +2,7 @@
 //! `millrace` binary, and a real `millrace-worker`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use millrace_core::queue::When;
@@ -265,53 +263,26 @@ pub fn seed(env: &Env) -> Seeded {
     })
 }
 
-/// Path of the `millrace-worker` binary (built once per test run).
-pub fn worker_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        millrace_tests::workspace_bin("millrace-worker", "millrace-worker")
-            .unwrap_or_else(|e| panic!("{e}"))
-    })
-    .clone()
-}
-
 /// A real `millrace-worker`, killed on drop.
-pub struct Worker {
-    child: Child,
-    pub record: PathBuf,
-    _dir: tempfile::TempDir,
-}
+pub struct Worker(millrace_tests::WorkerProcess);
 
 impl Worker {
     /// Starts a worker on `queues` recording every job that succeeds.
     pub fn start(env: &Env, queues: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let record = dir.path().join("runs");
-        let child = Command::new(worker_bin())
-            .env("MILLRACE_REDIS_URL", &env.url)
-            // Never relay (or touch) a database outbox from a test.
-            .env_remove("MILLRACE_DATABASE_URL")
-            .env("RUST_LOG", "error")
-            .args(["--queues", queues, "--block", "200ms"])
-            .args(["--metrics-port", "0"])
-            .arg("--record-runs")
-            .arg(&record)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}"));
-        Self {
-            child,
-            record,
-            _dir: dir,
-        }
+        Self(
+            millrace_tests::WorkerProcess::start(&env.url, queues, extra)
+                .unwrap_or_else(|e| panic!("cannot start millrace-worker: {e}")),
+        )
     }
 
     /// How many times job `id` succeeded so far.
     pub fn runs_of(&self, id: &str) -> usize {
-        runs(&self.record).iter().filter(|l| *l == id).count()
+        self.0.runs_of(id)
+    }
+
+    /// The ids of every job that succeeded so far, in order.
+    pub fn runs(&self) -> Vec<String> {
+        self.0.runs()
     }
 
     /// Waits until job `id` succeeded at least once.
@@ -319,21 +290,6 @@ impl Worker {
     pub fn wait_ran(&self, id: &str) {
         wait_for(&format!("job {id} to run"), || self.runs_of(id) > 0);
     }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn runs(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Polls `check` until it holds, or panics after [`WAIT`].

@@ -10,3 +10,4 @@ mod outbox;
 mod read;
 mod schedules;
 mod top;
+mod web;

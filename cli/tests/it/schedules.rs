@@ -9,7 +9,7 @@ use crate::common::*;
 
 /// The fire times (unix ms) of the `tick` schedule's jobs that ran.
 fn fired(w: &Worker) -> Vec<u64> {
-    runs(&w.record)
+    w.runs()
         .iter()
         .filter_map(|id| id.strip_prefix("tick@")?.parse().ok())
         .collect()
