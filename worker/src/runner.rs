@@ -31,6 +31,9 @@
 mod args;
 #[cfg(feature = "postgres")]
 mod outbox;
+mod tls;
+
+pub use tls::TlsArgs;
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -236,6 +239,7 @@ async fn run(args: Args, configure: Configure) -> Result<(), RunnerError> {
     let relay = outbox::start(
         &args.outbox,
         &args.redis_url,
+        args.tls.config(),
         &args.prefix,
         shutdown.clone(),
     )

@@ -10,6 +10,7 @@ use std::time::Duration;
 use millrace_core::DeadRetention;
 
 use crate::WorkerConfig;
+use crate::runner::TlsArgs;
 
 /// Runs Millrace jobs from Redis Streams.
 #[derive(Debug, clap::Parser)]
@@ -22,6 +23,9 @@ pub(crate) struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub(crate) redis_url: String,
+    /// TLS for a rediss:// URL: a private CA, a client certificate.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Key prefix.
     #[arg(long, env = "MILLRACE_PREFIX", default_value = "millrace")]
     pub(crate) prefix: String,
@@ -97,6 +101,7 @@ impl Args {
     /// `WorkerBuilder::build`).
     pub(crate) fn config(&self) -> WorkerConfig {
         let mut config = WorkerConfig::new(self.redis_url.clone());
+        config.tls = self.tls.config();
         config.prefix.clone_from(&self.prefix);
         config.queues.clone_from(&self.queues);
         config.concurrency = self.concurrency;
