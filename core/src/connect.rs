@@ -161,7 +161,13 @@ pub fn reader_pool(
 /// reason in plain words. A plain `redis://` connection the server drops
 /// at once is most often a TLS port; the reason says so.
 pub fn connect_error(url: &str, err: &redis::RedisError) -> ConnectError {
-    let reason = if err.is_connection_refusal() {
+    #[cfg(feature = "tls")]
+    let explained = tls::explain(err);
+    #[cfg(not(feature = "tls"))]
+    let explained: Option<String> = None;
+    let reason = if let Some(reason) = explained {
+        reason
+    } else if err.is_connection_refusal() {
         "connection refused".to_owned()
     } else if err.is_timeout() {
         "timed out".to_owned()

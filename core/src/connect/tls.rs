@@ -137,6 +137,39 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
+/// A TLS failure in plain words, told by its rustls error (wrapped by
+/// tokio-rustls in an I/O error, by redis-rs in its own): what is wrong
+/// and which setting fixes it. `None` when `err` is no TLS failure.
+#[cfg(feature = "tls")]
+pub(crate) fn explain(err: &redis::RedisError) -> Option<String> {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as Tls};
+    use std::error::Error as _;
+    use std::sync::Arc;
+    let inner = err
+        .source()?
+        .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?;
+    let tls = inner
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|e| e.downcast_ref::<Tls>())
+        .or_else(|| inner.downcast_ref::<Tls>())?;
+    Some(match tls {
+        Tls::InvalidCertificate(Cert::UnknownIssuer) => format!(
+            "TLS: the server's certificate is not signed by a trusted CA ({tls}); trust its CA with --tls-ca-file"
+        ),
+        Tls::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            format!("TLS: the server's certificate is not for this host name ({tls})")
+        }
+        Tls::AlertReceived(Alert::CertificateRequired) => format!(
+            "TLS: the server requires a client certificate ({tls}); give --tls-cert-file and --tls-key-file"
+        ),
+        Tls::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateUnknown,
+        ) => format!("TLS: the server refused the client certificate ({tls})"),
+        _ => format!("TLS: {tls}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

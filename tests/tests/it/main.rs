@@ -14,3 +14,4 @@ mod producer;
 mod reliability;
 mod routine;
 mod runner;
+mod tls;

@@ -157,7 +157,7 @@ async fn ten_thousand_jobs_through_two_worker_processes_run_once_each() {
     );
 }
 
-fn worker_output(args: &[&str], url: &str) -> (bool, String) {
+pub fn worker_output(args: &[&str], url: &str) -> (bool, String) {
     let out = Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
         // Never relay (or touch) a database outbox from a test.
