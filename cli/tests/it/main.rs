@@ -8,4 +8,5 @@ mod destructive;
 mod errors;
 mod outbox;
 mod read;
+mod tls;
 mod top;
