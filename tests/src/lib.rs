@@ -23,7 +23,7 @@ mod tls;
 
 pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
-pub use tls::{TestCerts, TlsMode};
+pub use tls::{TestCerts, TlsMode, tls_flags};
 
 use millrace_core::connect::{Endpoint, TlsConfig};
 

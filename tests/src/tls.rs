@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use millrace_core::connect::TlsConfig;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 use crate::HarnessError;
@@ -100,6 +101,23 @@ impl TestCerts {
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("client.key")
     }
+}
+
+/// The `--tls-*` flags of a Millrace binary for `tls` (none for unset
+/// files), to pass a child process the settings of its parent.
+pub fn tls_flags(tls: &TlsConfig) -> Vec<String> {
+    [
+        ("--tls-ca-file", &tls.ca_file),
+        ("--tls-cert-file", &tls.cert_file),
+        ("--tls-key-file", &tls.key_file),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| {
+        path.as_ref()
+            .map(|p| [flag.to_owned(), p.display().to_string()])
+    })
+    .flatten()
+    .collect()
 }
 
 /// A self-signed CA: its PEM and the issuer that signs with it.
