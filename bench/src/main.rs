@@ -49,6 +49,10 @@ struct Args {
     /// TLS files for a rediss:// --url (passed on to the worker processes).
     #[command(flatten)]
     tls: millrace_worker::runner::TlsArgs,
+    /// Start the private Redis with TLS only, requiring client
+    /// certificates (made by the run); everything connects over rediss://.
+    #[arg(long = "tls", conflicts_with = "url")]
+    private_tls: bool,
     /// Key prefix of every queue the benchmark creates.
     #[arg(long, default_value = "millrace-bench")]
     prefix: String,
@@ -295,16 +299,17 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let _server;
-    let url = match &args.url {
-        Some(u) => u.clone(),
+    let (url, tls) = match &args.url {
+        Some(u) => (u.clone(), args.tls.config()),
         None => {
-            let server = millrace_tests::RedisServer::start()?;
-            let url = server.url();
+            let mut options = millrace_tests::RedisOptions::default();
+            options.tls = args.private_tls.then_some(millrace_tests::TlsMode::Mutual);
+            let server = millrace_tests::RedisServer::start_options(options)?;
+            let private = (server.url(), server.tls_config());
             _server = server;
-            url
+            private
         }
     };
-    let tls = args.tls.config();
     let probe = Probe::connect(&Endpoint::new(url.as_str()).with_tls(tls.clone())).await?;
     let version = probe.version().await?;
     let self_exe = std::env::current_exe()?;
