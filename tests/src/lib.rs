@@ -7,7 +7,8 @@
 //! demo, the benchmark and the chaos run use it too, to start a local
 //! Redis when none is configured. [`RedisOptions`] starts it with TLS
 //! ([`TlsMode`], certificates made by the test: [`TestCerts`]) or extra
-//! `redis-server` arguments. [`Proxy`] puts a TCP proxy that can
+//! `redis-server` arguments; [`readme_acl_users`] are the README's
+//! least-privilege users, for [`RedisServer::create_users`]. [`Proxy`] puts a TCP proxy that can
 //! black-hole traffic between a worker and its server. [`PostgresServer`]
 //! starts a private PostgreSQL the same way (or uses
 //! `MILLRACE_TEST_DATABASE_URL`), for the outbox tests.
@@ -17,10 +18,12 @@
 //! println!("test Redis at {}", redis.url());
 //! ```
 
+mod acl;
 mod postgres;
 mod proxy;
 mod tls;
 
+pub use acl::{AclUser, readme_acl_users};
 pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
 pub use tls::{TestCerts, TlsMode, tls_flags};
