@@ -24,12 +24,8 @@ pub struct AclUser {
 pub fn readme_acl_users() -> Result<Vec<AclUser>, HarnessError> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let text = std::fs::read_to_string(&path)?;
-    let bad = |why: &str| {
-        HarnessError::Io(std::io::Error::other(format!(
-            "{}: {why}",
-            path.display()
-        )))
-    };
+    let bad =
+        |why: &str| HarnessError::Io(std::io::Error::other(format!("{}: {why}", path.display())));
     let start = text.find(BEGIN).ok_or_else(|| bad("no acl-users block"))?;
     let len = text[start..]
         .find(END)
@@ -40,7 +36,10 @@ pub fn readme_acl_users() -> Result<Vec<AclUser>, HarnessError> {
         if words.first().map(String::as_str) != Some("ACL") {
             continue;
         }
-        let name = words.get(2).cloned().ok_or_else(|| bad("a line names no user"))?;
+        let name = words
+            .get(2)
+            .cloned()
+            .ok_or_else(|| bad("a line names no user"))?;
         let password = words
             .iter()
             .find_map(|w| w.strip_prefix('>'))

@@ -3,6 +3,7 @@
 //! operations (or a real `millrace-worker`), runs the binary and checks its
 //! output and what it changed.
 
+mod acl;
 mod common;
 mod destructive;
 mod errors;

@@ -54,8 +54,18 @@ async fn the_producer_enqueues_and_cannot_delete_trim_or_ack() {
     for (what, cmd) in [
         ("del", redis::cmd("DEL").arg(stream).clone()),
         ("xdel", redis::cmd("XDEL").arg(stream).arg("0-1").clone()),
-        ("xtrim", redis::cmd("XTRIM").arg(stream).arg("MAXLEN").arg(0).clone()),
-        ("xack", redis::cmd("XACK").arg(stream).arg("millrace").arg("0-1").clone()),
+        (
+            "xtrim",
+            redis::cmd("XTRIM").arg(stream).arg("MAXLEN").arg(0).clone(),
+        ),
+        (
+            "xack",
+            redis::cmd("XACK")
+                .arg(stream)
+                .arg("millrace")
+                .arg("0-1")
+                .clone(),
+        ),
         ("zrem", redis::cmd("ZREM").arg(delayed).arg("x").clone()),
         ("flushall", redis::cmd("FLUSHALL").clone()),
     ] {
@@ -97,15 +107,27 @@ async fn the_worker_does_everything_without_a_denied_command() {
     // An entry held by a consumer that died: the worker reclaims it.
     let mut c = conn(&admin).await;
     let queue = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
-    queue.declare(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .declare(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let held = Envelope::new(
         JobId::new().0,
         "probe",
         serde_json::to_string(&probe_job("reclaimed", 1)).unwrap_or_default(),
     );
-    queue.enqueue(&mut c, &[held]).await.unwrap_or_else(|e| panic!("{e}"));
+    queue
+        .enqueue(&mut c, &[held])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let got = queue
-        .read(&mut c, "ghost", 1, Duration::from_millis(100), &ReadFrom::New)
+        .read(
+            &mut c,
+            "ghost",
+            1,
+            Duration::from_millis(100),
+            &ReadFrom::New,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.len(), 1);
@@ -117,9 +139,8 @@ async fn the_worker_does_everything_without_a_denied_command() {
     config.block = Duration::from_millis(400);
     config.sample_every = Duration::from_millis(200);
     config.prune_consumers_after = Duration::from_secs(1);
-    let worker = spawn(
-        Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
-    );
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
     for job in [
         probe_job("ok", 1),
         probe_job("retried", 2),
@@ -128,7 +149,10 @@ async fn the_worker_does_everything_without_a_denied_command() {
             ..probe_job("dead", 0)
         },
     ] {
-        producer.enqueue(&job).await.unwrap_or_else(|e| panic!("{e}"));
+        producer
+            .enqueue(&job)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     producer
         .enqueue_in(&probe_job("delayed", 1), Duration::from_millis(300))
