@@ -181,3 +181,51 @@ pub fn connect_error(url: &str, err: &redis::RedisError) -> ConnectError {
         reason: reason.replace('\n', " "),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(endpoint: &Endpoint) -> String {
+        match endpoint.client() {
+            Ok(_) => panic!("{endpoint:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn tls_files_need_a_rediss_url() {
+        let e =
+            Endpoint::new("redis://:pw@h:6379").with_tls(TlsConfig::default().ca_file("ca.pem"));
+        assert_eq!(
+            reason(&e),
+            "cannot connect to Redis at redis://:***@h:6379: TLS files are given but the URL is not rediss:// (use rediss:// for TLS)"
+        );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_without_the_feature_says_which_feature() {
+        assert_eq!(
+            reason(&Endpoint::new("rediss://h:6380")),
+            "cannot connect to Redis at rediss://h:6380: rediss:// needs TLS support, which this build lacks (cargo feature `tls`)"
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn rediss_builds_a_client_with_the_feature() {
+        assert!(Endpoint::new("rediss://h:6380").client().is_ok());
+        let half = TlsConfig::from_files(None, None, Some("k.pem".into()));
+        assert!(
+            reason(&Endpoint::new("rediss://h:6380").with_tls(half))
+                .contains("needs its certificate")
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let text = format!("{:?}", Endpoint::new("rediss://u:s3cret@h:6380"));
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}
