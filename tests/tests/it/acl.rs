@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use millrace::{Client, EnqueueOptions};
 use millrace_core::redis;
-use millrace_core::{Envelope, JobId, Queue, ReadFrom};
+use millrace_core::{Envelope, JobId, Queue};
 use millrace_tests::{AclUser, RedisServer, readme_acl_users};
 use millrace_worker::Worker;
 
@@ -116,21 +116,7 @@ async fn the_worker_does_everything_without_a_denied_command() {
         "probe",
         serde_json::to_string(&probe_job("reclaimed", 1)).unwrap_or_default(),
     );
-    queue
-        .enqueue(&mut c, &[held])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let got = queue
-        .read(
-            &mut c,
-            "ghost",
-            1,
-            Duration::from_millis(100),
-            &ReadFrom::New,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(got.len(), 1);
+    held_by(&mut c, &queue, "ghost", held).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut config = fast_config(&redis.url_as(user(&users, "millrace-worker")));
@@ -171,15 +157,11 @@ async fn the_worker_does_everything_without_a_denied_command() {
             .unwrap_or_else(|| panic!("only {seen:?} ran"));
         seen.push((s.tag, s.attempt));
     }
-    wait_left(
-        &c,
-        "default",
-        Left {
-            dead: 1,
-            ..Left::default()
-        },
-    )
-    .await;
+    let one_dead = Left {
+        dead: 1,
+        ..Left::default()
+    };
+    wait_left(&c, "default", one_dead).await;
     // The dead consumer is pruned (leave.lua) once idle past 1 s.
     eventually("the ghost consumer to be pruned", || {
         let (mut c, queue) = (c.clone(), queue.clone());

@@ -19,6 +19,21 @@ async fn client(url: &str, tls: TlsConfig) -> Result<Client, EnqueueError> {
     Client::builder(url).tls(tls).connect().await
 }
 
+/// A probe worker and a producer on `redis`, with its TLS files.
+async fn worker_and_client(
+    redis: &RedisServer,
+) -> (Running, Client, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&redis.url());
+    config.tls = redis.tls_config();
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let client = client(&redis.url(), redis.tls_config())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (worker, client, rx)
+}
+
 /// The error of a client that cannot connect, as one line.
 async fn refused(url: &str, tls: TlsConfig) -> String {
     match client(url, tls).await {
@@ -36,14 +51,7 @@ async fn jobs_are_enqueued_worked_and_retried_over_tls() {
     let redis = tls_redis(TlsMode::ServerOnly);
     let url = redis.url();
     assert!(url.starts_with("rediss://"), "{url}");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = fast_config(&url);
-    config.tls = redis.tls_config();
-    let worker =
-        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
-    let client = client(&url, redis.tls_config())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (worker, client, mut rx) = worker_and_client(&redis).await;
     for i in 0..20 {
         client
             .enqueue(&probe_job(&format!("ok{i}"), 1))
@@ -94,14 +102,7 @@ async fn mutual_tls_needs_the_client_certificate() {
 
     // With its certificate the SDK and the worker (commands and the
     // blocking readers' pool) work.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut config = fast_config(&url);
-    config.tls = redis.tls_config();
-    let worker =
-        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
-    let client = client(&url, redis.tls_config())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (worker, client, mut rx) = worker_and_client(&redis).await;
     client
         .enqueue(&probe_job("mtls", 1))
         .await
