@@ -44,6 +44,7 @@ fn read_everything(env: &Env, users: &[AclUser], user: &str, s: &Seeded) {
         &["dead", "show", Q, &s.dead_noop],
         &["delayed", "list", Q],
         &["consumers", Q],
+        &["top", "--once"],
     ] {
         run_as(env, users, user, args).ok();
     }
