@@ -185,13 +185,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // The outbox commands need Postgres, not the command connection.
     let tls = TlsConfig::from_files(
         cli.tls_ca_file.clone(),
         cli.tls_cert_file.clone(),
         cli.tls_key_file.clone(),
     );
     tls.validate()?;
+    // The outbox commands need Postgres, not the command connection.
     let cli = match cli.command {
         Command::Outbox(c) => return outbox::run(c, cli.json).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(a) => {
