@@ -4,6 +4,21 @@
 //! dedicated connections for blocking reads, and the one-line error when
 //! Redis cannot be reached. An [`Endpoint`] is where Redis is and how to
 //! reach it (the URL and its [`TlsConfig`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), millrace_core::ConnectError> {
+//! use millrace_core::connect::{Endpoint, TlsConfig};
+//! // A private CA and a client certificate (mutual TLS); `rediss://`
+//! // needs the cargo feature `tls`.
+//! let tls = TlsConfig::default()
+//!     .ca_file("/etc/millrace/ca.pem")
+//!     .client_cert("/etc/millrace/client.pem", "/etc/millrace/client.key");
+//! let conn = Endpoint::new("rediss://redis.internal:6380")
+//!     .with_tls(tls)
+//!     .command_connection()
+//!     .await?;
+//! # drop(conn); Ok(()) }
+//! ```
 
 use std::fmt;
 use std::time::Duration;
