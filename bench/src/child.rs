@@ -66,6 +66,9 @@ pub struct ChildArgs {
     /// Redis URL.
     #[arg(long)]
     url: String,
+    /// TLS files for a rediss:// URL.
+    #[command(flatten)]
+    tls: millrace_worker::runner::TlsArgs,
     /// Key prefix.
     #[arg(long)]
     prefix: String,
@@ -96,6 +99,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = WorkerConfig::new(args.url);
+    config.tls = args.tls.config();
     config.prefix = args.prefix;
     config.queues = vec![args.queue];
     config.concurrency = args.concurrency;

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use millrace_core::Queue;
+use millrace_core::connect::Endpoint;
 
 use crate::probe::{Counters, Probe};
 use crate::stats::Figures;
@@ -45,6 +46,13 @@ struct Args {
     /// `--prefix` are touched; never point it at a production server).
     #[arg(long)]
     url: Option<String>,
+    /// TLS files for a rediss:// --url (passed on to the worker processes).
+    #[command(flatten)]
+    tls: millrace_worker::runner::TlsArgs,
+    /// Start the private Redis with TLS only, requiring client
+    /// certificates (made by the run); everything connects over rediss://.
+    #[arg(long = "tls", conflicts_with = "url")]
+    private_tls: bool,
     /// Key prefix of every queue the benchmark creates.
     #[arg(long, default_value = "millrace-bench")]
     prefix: String,
@@ -143,6 +151,8 @@ impl Sizes {
 pub struct Bench {
     /// The Redis under test.
     pub url: String,
+    /// Its TLS files (`--tls-*`).
+    pub tls: millrace_core::connect::TlsConfig,
     /// Key prefix of the benchmark's queues.
     pub prefix: String,
     /// Runs per figure.
@@ -176,6 +186,7 @@ impl Bench {
     /// A producer client under the benchmark's prefix.
     pub async fn client(&self) -> anyhow::Result<millrace::Client> {
         Ok(millrace::Client::builder(&self.url)
+            .tls(self.tls.clone())
             .prefix(&self.prefix)
             .connect()
             .await?)
@@ -183,9 +194,8 @@ impl Bench {
 
     /// Arguments of a `millrace-worker` for `queue` at `concurrency`.
     pub fn worker_args(&self, queue: &Queue, concurrency: usize) -> Vec<String> {
-        vec![
-            "--redis-url".into(),
-            self.url.clone(),
+        let mut args = self.redis_args("--redis-url");
+        args.extend([
             "--prefix".into(),
             self.prefix.clone(),
             "--queues".into(),
@@ -195,7 +205,16 @@ impl Bench {
             // Several workers run at once: each takes a free metrics port.
             "--metrics-port".into(),
             "0".into(),
-        ]
+        ]);
+        args
+    }
+
+    /// `url_flag` with the Redis URL, and the `--tls-*` flags, for a child
+    /// process.
+    pub fn redis_args(&self, url_flag: &str) -> Vec<String> {
+        let mut args = vec![url_flag.to_owned(), self.url.clone()];
+        args.extend(millrace_tests::tls_flags(&self.tls));
+        args
     }
 
     /// Prints a progress line on stderr, with the time since start.
@@ -280,16 +299,18 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let _server;
-    let url = match &args.url {
-        Some(u) => u.clone(),
+    let (url, tls) = match &args.url {
+        Some(u) => (u.clone(), args.tls.config()),
         None => {
-            let server = millrace_tests::RedisServer::start()?;
-            let url = server.url();
+            let mut options = millrace_tests::RedisOptions::default();
+            options.tls = args.private_tls.then_some(millrace_tests::TlsMode::Mutual);
+            let server = millrace_tests::RedisServer::start_options(options)?;
+            let private = (server.url(), server.tls_config());
             _server = server;
-            url
+            private
         }
     };
-    let probe = Probe::connect(&url).await?;
+    let probe = Probe::connect(&Endpoint::new(url.as_str()).with_tls(tls.clone())).await?;
     let version = probe.version().await?;
     let self_exe = std::env::current_exe()?;
     let worker_bin = match args.worker_bin {
@@ -304,6 +325,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let b = Bench {
         url,
+        tls,
         prefix: args.prefix,
         runs,
         quick: args.quick,

@@ -50,9 +50,9 @@ impl Residue {
 }
 
 impl Probe {
-    /// Connects to `url`.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("bad Redis URL")?;
+    /// Connects to `redis`.
+    pub async fn connect(redis: &millrace_core::connect::Endpoint) -> anyhow::Result<Self> {
+        let client = redis.client()?;
         let conn = client
             .get_multiplexed_async_connection()
             .await

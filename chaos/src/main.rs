@@ -29,7 +29,7 @@ use anyhow::Context;
 use clap::Parser;
 use millrace_core::redis::{self, aio::ConnectionManager};
 use millrace_core::{JobId, Queue};
-use millrace_tests::{Persistence, RedisServer};
+use millrace_tests::{Persistence, RedisOptions, RedisServer, TlsMode};
 
 use crate::deploy::Deployer;
 use crate::netdrop::NetDrops;
@@ -110,6 +110,11 @@ struct Args {
     /// reporting; defaults to twice the lease plus the job's time.
     #[arg(long, value_parser = humantime::parse_duration)]
     settle: Option<Duration>,
+    /// Redis with TLS only, requiring client certificates (made by the
+    /// run): the workers and the run connect over rediss:// with
+    /// --tls-ca-file, --tls-cert-file and --tls-key-file.
+    #[arg(long)]
+    tls: bool,
     /// Give up after this long.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     deadline: Duration,
@@ -156,8 +161,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         Persistence::AofEverySec
     };
-    let mut redis = RedisServer::start_with(persistence)?;
+    let mut options = RedisOptions::default();
+    options.persistence = persistence;
+    options.tls = args.tls.then_some(TlsMode::Mutual);
+    let mut redis = RedisServer::start_options(options)?;
     let url = redis.url();
+    let endpoint = redis.endpoint();
     let dir = tempfile_dir()?;
     println!(
         "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
@@ -173,7 +182,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     );
     println!("faults: {}", faults_line(&args));
     let bin = millrace_tests::workspace_bin("millrace-worker", "millrace-worker")?;
-    let mut conn = millrace_core::connect::command_connection(&url).await?;
+    let mut conn = endpoint.command_connection().await?;
     redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(netdrop::CHAOS_CLIENT)
@@ -182,7 +191,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let queue = Queue::new(QUEUE)?;
     queue.declare(&mut conn).await?;
 
-    let worker_args = vec![
+    let mut worker_args = millrace_tests::tls_flags(&endpoint.tls);
+    worker_args.extend([
         "--queues".to_owned(),
         QUEUE.to_owned(),
         "--lease".to_owned(),
@@ -195,7 +205,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.concurrency.to_string(),
         "--grace".to_owned(),
         humantime::format_duration(args.grace).to_string(),
-    ];
+    ]);
     let mut workers = Workers::start(&bin, &url, &dir, args.workers, worker_args)?;
     let mut records = Records::new(&dir, args.workers);
 
@@ -208,7 +218,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         rate,
     ));
     let mut net = if args.net_drops {
-        Some(NetDrops::start(&url, conn.clone(), args.net_drop_every)?)
+        Some(NetDrops::start(
+            &endpoint,
+            conn.clone(),
+            args.net_drop_every,
+        )?)
     } else {
         None
     };

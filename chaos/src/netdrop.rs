@@ -28,8 +28,12 @@ impl NetDrops {
     /// Starts dropping a worker connection every `every` on average (each
     /// wait is drawn from 60–140 % of it). `own` is the run's shared
     /// connection, spared.
-    pub fn start(url: &str, own: ConnectionManager, every: Duration) -> anyhow::Result<Self> {
-        let client = millrace_core::connect::client(url)?;
+    pub fn start(
+        redis: &millrace_core::connect::Endpoint,
+        own: ConnectionManager,
+        every: Duration,
+    ) -> anyhow::Result<Self> {
+        let client = redis.client()?;
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(drop_loop(client, own, every, stop.clone()));
         Ok(Self { stop, task })

@@ -30,11 +30,13 @@ mod show;
 mod top;
 mod web;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use millrace_core::Queue;
+use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::inspect;
 use millrace_core::redis::aio::ConnectionManager;
 
@@ -50,6 +52,16 @@ struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// PEM file of the CA to trust for rediss:// instead of the system's.
+    #[arg(long, global = true, env = "MILLRACE_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate, for servers that require mutual
+    /// TLS (with --tls-key-file).
+    #[arg(long, global = true, env = "MILLRACE_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, global = true, env = "MILLRACE_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
     /// Key prefix.
     #[arg(
         long,
@@ -185,11 +197,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let tls = TlsConfig::from_files(
+        cli.tls_ca_file.clone(),
+        cli.tls_cert_file.clone(),
+        cli.tls_key_file.clone(),
+    );
+    tls.validate()?;
     // The outbox commands need Postgres, not the command connection.
     let cli = match cli.command {
         Command::Outbox(c) => return outbox::run(c, cli.json).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(a) => {
-            outbox::relay(a, &cli.redis_url, &cli.prefix).await?;
+            outbox::relay(a, &cli.redis_url, tls, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Web(a) => {
@@ -198,7 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => Cli { command, ..cli },
     };
-    let conn = millrace_core::connect::command_connection(&cli.redis_url).await?;
+    let conn = Endpoint::new(cli.redis_url.as_str())
+        .with_tls(tls)
+        .command_connection()
+        .await?;
     let mut ctx = Ctx {
         conn,
         prefix: cli.prefix,

@@ -196,7 +196,12 @@ pub async fn run(c: Command, json: bool) -> anyhow::Result<()> {
 }
 
 /// Runs `millrace relay` until SIGINT or SIGTERM.
-pub async fn relay(a: RelayArgs, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+pub async fn relay(
+    a: RelayArgs,
+    redis_url: &str,
+    tls: millrace_core::connect::TlsConfig,
+    prefix: &str,
+) -> anyhow::Result<()> {
     init_logging(&a.log_format);
     if a.migrate {
         let pool = pool(&a.db).await?;
@@ -209,6 +214,7 @@ pub async fn relay(a: RelayArgs, redis_url: &str, prefix: &str) -> anyhow::Resul
     config.batch = a.batch;
     config.poll_every = a.poll;
     config.failpoint = a.failpoint.as_deref().map(Failpoint::parse).transpose()?;
+    config.tls = tls;
     let relay = Relay::new(&a.db.database_url, redis_url, config)?;
     let stop = CancellationToken::new();
     let signals = stop.clone();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use millrace_core::CancellationToken;
+use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::{ConnectError, QueueError, Redacted};
 use redis::aio::ConnectionManager;
@@ -58,6 +59,8 @@ pub struct RelayConfig {
     /// A fault to inject, for the crash tests.
     #[doc(hidden)]
     pub failpoint: Option<Failpoint>,
+    /// TLS files for a `rediss://` Redis URL. Defaults to none.
+    pub tls: TlsConfig,
 }
 
 impl Default for RelayConfig {
@@ -72,6 +75,7 @@ impl Default for RelayConfig {
             processed_retention: Some(crate::effects::DEFAULT_RETENTION),
             max_backoff: Duration::from_secs(10),
             failpoint: None,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -198,7 +202,7 @@ impl RelayError {
 pub struct Relay {
     pool: PgPool,
     database_url: String,
-    redis_url: String,
+    endpoint: Endpoint,
     config: RelayConfig,
     redis: Option<ConnectionManager>,
     batches: u64,
@@ -215,7 +219,8 @@ impl Relay {
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
         config.validate()?;
-        millrace_core::connect::client(redis_url)?;
+        let endpoint = Endpoint::new(redis_url).with_tls(config.tls.clone());
+        endpoint.client()?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
@@ -226,7 +231,7 @@ impl Relay {
         Ok(Self {
             pool,
             database_url: database_url.to_owned(),
-            redis_url: redis_url.to_owned(),
+            endpoint,
             config,
             redis: None,
             batches: 0,
@@ -244,7 +249,7 @@ impl Relay {
         let redis = match &self.redis {
             Some(r) => r.clone(),
             None => {
-                let r = millrace_core::connect::command_connection(&self.redis_url).await?;
+                let r = self.endpoint.command_connection().await?;
                 self.redis = Some(r.clone());
                 r
             }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
@@ -69,6 +70,7 @@ impl From<Invalid> for EnqueueError {
 #[derive(Clone)]
 pub struct ClientBuilder {
     url: String,
+    tls: TlsConfig,
     prefix: String,
     retries: u32,
     max_payload: usize,
@@ -78,6 +80,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("url", &Redacted(&self.url).to_string())
+            .field("tls", &self.tls)
             .field("prefix", &self.prefix)
             .field("retries", &self.retries)
             .field("max_payload", &self.max_payload)
@@ -86,6 +89,14 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// TLS files for a `rediss://` URL: a private CA to trust, a client
+    /// certificate for mutual TLS. Defaults to none (the system's
+    /// certificate authorities). `rediss://` needs the cargo feature `tls`.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Key prefix. Defaults to `millrace`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -110,7 +121,10 @@ impl ClientBuilder {
     /// Connects. Fails at once, in one line naming the URL (password
     /// hidden) and the reason, when Redis cannot be reached.
     pub async fn connect(self) -> Result<Client, EnqueueError> {
-        let conn = millrace_core::connect::command_connection(&self.url).await?;
+        let conn = Endpoint::new(self.url.as_str())
+            .with_tls(self.tls)
+            .command_connection()
+            .await?;
         Ok(Client {
             conn,
             url: Redacted(&self.url).to_string().into(),
@@ -158,6 +172,7 @@ impl Client {
     pub fn builder(url: &str) -> ClientBuilder {
         ClientBuilder {
             url: url.to_owned(),
+            tls: TlsConfig::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
             retries: 3,
             max_payload: DEFAULT_MAX_PAYLOAD,

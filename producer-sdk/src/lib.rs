@@ -35,6 +35,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
+//! | `tls` | no | `rediss://` URLs through rustls (the `ring` provider, the system's trust store), and [`ClientBuilder::tls`] files: a private CA, a client certificate for mutual TLS |
 //! | `postgres` | no | [`outbox`](crate::outbox): enqueue inside a Postgres transaction (sqlx), through `millrace-postgres` |
 //! | `otel` | no | with no [`EnqueueOptions::trace`](EnqueueOptions::trace()), the envelope carries the current `tracing` span's OpenTelemetry context (`tracing-opentelemetry`) as its W3C traceparent |
 
@@ -48,6 +49,7 @@ mod prepare;
 
 pub use client::{Client, ClientBuilder, EnqueueError};
 /// The errors an [`EnqueueError`] carries.
+pub use millrace_core::connect::TlsConfig;
 pub use millrace_core::{ConfigError, ConnectError, QueueError};
 /// The job contract, re-exported so a producer depends on this crate alone.
 pub use millrace_core::{Job, JobId, RetryPolicy};

@@ -5,7 +5,10 @@
 //! asked otherwise), waits until it answers PING, and kills it on drop. A
 //! test can stop, restart or pause its own server to test reconnects. The
 //! demo, the benchmark and the chaos run use it too, to start a local
-//! Redis when none is configured. [`Proxy`] puts a TCP proxy that can
+//! Redis when none is configured. [`RedisOptions`] starts it with TLS
+//! ([`TlsMode`], certificates made by the test: [`TestCerts`]) or extra
+//! `redis-server` arguments; [`readme_acl_users`] are the README's
+//! least-privilege users, for [`RedisServer::create_users`]. [`Proxy`] puts a TCP proxy that can
 //! black-hole traffic between a worker and its server. [`PostgresServer`]
 //! starts a private PostgreSQL the same way (or uses
 //! `MILLRACE_TEST_DATABASE_URL`), for the outbox tests.
@@ -15,13 +18,19 @@
 //! println!("test Redis at {}", redis.url());
 //! ```
 
+mod acl;
 mod postgres;
 mod proxy;
+mod tls;
 mod worker;
 
+pub use acl::{AclUser, readme_acl_users};
 pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
+pub use tls::{TestCerts, TlsMode, tls_flags};
 pub use worker::WorkerProcess;
+
+use millrace_core::connect::{Endpoint, TlsConfig};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -63,13 +72,45 @@ pub enum Persistence {
     AofAlways,
 }
 
+/// How a test server is started.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Persistence. Defaults to none.
+    pub persistence: Persistence,
+    /// TLS on the server's only port (`--port 0 --tls-port P`), with
+    /// certificates made in its directory. Defaults to none.
+    pub tls: Option<TlsMode>,
+    /// Extra `redis-server` arguments, after the harness's own.
+    pub args: Vec<String>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            persistence: Persistence::None,
+            tls: None,
+            args: Vec::new(),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// A TLS server (see [`TlsMode`]).
+    #[must_use]
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = Some(mode);
+        self
+    }
+}
+
 /// A private `redis-server`, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
-    persistence: Persistence,
+    options: RedisOptions,
 }
 
 impl RedisServer {
@@ -80,6 +121,14 @@ impl RedisServer {
 
     /// Starts a server with the given persistence on a free port.
     pub fn start_with(persistence: Persistence) -> Result<Self, HarnessError> {
+        Self::start_options(RedisOptions {
+            persistence,
+            ..RedisOptions::default()
+        })
+    }
+
+    /// Starts a server with `options` on a free port.
+    pub fn start_options(options: RedisOptions) -> Result<Self, HarnessError> {
         let mut dir = tempfile::Builder::new()
             .prefix("millrace-redis")
             .tempdir()?;
@@ -90,7 +139,7 @@ impl RedisServer {
                 child: None,
                 port,
                 dir,
-                persistence,
+                options: options.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -117,9 +166,23 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
         let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
+        match self.options.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some(mode) => {
+                let certs = TestCerts::in_dir(self.dir.path())?;
+                let auth = if mode == TlsMode::Mutual { "yes" } else { "no" };
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(certs.server_cert())
+                    .arg("--tls-key-file")
+                    .arg(certs.server_key())
+                    .arg("--tls-ca-cert-file")
+                    .arg(certs.ca())
+                    .args(["--tls-auth-clients", auth])
+            }
+        };
+        cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(self.dir.path())
@@ -131,12 +194,12 @@ impl RedisServer {
             .arg("yes")
             .arg("--maxmemory-policy")
             .arg("noeviction");
-        match self.persistence {
+        match self.options.persistence {
             Persistence::None => {
                 cmd.arg("--appendonly").arg("no");
             }
             Persistence::AofEverySec | Persistence::AofAlways => {
-                let sync = if self.persistence == Persistence::AofAlways {
+                let sync = if self.options.persistence == Persistence::AofAlways {
                     "always"
                 } else {
                     "everysec"
@@ -147,6 +210,7 @@ impl RedisServer {
                     .arg(sync);
             }
         }
+        cmd.args(&self.options.args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -186,7 +250,7 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
+        let Ok(client) = self.endpoint().client() else {
             return false;
         };
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
@@ -196,9 +260,39 @@ impl RedisServer {
         redis::cmd("PING").query::<String>(&mut conn).is_ok()
     }
 
-    /// The server's URL, e.g. `redis://127.0.0.1:40123`.
+    /// The server's URL, e.g. `redis://127.0.0.1:40123`, or
+    /// `rediss://127.0.0.1:40123` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The certificates of a TLS server (made at its first start).
+    pub fn certs(&self) -> TestCerts {
+        TestCerts::at(self.dir.path())
+    }
+
+    /// What a client needs to connect: the CA for a TLS server, and the
+    /// client certificate for a mutual-TLS one; nothing otherwise.
+    pub fn tls_config(&self) -> TlsConfig {
+        let Some(mode) = self.options.tls else {
+            return TlsConfig::default();
+        };
+        let certs = TestCerts::at(self.dir.path());
+        let tls = TlsConfig::default().ca_file(certs.ca());
+        match mode {
+            TlsMode::ServerOnly => tls,
+            TlsMode::Mutual => tls.client_cert(certs.client_cert(), certs.client_key()),
+        }
+    }
+
+    /// The server's URL with [`tls_config`](Self::tls_config).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.url()).with_tls(self.tls_config())
     }
 
     /// The server's port.
@@ -222,7 +316,11 @@ impl RedisServer {
 
     /// A blocking connection, for test setup and checks.
     pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection()
+        let client = self
+            .endpoint()
+            .client()
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+        client.get_connection()
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.

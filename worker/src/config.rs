@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
 use millrace_core::{ConfigError, DeadRetention};
 
@@ -19,6 +20,9 @@ pub struct WorkerConfig {
     /// Redis URL (`redis://`, `rediss://`, `redis+unix://`). Defaults to
     /// `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// TLS files for a `rediss://` URL: a private CA, a client certificate
+    /// for mutual TLS. Defaults to none.
+    pub tls: TlsConfig,
     /// Key prefix. Defaults to `millrace`.
     pub prefix: String,
     /// Queues to work, each with its own fetch loop. Defaults to empty:
@@ -76,6 +80,7 @@ impl std::fmt::Debug for WorkerConfig {
                 "redis_url",
                 &millrace_core::Redacted(&self.redis_url).to_string(),
             )
+            .field("tls", &self.tls)
             .field("prefix", &self.prefix)
             .field("queues", &self.queues)
             .field("concurrency", &self.concurrency)
@@ -101,6 +106,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            tls: TlsConfig::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
             queues: Vec::new(),
             concurrency: 64,
@@ -131,9 +137,15 @@ impl WorkerConfig {
         }
     }
 
+    /// Where Redis is: the URL and the TLS files.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.redis_url.clone()).with_tls(self.tls.clone())
+    }
+
     /// Checks the configuration; the message names the value and the rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        self.tls.validate()?;
         for q in &self.queues {
             validate_queue_name(q)?;
         }

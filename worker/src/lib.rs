@@ -35,7 +35,8 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`) and mimalloc |
+//! | `bin` | yes | what the `millrace-worker` binary needs beyond `runner`: the demo job catalogue (`millrace-jobs`), mimalloc and `tls` |
+//! | `tls` | via `bin` | `rediss://` URLs through rustls (the `ring` provider, the system's trust store), and [`WorkerConfig::tls`] files: a private CA, a client certificate for mutual TLS (the runner's `--tls-ca-file`, `--tls-cert-file`, `--tls-key-file`) |
 //! | `runner` | via `bin` | [`runner::Runner`]: a whole worker binary in one call (flags, `MILLRACE_*` variables, logging, probes, signals, exit codes); adds `http`, clap and tracing-subscriber |
 //! | `http` | via `runner` | [`http`]: the `/metrics`, `/healthz`, `/readyz` server and the Prometheus exporter |
 //! | `schedule` | via `runner` | periodic jobs: `WorkerBuilder::schedule` with a `Schedule` (cron expression, time zone, missed-fire policy), through `millrace-core`'s `schedule` feature (croner, jiff with its tz database bundled) |
@@ -79,6 +80,8 @@ use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+/// The types a [`WorkerConfig`] and a [`WorkerError`] carry.
+pub use millrace_core::connect::TlsConfig;
 /// Periodic jobs (feature `schedule`): [`WorkerBuilder::schedule`] takes a
 /// [`Schedule`].
 #[cfg(feature = "schedule")]
@@ -86,7 +89,6 @@ pub use millrace_core::schedule::{Missed, Schedule, ScheduleError};
 /// The job contract and the types a handler names, re-exported so a worker
 /// depends on this crate alone.
 pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
-/// The types a [`WorkerConfig`] and a [`WorkerError`] carry.
 pub use millrace_core::{ConfigError, ConnectError, DeadRetention, QueueError};
 use registry::Handlers;
 use state::QueueCtx;
@@ -314,9 +316,9 @@ impl Worker {
     /// retried with backoff.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let cfg = self.config.clone();
-        let conn = millrace_core::connect::command_connection(&cfg.redis_url).await?;
-        let pool =
-            millrace_core::connect::reader_pool(&cfg.redis_url, cfg.block, cfg.queues.len() + 1)?;
+        let redis = cfg.endpoint();
+        let conn = redis.command_connection().await?;
+        let pool = redis.reader_pool(cfg.block, cfg.queues.len() + 1)?;
         check_server_settings(&mut conn.clone()).await;
 
         let stop = shutdown.child_token();

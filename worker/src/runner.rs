@@ -32,6 +32,9 @@ mod args;
 #[cfg(feature = "postgres")]
 mod outbox;
 mod schedules;
+mod tls;
+
+pub use tls::TlsArgs;
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -252,6 +255,7 @@ async fn run(args: Args, configure: Configure) -> Result<(), RunnerError> {
     let relay = outbox::start(
         &args.outbox,
         &args.redis_url,
+        args.tls.config(),
         &args.prefix,
         shutdown.clone(),
     )

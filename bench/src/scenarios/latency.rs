@@ -56,10 +56,9 @@ async fn one(
     let q = b.queue("latency")?;
     let dir = tempfile_dir()?;
     let out = dir.join(format!("{}.txt", q.name()));
-    let args = vec![
-        "child-worker".to_owned(),
-        "--url".into(),
-        b.url.clone(),
+    let mut args = vec!["child-worker".to_owned()];
+    args.extend(b.redis_args("--url"));
+    args.extend([
         "--prefix".into(),
         b.prefix.clone(),
         "--queue".into(),
@@ -68,7 +67,7 @@ async fn one(
         concurrency.to_string(),
         "--latencies".into(),
         out.display().to_string(),
-    ];
+    ]);
     let worker = WorkerProc::start(&b.self_exe, &args, &b.worker_log)?;
     b.wait_workers(&q, 1).await?;
     let client = Arc::new(b.client().await?);

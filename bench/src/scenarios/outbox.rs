@@ -165,6 +165,7 @@ pub async fn run(b: &Bench, figs: &mut Figures, database_url: Option<&str>) -> a
 fn relay(b: &Bench, database_url: &str) -> anyhow::Result<Relay> {
     let mut c = RelayConfig::default();
     c.prefix = b.prefix.clone();
+    c.tls = b.tls.clone();
     Ok(Relay::new(database_url, &b.url, c)?)
 }
 
@@ -252,6 +253,7 @@ async fn end_to_end(
     let committed: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let started: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let mut config = WorkerConfig::new(b.url.clone());
+    config.tls = b.tls.clone();
     config.prefix = b.prefix.clone();
     config.queues = vec![q.name().to_owned()];
     config.concurrency = 64;

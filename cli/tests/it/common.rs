@@ -8,7 +8,7 @@ use std::time::Duration;
 use millrace_core::queue::When;
 use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{DeadRetention, Envelope, Failure, JobId, Queue, ReadFrom};
-use millrace_tests::RedisServer;
+use millrace_tests::{RedisOptions, RedisServer};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 pub const Q: &str = "emails";
@@ -67,7 +67,13 @@ pub fn millrace_bin() -> &'static str {
 
 impl Env {
     pub fn new() -> Self {
-        let redis = RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis: {e}"));
+        Self::with(RedisOptions::default())
+    }
+
+    /// A private Redis started with `options` (TLS, extra arguments).
+    pub fn with(options: RedisOptions) -> Self {
+        let redis = RedisServer::start_options(options)
+            .unwrap_or_else(|e| panic!("cannot start redis: {e}"));
         let url = redis.url();
         Self { redis, url }
     }
@@ -135,7 +141,10 @@ impl Env {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         rt.block_on(async {
-            let mut conn = millrace_core::connect::command_connection(&self.url)
+            let mut conn = self
+                .redis
+                .endpoint()
+                .command_connection()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             f(&mut conn).await

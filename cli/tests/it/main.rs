@@ -3,11 +3,13 @@
 //! operations (or a real `millrace-worker`), runs the binary and checks its
 //! output and what it changed.
 
+mod acl;
 mod common;
 mod destructive;
 mod errors;
 mod outbox;
 mod read;
 mod schedules;
+mod tls;
 mod top;
 mod web;

@@ -1,6 +1,7 @@
 //! The outbox, the relay and exactly-once effects against a private
 //! PostgreSQL and a private redis-server per test.
 
+mod acl;
 mod common;
 mod crash;
 mod effects;

@@ -153,6 +153,32 @@ async fn try_left(
     })
 }
 
+/// Enqueues `env` on `queue` and reads it as `consumer`, which then holds
+/// it (a consumer that died holding a job, say); returns its delivery.
+pub async fn held_by(
+    conn: &mut ConnectionManager,
+    queue: &millrace_core::Queue,
+    consumer: &str,
+    env: millrace_core::Envelope,
+) -> millrace_core::Delivery {
+    queue
+        .enqueue(conn, &[env])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut got = queue
+        .read(
+            conn,
+            consumer,
+            1,
+            Duration::from_millis(50),
+            &millrace_core::ReadFrom::New,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 1, "{consumer} read nothing");
+    got.remove(0)
+}
+
 /// Waits until `queue` holds exactly `want` (e.g. `Left::default()`:
 /// nothing at all).
 pub async fn wait_left(c: &ConnectionManager, queue: &str, want: Left) {

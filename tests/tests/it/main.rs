@@ -1,5 +1,6 @@
 //! End-to-end tests against a private `redis-server` per test.
 
+mod acl;
 mod axum_service;
 mod common;
 mod delayed;
@@ -16,3 +17,4 @@ mod retries;
 mod routine;
 mod runner;
 mod schedules;
+mod tls;

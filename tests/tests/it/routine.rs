@@ -882,7 +882,7 @@ async fn a_black_holed_connection_fails_readiness_then_heals_and_loses_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_checks_pending_idle_and_heartbeat_in_one_step() {
-    use millrace_core::{Leave, PruneRule, ReadFrom};
+    use millrace_core::{Leave, PruneRule};
     let redis = redis();
     let mut c = conn(&redis.url()).await;
     let queue = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
@@ -897,21 +897,7 @@ async fn pruning_checks_pending_idle_and_heartbeat_in_one_step() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let env = Envelope::new(JobId::new().0, "probe", "{}".into());
-    queue
-        .enqueue(&mut c, &[env])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let got = queue
-        .read(
-            &mut c,
-            "holder",
-            1,
-            Duration::from_millis(50),
-            &ReadFrom::New,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(got.len(), 1);
+    held_by(&mut c, &queue, "holder", env).await;
     let rule = PruneRule {
         min_idle: Duration::from_millis(300),
         min_silence: Duration::from_millis(300),

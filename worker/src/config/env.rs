@@ -5,6 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use millrace_core::connect::TlsConfig;
 use millrace_core::{ConfigError, DeadRetention};
 
 use super::WorkerConfig;
@@ -12,6 +13,9 @@ use super::WorkerConfig;
 /// The variables [`WorkerConfig::from_env`] reads, with what they set.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("MILLRACE_REDIS_URL", "redis_url"),
+    ("MILLRACE_TLS_CA_FILE", "tls.ca_file"),
+    ("MILLRACE_TLS_CERT_FILE", "tls.cert_file"),
+    ("MILLRACE_TLS_KEY_FILE", "tls.key_file"),
     ("MILLRACE_PREFIX", "prefix"),
     ("MILLRACE_QUEUES", "queues (comma-separated)"),
     ("MILLRACE_CONCURRENCY", "concurrency"),
@@ -86,6 +90,7 @@ impl WorkerConfig {
         if let Some(url) = v.raw("MILLRACE_REDIS_URL") {
             c.redis_url = url;
         }
+        c.tls = TlsConfig::from_lookup(|name| v.raw(name));
         if let Some(prefix) = v.raw("MILLRACE_PREFIX") {
             c.prefix = prefix;
         }
@@ -199,6 +204,9 @@ mod tests {
             ("MILLRACE_DEAD_MAX_LEN", "10"),
             ("MILLRACE_DEAD_MAX_AGE", "1day"),
             ("MILLRACE_SAMPLE_EVERY", "500ms"),
+            ("MILLRACE_TLS_CA_FILE", "/ca.pem"),
+            ("MILLRACE_TLS_CERT_FILE", "/c.pem"),
+            ("MILLRACE_TLS_KEY_FILE", "/k.pem"),
         ]);
         let s = Duration::from_secs;
         assert_eq!(c.redis_url, "redis://:pw@h:1/2");
@@ -212,6 +220,12 @@ mod tests {
         assert_eq!(c.unknown_job_window, Duration::ZERO);
         assert_eq!(c.dead_retention, DeadRetention::new(10, s(86_400)));
         assert_eq!(c.sample_every, Duration::from_millis(500));
+        assert_eq!(
+            c.tls,
+            TlsConfig::default()
+                .ca_file("/ca.pem")
+                .client_cert("/c.pem", "/k.pem")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use millrace_core::DeadRetention;
 
 use crate::WorkerConfig;
+use crate::runner::TlsArgs;
 
 /// Runs Millrace jobs from Redis Streams.
 #[derive(Debug, clap::Parser)]
@@ -22,6 +23,9 @@ pub(crate) struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub(crate) redis_url: String,
+    /// TLS for a rediss:// URL: a private CA, a client certificate.
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Key prefix.
     #[arg(long, env = "MILLRACE_PREFIX", default_value = "millrace")]
     pub(crate) prefix: String,
@@ -109,6 +113,7 @@ impl Args {
     /// `WorkerBuilder::build`).
     pub(crate) fn config(&self) -> WorkerConfig {
         let mut config = WorkerConfig::new(self.redis_url.clone());
+        config.tls = self.tls.config();
         config.prefix.clone_from(&self.prefix);
         config.queues.clone_from(&self.queues);
         config.concurrency = self.concurrency;
@@ -159,14 +164,36 @@ mod tests {
             "9",
             "--dead-max-len",
             "7",
+            "--tls-ca-file",
+            "/etc/ca.pem",
+            "--tls-cert-file",
+            "/etc/c.pem",
+            "--tls-key-file",
+            "/etc/k.pem",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         let config = args.config();
+        assert_eq!(
+            config.tls,
+            crate::TlsConfig::default()
+                .ca_file("/etc/ca.pem")
+                .client_cert("/etc/c.pem", "/etc/k.pem")
+        );
         assert_eq!(config.redis_url, "redis://10.0.0.1:6380");
         assert_eq!(config.queues, ["billing", "email"]);
         assert_eq!(config.lease, Duration::from_secs(60));
         assert_eq!(config.max_deliveries, 9);
         assert!(config.validate().is_ok());
+    }
+
+    /// A client certificate without its key is refused by clap.
+    #[test]
+    fn a_tls_cert_needs_its_key() {
+        let err = Args::try_parse_from(["my-worker", "--tls-cert-file", "c.pem"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("--tls-key-file"), "{err}");
     }
 
     /// Without `--queues` the worker consumes its jobs' queues.
