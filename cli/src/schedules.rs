@@ -65,9 +65,6 @@ pub struct ScheduleRow {
 impl ScheduleRow {
     fn new(queue: &str, s: &ScheduleInfo, now: u64) -> Self {
         let d = s.def.as_ref();
-        let next = d
-            .and_then(|d| d.timing().ok())
-            .and_then(|t| t.next_after(s.cursor.unwrap_or(now).max(now)));
         Self {
             name: s.name.clone(),
             queue: queue.to_owned(),
@@ -78,7 +75,7 @@ impl ScheduleRow {
             missed: d.map(|d| d.missed.to_string()),
             grace_ms: d.map(|d| d.grace_ms),
             last_fire_ms: s.fired,
-            next_fire_ms: next,
+            next_fire_ms: s.next_fire(now),
             paused: s.paused_since.is_some(),
             paused_since_ms: s.paused_since,
         }

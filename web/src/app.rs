@@ -84,6 +84,7 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/", get(crate::overview::page))
         .route("/fragments/overview", get(crate::overview::fragment))
+        .route("/schedules", get(crate::schedules::page))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
         .route("/queues/{queue}", get(crate::queue_page::ready))
@@ -104,6 +105,14 @@ pub(crate) fn router(app: App) -> Router {
         .route("/queues/{queue}/run-now", post(crate::actions::run_now))
         .route("/queues/{queue}/dead/replay", post(crate::actions::replay))
         .route("/queues/{queue}/dead/purge", post(crate::actions::purge))
+        .route(
+            "/queues/{queue}/schedules/pause",
+            post(crate::schedules::pause),
+        )
+        .route(
+            "/queues/{queue}/schedules/resume",
+            post(crate::schedules::resume),
+        )
         .route(
             "/queues/{queue}/consumers/prune",
             post(crate::consumers::prune),

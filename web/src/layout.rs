@@ -27,6 +27,7 @@ pub(crate) fn page(app: &App, title: &str, flash: Option<&str>, body: Markup) ->
             body {
                 header {
                     a.brand href="/" { "millrace" }
+                    nav.main { a href="/" { "Queues" } a href="/schedules" { "Schedules" } }
                     span.where { (app.config.redis_shown) " · prefix " code { (app.config.prefix) } }
                     @if app.config.read_only { span.badge { "read-only" } }
                 }

@@ -1,7 +1,8 @@
 //! The Millrace web dashboard: every queue's counts, rates and a throughput
 //! chart, refreshing by itself; a queue's ready, pending, delayed and dead
 //! jobs with requeue, run-now, replay and purge; one job's whole story; the
-//! consumers with their heartbeats. The `millrace web` command serves it.
+//! consumers with their heartbeats; the cron schedules with pause and
+//! resume. The `millrace web` command serves it.
 //!
 //! Server-rendered HTML (axum + maud) with one small script of our own
 //! (`assets/app.js`, compiled into the binary) that refreshes the overview.
@@ -41,6 +42,7 @@ mod job;
 mod layout;
 mod overview;
 mod queue_page;
+mod schedules;
 mod security;
 
 use std::future::Future;

@@ -66,6 +66,17 @@ pub struct ScheduleInfo {
     pub paused_since: Option<u64>,
 }
 
+impl ScheduleInfo {
+    /// The next fire time (unix ms) after the cursor or `now`, whichever
+    /// is later; `None` without a usable definition.
+    pub fn next_fire(&self, now: u64) -> Option<u64> {
+        self.def
+            .as_ref()
+            .and_then(|d| d.timing().ok())
+            .and_then(|t| t.next_after(self.cursor.unwrap_or(now).max(now)))
+    }
+}
+
 fn field(kind: &str, name: &str) -> String {
     format!("{kind}:{name}")
 }

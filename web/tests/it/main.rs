@@ -6,4 +6,5 @@ mod actions;
 mod browser;
 mod common;
 mod pages;
+mod schedules;
 mod security;
