@@ -127,14 +127,7 @@ impl Queue {
         conn: &mut C,
         consumer: &str,
     ) -> Result<u64, QueueError> {
-        let (now, _paused): (u64, i64) = scripts::BEAT
-            .key(&self.keys().workers)
-            .key(&self.keys().paused)
-            .arg(consumer)
-            .invoke_async(conn)
-            .await
-            .map_err(QueueError::redis("heartbeat"))?;
-        Ok(now)
+        Ok(self.beat_at(conn, consumer).await?.0)
     }
 
     /// A worker's upkeep tick: records that `consumer` is alive now (server
@@ -144,14 +137,24 @@ impl Queue {
         conn: &mut C,
         consumer: &str,
     ) -> Result<bool, QueueError> {
-        let (_, paused): (u64, i64) = scripts::BEAT
+        Ok(self.beat_at(conn, consumer).await?.1)
+    }
+
+    /// `beat.lua`: the heartbeat written (unix ms, server time) and
+    /// whether the queue is paused.
+    async fn beat_at<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+    ) -> Result<(u64, bool), QueueError> {
+        let (now, paused): (u64, i64) = scripts::BEAT
             .key(&self.keys().workers)
             .key(&self.keys().paused)
             .arg(consumer)
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("heartbeat"))?;
-        Ok(paused == 1)
+        Ok((now, paused == 1))
     }
 
     /// Removes `consumer` (this worker, leaving) from the group and the

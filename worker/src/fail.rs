@@ -151,9 +151,6 @@ impl PromoterWake {
     /// True when the promoter must be woken for `entry`, just written as
     /// `Retried`; remembers the due time it is woken for.
     fn needed(&mut self, entry: &FailedEntry, now: Instant) -> bool {
-        if entry.is_ready_at_once() {
-            return false;
-        }
         let delay = match entry.failure {
             Failure::Retry { delay, .. } => delay,
             // Runs again in its worker at once: nothing delayed.
@@ -199,8 +196,10 @@ mod tests {
         assert!(!w.needed(&retry(20), t + Duration::from_millis(5)));
         assert!(w.needed(&retry(2), t + Duration::from_millis(5)), "earlier");
         assert!(w.needed(&retry(10), t + Duration::from_millis(8)), "passed");
+        // No backoff, written as a retry (not run again in place): due at
+        // once in the delayed set.
         let ready = retry(0).with_fields(vec![(b"id".to_vec(), b"j".to_vec())]);
-        assert!(!w.needed(&ready, t), "straight to the ready stream");
+        assert!(w.needed(&ready, t), "due now, before its next look");
         let defer = FailedEntry::new(
             "1-1",
             Failure::Defer {

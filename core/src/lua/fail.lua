@@ -8,9 +8,6 @@
 -- in place: `<attempt>:<error>`)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] dead max entries, ARGV[4] dead max age ms,
 -- then one record per failed entry, its entry id and mode first:
---   entry, 'now', n, and n values: the next attempt's flat fields, XADDed
---          to the stream at once (a retry with no backoff never goes
---          through the delayed set);
 --   entry, 'later', backoff ms, job id, the next attempt as a stored
 --          envelope (JSON array of flat fields), kept in the jobs hash until due;
 --   entry, 'retry', backoff ms, error, next attempt number: the entry is
@@ -24,7 +21,7 @@
 --          stored again with its attempt unchanged, the backoff doubled at
 --          each deferral (up to 64 times); dead-lettered once it has been
 --          deferred for the window (from its first deferral, on server time).
--- 'now' and 'later' carry what the caller read from the entry (entries never
+-- 'later' carries what the caller read from the entry (entries never
 -- change; attempt record applied), so the entry is not read again. An
 -- entry the script reads has its attempt record applied; every mode but
 -- 'again' ends the entry, and its attempt record with it. Records in entry id order fence
@@ -34,7 +31,7 @@
 -- owns the entry, or it is no longer pending), 1 when a retry (or deferral)
 -- was scheduled, 2 when dead-lettered, 3 when the entry was gone (deleted
 -- while pending: acknowledged, nothing kept; told for the modes that read
--- the entry), then how many 'now'/'later' entries had been deleted while
+-- the entry), then how many 'later' entries had been deleted while
 -- pending (written all the same, see below).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local tries = KEYS[6]
@@ -53,23 +50,14 @@ while i <= nargs do
   entries[k], modes[k] = ARGV[i], m
   if seen[ARGV[i]] then return redis.error_reply('fail: entry ' .. ARGV[i] .. ' given twice') end
   seen[ARGV[i]] = true
-  if m == 'now' then
-    local n = tonumber(ARGV[i + 2]) or -1
-    if n <= 0 or n > MAX_FIELDS or n % 2 ~= 0 or i + 2 + n > nargs then
-      return redis.error_reply('fail: bad field list for ' .. ARGV[i])
-    end
-    at[k] = i + 2
-    i = i + 3 + n
-  else
-    local n = ARITY[m]
-    if not n then return redis.error_reply('fail: unknown mode ' .. tostring(m)) end
-    if i + 1 + n > nargs or (m ~= 'dead' and not tonumber(ARGV[i + 2]))
-      or (m == 'again' and not string.match(ARGV[i + 2], '^%d+$')) then
-      return redis.error_reply('fail: bad record for ' .. ARGV[i])
-    end
-    at[k] = i + 2
-    i = i + 2 + n
+  local n = ARITY[m]
+  if not n then return redis.error_reply('fail: unknown mode ' .. tostring(m)) end
+  if i + 1 + n > nargs or (m ~= 'dead' and not tonumber(ARGV[i + 2]))
+    or (m == 'again' and not string.match(ARGV[i + 2], '^%d+$')) then
+    return redis.error_reply('fail: bad record for ' .. ARGV[i])
   end
+  at[k] = i + 2
+  i = i + 2 + n
 end
 if count == 0 then return { 0 } end
 
@@ -95,7 +83,7 @@ for k = 1, count do
   else
     nowned = nowned + 1
     owned[nowned] = entry
-    if m ~= 'now' and m ~= 'later' then
+    if m ~= 'later' then
       -- Read the entry: the rare modes copy it server-side.
       local e = with_tries(tries, redis.call('XRANGE', stream, entry, entry))
       if #e == 0 then
@@ -151,17 +139,12 @@ local missing = 0
 if ndel > 0 then missing = ndel - redis.call('XDEL', stream, unpack(del)) end
 local store = {}
 for k = 1, count do
-  local m, a, r = modes[k], at[k], info[k]
+  local a, r = at[k], info[k]
   if codes[k] then
     -- lease lost or gone: nothing more
   elseif not r then
-    if m == 'now' then
-      redis.call('XADD', stream, '*', unpack(ARGV, a + 1, a + tonumber(ARGV[a])))
-      codes[k] = 1
-      retried = retried + 1
-    else
-      store[#store + 1] = { k, ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a]) }
-    end
+    -- 'later': the next attempt as the caller built it.
+    store[#store + 1] = { k, ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a]) }
   elseif r.mode == 'dead' then
     bury(KEYS[4], r.fields, r.err, entries[k], now, ARGV[3], ARGV[4])
     codes[k] = 2

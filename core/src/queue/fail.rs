@@ -3,11 +3,10 @@
 //!
 //! A retry whose caller brings the entry's fields (the worker read them) is
 //! written from those fields: the script does not read the entry again and
-//! does not encode it. With no backoff the next attempt goes straight back
-//! to the ready stream; otherwise it is stored as a JSON array of flat
-//! fields (the delayed envelope format), encoded here. A retry the caller
-//! runs again itself ([`Failure::Again`]) is not copied at all: only its
-//! attempt record is written.
+//! does not encode it: it is stored as a JSON array of flat fields (the
+//! delayed envelope format), encoded here. A retry the caller runs again
+//! itself ([`Failure::Again`], a retry with no backoff) is not copied at
+//! all: only its attempt record is written.
 
 use std::time::Duration;
 
@@ -128,14 +127,6 @@ impl FailedEntry {
         self
     }
 
-    /// True when this is a retry that goes straight back to the ready
-    /// stream (no backoff, and the entry's fields given and short enough to
-    /// re-add); any other retry or deferral waits in the delayed set.
-    pub fn is_ready_at_once(&self) -> bool {
-        matches!(self.failure, Failure::Retry { delay, .. } if delay.is_zero())
-            && self.next_fields(b"").is_some()
-    }
-
     /// Appends this record to a `fail.lua` call (see the script's header).
     fn write_record(&self, inv: &mut redis::ScriptInvocation<'_>) {
         inv.arg(&self.entry_id);
@@ -146,12 +137,6 @@ impl FailedEntry {
         match (self.failure, self.next_fields(attempt.as_bytes())) {
             (Failure::Again { next_attempt }, _) => {
                 inv.arg("again").arg(next_attempt).arg(&self.error);
-            }
-            (Failure::Retry { delay, .. }, Some((_, next))) if delay.is_zero() => {
-                inv.arg("now").arg(next.len());
-                for v in next {
-                    inv.arg(v);
-                }
             }
             (Failure::Retry { delay, .. }, Some((id, next))) => {
                 inv.arg("later")
@@ -278,9 +263,9 @@ impl Queue {
     /// [`FAIL_BATCH`] records, and returns one outcome per record, in
     /// order (see [`FailReport`]). Each record is fenced on its own (a lost lease refuses that
     /// record only), and each call checks all its records before its first
-    /// write. A retry with the entry's fields and no backoff goes straight
-    /// back to the ready stream (the `retried` counter counts it as any
-    /// other retry); with a backoff it waits in the delayed set.
+    /// write. A [`Failure::Retry`] waits in the delayed set, even with no
+    /// backoff (then due at once); a [`Failure::Again`] stays with its
+    /// caller. Both count in the `retried` counter.
     pub async fn fail_many<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
