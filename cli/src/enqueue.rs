@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use millrace_core::{Envelope, JobId, Queue, When};
+use millrace_core::{EnqueueStatus, Envelope, JobId, Queue, Submit, Unique, UniqueMode, When};
 use serde::Serialize;
 
 use crate::output;
@@ -27,6 +27,54 @@ pub struct Args {
     /// Create the queue if it is not known yet.
     #[arg(long)]
     create: bool,
+    /// A unique key: while a job holds it, enqueueing another with it
+    /// prints `duplicate of <job id>` and enqueues nothing.
+    #[arg(long, value_name = "KEY")]
+    unique: Option<String>,
+    /// How the key holds: while-live (until the job succeeds, is
+    /// dead-lettered or cancelled; at most --unique-ttl, default 24h),
+    /// throttle (for --unique-ttl after the first enqueue), debounce (the
+    /// job runs --unique-ttl after the latest enqueue, which replaces its
+    /// payload while it waits).
+    #[arg(long, value_enum, default_value_t = Mode::WhileLive, requires = "unique")]
+    unique_mode: Mode,
+    /// The lock's TTL (while-live), window (throttle, debounce), e.g. 10m.
+    #[arg(long, value_parser = duration, value_name = "DUR", requires = "unique")]
+    unique_ttl: Option<Duration>,
+}
+
+/// `--unique-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Until the job ends.
+    WhileLive,
+    /// For the TTL after the first enqueue.
+    Throttle,
+    /// Runs the TTL after the latest enqueue.
+    Debounce,
+}
+
+/// The `--unique*` flags as a [`Unique`], checked.
+fn unique_of(a: &Args) -> anyhow::Result<Option<Unique>> {
+    let Some(key) = a.unique.clone() else {
+        return Ok(None);
+    };
+    let u = match (a.unique_mode, a.unique_ttl) {
+        (Mode::WhileLive, None) => Unique::while_live(key),
+        (Mode::WhileLive, Some(t)) => Unique::while_live(key).ttl(t),
+        (Mode::Throttle, Some(t)) => Unique::throttle(key, t),
+        (Mode::Debounce, Some(t)) => Unique::debounce(key, t),
+        (mode, None) => bail!(
+            "--unique-mode {} needs --unique-ttl (its window, e.g. 10m)",
+            if mode == Mode::Throttle {
+                "throttle"
+            } else {
+                "debounce"
+            }
+        ),
+    };
+    u.validate()?;
+    Ok(Some(u))
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +84,10 @@ struct Out<'a> {
     job: &'a str,
     entry_id: Option<String>,
     due_at_ms: Option<u64>,
+    /// `new`, `duplicate` or `debounced`.
+    status: &'static str,
+    /// For a duplicate or a debounce: the job that holds the key.
+    existing_job_id: Option<String>,
 }
 
 /// Checks a JSON payload; the error gives the position of the fault.
@@ -65,6 +117,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     if a.job.trim().is_empty() {
         bail!("the job name is empty");
     }
+    let unique = unique_of(&a)?;
     let queue = if a.create {
         Queue::with_prefix(&ctx.prefix, &a.queue)?
     } else {
@@ -80,7 +133,53 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         job: &a.job,
         entry_id: None,
         due_at_ms: None,
+        status: "new",
+        existing_job_id: None,
     };
+    if let Some(u) = &unique {
+        let delay = match (a.delay, u.mode) {
+            (None, UniqueMode::Debounce) => Some(u.ttl),
+            (d, _) => d,
+        };
+        let submit = [Submit::new(&job).unique(Some(u)).when(delay.map(When::In))];
+        let done = queue.enqueue_unique(&mut ctx.conn, &submit).await?;
+        let Some(done) = done.into_iter().next() else {
+            bail!("redis enqueue failed: no outcome");
+        };
+        match done.status {
+            EnqueueStatus::New => {}
+            EnqueueStatus::Debounced => {
+                out.status = "debounced";
+                out.existing_job_id = Some(done.id.0.clone());
+            }
+            _ => {
+                out.status = "duplicate";
+                out.existing_job_id = Some(done.id.0.clone());
+            }
+        }
+        if ctx.json {
+            return output::print_json(&out);
+        }
+        match (out.status, delay) {
+            ("duplicate", _) => println!("duplicate of {}", done.id),
+            ("debounced", Some(d)) => println!(
+                "debounced into job {} ({}) on queue {:?}: it runs in {}",
+                done.id,
+                a.job,
+                a.queue,
+                output::ms(millrace_core::queue::duration_ms(d))
+            ),
+            (_, Some(d)) => println!(
+                "scheduled job {} ({}) on queue {:?} in {}",
+                job.id,
+                a.job,
+                a.queue,
+                output::ms(millrace_core::queue::duration_ms(d))
+            ),
+            (_, None) => println!("enqueued job {} ({}) on queue {:?}", job.id, a.job, a.queue),
+        }
+        return Ok(());
+    }
     match a.delay {
         Some(d) => {
             out.due_at_ms = Some(queue.schedule(&mut ctx.conn, &job, When::In(d)).await?);

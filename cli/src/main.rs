@@ -1,7 +1,7 @@
 //! `millrace`: the ops command of Millrace. It answers "what is stuck,
 //! where, since when" about queues on Redis Streams and fixes it safely:
 //! queue stats, pending entries, one job's whole story, dead-letter replay
-//! and purge, requeue of stuck entries, delayed jobs, consumers, pause and
+//! and purge, requeue of stuck entries, cancel, delayed jobs, consumers, pause and
 //! resume, enqueue, a live `top`, and the web dashboard (`web`).
 //!
 //! Human tables by default, `--json` for scripts; destructive commands ask
@@ -14,6 +14,7 @@
     reason = "a command-line tool: printing is its output"
 )]
 
+mod cancel;
 mod consumers;
 mod dead;
 mod delayed;
@@ -110,6 +111,9 @@ Columns:
     Dead(dead::Command),
     /// Make stuck pending entries (idle past --min-idle) runnable again now.
     Requeue(requeue::Args),
+    /// Cancel one job: a waiting one is removed, a running one is
+    /// cancelled by its worker (recorded as cancelled, not retried).
+    Cancel(cancel::Args),
     /// Scheduled and retrying jobs: list, run now.
     #[command(subcommand)]
     Delayed(delayed::Command),
@@ -234,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(a) => show::run(&mut ctx, a).await?,
         Command::Dead(c) => dead::run(&mut ctx, c).await?,
         Command::Requeue(a) => requeue::run(&mut ctx, a).await?,
+        Command::Cancel(a) => cancel::run(&mut ctx, a).await?,
         Command::Delayed(c) => delayed::run(&mut ctx, c).await?,
         Command::Consumers(a) => consumers::run(&mut ctx, a).await?,
         Command::Pause(a) => pause::run(&mut ctx, a, true).await?,

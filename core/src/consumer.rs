@@ -150,6 +150,9 @@ impl Queue {
         let (now, paused): (u64, i64) = scripts::BEAT
             .key(&self.keys().workers)
             .key(&self.keys().paused)
+            .key(&self.keys().unique)
+            .key(&self.keys().unique_ttl)
+            .key(&self.keys().cancel)
             .arg(consumer)
             .invoke_async(conn)
             .await

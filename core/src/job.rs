@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::RetryPolicy;
+use crate::unique::Unique;
 
 /// A typed job. Its `NAME` is written on the wire and must stay stable.
 ///
@@ -38,6 +39,14 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// Longest an attempt may run before its token is cancelled and the
     /// attempt fails. Defaults to none (the worker's `job_timeout` applies).
     fn timeout() -> Option<Duration> {
+        None
+    }
+
+    /// This job's unique key, e.g. from its fields (`invoice:{id}`): while
+    /// a job holds it, enqueueing another with the same key is a duplicate
+    /// (see [`Unique`]). An `EnqueueOptions::unique` wins. Defaults to
+    /// none.
+    fn unique(&self) -> Option<Unique> {
         None
     }
 }

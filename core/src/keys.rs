@@ -45,6 +45,15 @@ pub struct Keys {
     /// to it are accounted for), its latest enqueued fire (`fired:<name>`)
     /// and its pause flag (`paused:<name>`).
     pub schedules: String,
+    /// Hash: unique key → `<mode>|<job id>` of the job holding it (`w`
+    /// while live, `t` throttle, `d` debounce): the unique-job locks.
+    pub unique: String,
+    /// Sorted set: unique key → expiry (unix ms, server time) of its lock
+    /// in [`unique`](Self::unique); every lock has one.
+    pub unique_ttl: String,
+    /// Sorted set: entry id → expiry (unix ms, server time) of a cancel
+    /// mark on a running job, seen by its worker's lease renewal.
+    pub cancel: String,
 }
 
 impl Keys {
@@ -65,6 +74,9 @@ impl Keys {
             relayed: format!("{base}:relayed"),
             tries: format!("{base}:tries"),
             schedules: format!("{base}:schedules"),
+            unique: format!("{base}:unique"),
+            unique_ttl: format!("{base}:unique:ttl"),
+            cancel: format!("{base}:cancel"),
         })
     }
 }

@@ -40,6 +40,7 @@ pub mod retry;
 pub mod schedule;
 pub mod scripts;
 pub mod trace;
+pub mod unique;
 
 pub use consumer::{Leave, PruneRule};
 pub use envelope::Envelope;
@@ -47,10 +48,11 @@ pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
 pub use job::{Job, JobContext, JobError, JobId};
 pub use keys::Keys;
 pub use queue::{
-    DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue, ReadFrom, Reclaimed,
-    When,
+    Cancel, DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue, ReadFrom,
+    Reclaimed, Renewal, Submit, When,
 };
 pub use retry::RetryPolicy;
+pub use unique::{EnqueueStatus, Enqueued, Unique, UniqueLock, UniqueMode};
 
 /// Re-exported so users name one version of these crates.
 pub use redis;

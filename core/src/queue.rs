@@ -11,9 +11,14 @@ use crate::error::{ConfigError, QueueError};
 use crate::keys::{DEFAULT_GROUP, DEFAULT_PREFIX, Keys};
 use crate::reply::{parse_entries, parse_read_reply, protocol};
 use crate::scripts;
+use crate::unique::UniqueLock;
 
+mod cancel;
 mod fail;
+mod unique;
+pub use cancel::{CANCEL_MARK_LIFE, Cancel};
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
+pub use unique::Submit;
 
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,16 @@ pub struct Promoted {
     pub dead: u64,
     /// Time until the next delayed job is due, if any remain.
     pub next_due_in: Option<Duration>,
+}
+
+/// Result of one lease renewal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Renewal {
+    /// Entries this consumer no longer owns: their attempts are lost.
+    pub lost: Vec<String>,
+    /// Entries renewed that carry a cancel mark: cancel their attempts.
+    pub cancel: Vec<String>,
 }
 
 /// Result of one reclaim round.
@@ -239,16 +254,34 @@ impl Queue {
         conn: &mut C,
         entry_ids: &[String],
     ) -> Result<u64, QueueError> {
+        self.ack_releasing(conn, entry_ids, &[]).await
+    }
+
+    /// [`ack`](Self::ack), releasing in the same script the unique locks of
+    /// the jobs that succeeded (each only if it still names its job; a
+    /// throttle lock stays for its TTL).
+    pub async fn ack_releasing<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        entry_ids: &[String],
+        locks: &[UniqueLock],
+    ) -> Result<u64, QueueError> {
         if entry_ids.is_empty() {
             return Ok(0);
         }
-        scripts::ACK
-            .key(&self.keys.stream)
+        let mut inv = scripts::ACK.prepare_invoke();
+        inv.key(&self.keys.stream)
             .key(&self.keys.stats)
             .key(&self.keys.tries)
+            .key(&self.keys.unique)
+            .key(&self.keys.unique_ttl)
             .arg(&self.group)
-            .arg(entry_ids)
-            .invoke_async(conn)
+            .arg(entry_ids.len())
+            .arg(entry_ids);
+        for l in locks {
+            inv.arg(&l.key).arg(&l.job_id);
+        }
+        inv.invoke_async(conn)
             .await
             .map_err(QueueError::redis("ack"))
     }
@@ -289,17 +322,31 @@ impl Queue {
         consumer: &str,
         entry_ids: &[String],
     ) -> Result<Vec<String>, QueueError> {
+        Ok(self.renew_leases(conn, consumer, entry_ids).await?.lost)
+    }
+
+    /// [`renew`](Self::renew), also telling which of the renewed entries
+    /// carry a cancel mark ([`Queue::cancel`]): their attempts are to be
+    /// cancelled.
+    pub async fn renew_leases<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Renewal, QueueError> {
         if entry_ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Renewal::default());
         }
-        scripts::RENEW
+        let (lost, cancel) = scripts::RENEW
             .key(&self.keys.stream)
+            .key(&self.keys.cancel)
             .arg(&self.group)
             .arg(consumer)
             .arg(entry_ids)
             .invoke_async(conn)
             .await
-            .map_err(QueueError::redis("renew"))
+            .map_err(QueueError::redis("renew"))?;
+        Ok(Renewal { lost, cancel })
     }
 
     /// Claims up to `count` entries idle for at least `lease` for
@@ -319,6 +366,8 @@ impl Queue {
             .key(&self.keys.dead)
             .key(&self.keys.stats)
             .key(&self.keys.tries)
+            .key(&self.keys.unique)
+            .key(&self.keys.unique_ttl)
             .arg(&self.group)
             .arg(consumer)
             .arg(duration_ms(lease))

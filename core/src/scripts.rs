@@ -52,3 +52,11 @@ pub static BEAT: LazyLock<Script> = script!("beat.lua");
 /// Claim a schedule's due fire times (compare-and-set of its cursor) and
 /// enqueue their jobs, in one step: one enqueue per fire time.
 pub static CRON: LazyLock<Script> = script!("cron.lua");
+/// Enqueue jobs with unique keys: check and take each key's lock in the
+/// same step (duplicate, debounce, or new).
+pub static UNIQUE: LazyLock<Script> = script!("unique.lua");
+/// Cancel one job: remove it (delayed or not yet delivered) or mark it
+/// (running) for its worker.
+pub static CANCEL: LazyLock<Script> = script!("cancel.lua");
+/// End a cancelled attempt: fenced ack, its mark and unique lock dropped.
+pub static CANCELLED: LazyLock<Script> = script!("cancelled.lua");

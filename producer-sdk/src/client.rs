@@ -9,7 +9,8 @@ use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
-    ConfigError, ConnectError, Envelope, Job, JobId, Queue, QueueError, Redacted, When,
+    Cancel, ConfigError, ConnectError, EnqueueStatus, Enqueued, Envelope, Job, JobId, Queue,
+    QueueError, Redacted, Submit, Unique, UniqueMode, When,
 };
 use redis::aio::ConnectionManager;
 use tracing::warn;
@@ -199,20 +200,56 @@ impl Client {
         self.enqueue_with(job, EnqueueOptions::new().at(at)).await
     }
 
-    /// Enqueues `job` with `options`.
+    /// Enqueues `job` with `options`; returns its id. With a unique key
+    /// (`options.unique` or [`Job::unique`]) held by a live job, nothing is
+    /// enqueued and that job's id is returned (as BullMQ's `add` returns
+    /// the existing job); [`submit`](Self::submit) tells the two apart.
     pub async fn enqueue_with<J: Job>(
         &self,
         job: &J,
         options: EnqueueOptions,
     ) -> Result<JobId, EnqueueError> {
+        Ok(self.submit(job, options).await?.id)
+    }
+
+    /// Enqueues `job` with `options` and tells what happened: a new job, a
+    /// duplicate (a live job holds its unique key: nothing enqueued; the id
+    /// is that job's) or a debounce (the waiting job with its key took this
+    /// payload and due time).
+    pub async fn submit<J: Job>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, EnqueueError> {
         let queue = self.queue_for::<J>(&options)?;
+        let unique = unique_of(job, &options)?;
         let (id, env) = self.envelope(job, &options)?;
-        let when = match (options.delay, options.at) {
-            (Some(d), _) => Some(When::In(d)),
-            (None, Some(t)) => Some(When::At(t)),
-            (None, None) => None,
+        let when = match (options.delay, options.at, &unique) {
+            (Some(d), _, _) => Some(When::In(d)),
+            (None, Some(t), _) => Some(When::At(t)),
+            // A debounce job runs its window after the latest enqueue.
+            (None, None, Some(u)) if u.mode == UniqueMode::Debounce => Some(When::In(u.ttl)),
+            (None, None, _) => None,
         };
         self.ensure_registered(&queue).await?;
+        if unique.is_some() {
+            let submit = [Submit::new(&env).unique(unique.as_ref()).when(when)];
+            let out = self
+                .with_retries_value(|mut conn| {
+                    let queue = &queue;
+                    let submit = &submit;
+                    async move { queue.enqueue_unique(&mut conn, submit).await }
+                })
+                .await?;
+            return out
+                .into_iter()
+                .next()
+                .ok_or_else(|| QueueError::Protocol {
+                    op: "enqueue",
+                    detail: "no outcome".into(),
+                })
+                .map_err(Into::into);
+        }
         self.with_retries(|mut conn| {
             let queue = &queue;
             let env = &env;
@@ -227,26 +264,45 @@ impl Client {
             }
         })
         .await?;
-        Ok(id)
+        Ok(Enqueued::new(id, EnqueueStatus::New))
     }
 
     /// Enqueues many jobs of one type on their queue, pipelined: one round
-    /// trip per batch. Returns their ids in order.
+    /// trip per batch. Returns their ids in order (for a job whose unique
+    /// key a live job holds, that job's id).
     pub async fn enqueue_many<J: Job>(&self, jobs: &[J]) -> Result<Vec<JobId>, EnqueueError> {
         self.enqueue_many_with(jobs, EnqueueOptions::new()).await
     }
 
     /// Enqueues many jobs with shared `options` (a `job_id` option is
     /// refused here: each job gets its own id; `delay`/`at` are refused:
-    /// use [`enqueue_with`](Self::enqueue_with) per job).
+    /// use [`enqueue_with`](Self::enqueue_with) per job; so is `unique`:
+    /// give each job its own key with [`Job::unique`]).
     pub async fn enqueue_many_with<J: Job>(
         &self,
         jobs: &[J],
         options: EnqueueOptions,
     ) -> Result<Vec<JobId>, EnqueueError> {
-        if options.job_id.is_some() || options.delay.is_some() || options.at.is_some() {
+        let out = self.submit_many(jobs, options).await?;
+        Ok(out.into_iter().map(|e| e.id).collect())
+    }
+
+    /// [`enqueue_many_with`](Self::enqueue_many_with), telling for each job
+    /// what happened (see [`submit`](Self::submit)). Jobs with unique keys
+    /// ([`Job::unique`]) are checked and locked in one script for the whole
+    /// batch: two jobs of the batch with one key make one job.
+    pub async fn submit_many<J: Job>(
+        &self,
+        jobs: &[J],
+        options: EnqueueOptions,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
+        if options.job_id.is_some()
+            || options.delay.is_some()
+            || options.at.is_some()
+            || options.unique.is_some()
+        {
             return Err(ConfigError::Invalid(
-                "enqueue_many takes no job_id, delay or at option: enqueue such jobs one by one"
+                "enqueue_many takes no job_id, delay, at or unique option: enqueue such jobs one by one, or give each job its key with Job::unique"
                     .into(),
             )
             .into());
@@ -254,19 +310,61 @@ impl Client {
         let queue = self.queue_for::<J>(&options)?;
         let mut ids = Vec::with_capacity(jobs.len());
         let mut envs = Vec::with_capacity(jobs.len());
+        let mut uniques = Vec::with_capacity(jobs.len());
         for job in jobs {
+            uniques.push(unique_of(job, &options)?);
             let (id, env) = self.envelope(job, &options)?;
             ids.push(id);
             envs.push(env);
         }
         self.ensure_registered(&queue).await?;
+        if uniques.iter().any(Option::is_some) {
+            let submit: Vec<Submit<'_>> = envs
+                .iter()
+                .zip(&uniques)
+                .map(|(env, u)| {
+                    let when = u
+                        .as_ref()
+                        .filter(|u| u.mode == UniqueMode::Debounce)
+                        .map(|u| When::In(u.ttl));
+                    Submit::new(env).unique(u.as_ref()).when(when)
+                })
+                .collect();
+            return self
+                .with_retries_value(|mut conn| {
+                    let queue = &queue;
+                    let submit = &submit;
+                    async move { queue.enqueue_unique(&mut conn, submit).await }
+                })
+                .await;
+        }
         self.with_retries(|mut conn| {
             let queue = &queue;
             let envs = &envs;
             async move { queue.enqueue(&mut conn, envs).await.map(drop) }
         })
         .await?;
-        Ok(ids)
+        Ok(ids
+            .into_iter()
+            .map(|id| Enqueued::new(id, EnqueueStatus::New))
+            .collect())
+    }
+
+    /// Cancels job `job_id` of `queue`: a delayed job, or a ready one not
+    /// yet delivered, is removed (its unique lock released); a running one
+    /// is marked, and its worker cancels the attempt at its next lease
+    /// renewal (the handler's `ctx.cancel` token fires) and ends it as
+    /// cancelled: not retried, not dead-lettered. A dead-lettered job is
+    /// [`Cancel::Dead`]; one not found (finished, or never there) is
+    /// [`Cancel::NotFound`]. Looks for the job with a scan of the queue's
+    /// streams: meant for occasional use, not for every job.
+    pub async fn cancel(&self, queue: &str, job_id: &str) -> Result<Cancel, EnqueueError> {
+        let queue = Queue::with_prefix(&self.prefix, queue)?;
+        self.with_retries_value(|mut conn| {
+            let queue = &queue;
+            async move { queue.cancel(&mut conn, job_id).await }
+        })
+        .await
     }
 
     fn queue_for<J: Job>(&self, options: &EnqueueOptions) -> Result<Queue, EnqueueError> {
@@ -310,11 +408,19 @@ impl Client {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<(), QueueError>>,
     {
+        self.with_retries_value(op).await
+    }
+
+    async fn with_retries_value<T, F, Fut>(&self, op: F) -> Result<T, EnqueueError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, QueueError>>,
+    {
         let mut delay = Duration::from_millis(100);
         let mut tries = 0;
         loop {
             match op(self.conn.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(v) => return Ok(v),
                 Err(e) if e.is_connection() && tries < self.retries => {
                     tries += 1;
                     warn!(error = %e, try_ = tries, "enqueue failed, retrying");
@@ -325,6 +431,15 @@ impl Client {
             }
         }
     }
+}
+
+/// The job's unique key: the options' or the job type's, checked.
+fn unique_of<J: Job>(job: &J, options: &EnqueueOptions) -> Result<Option<Unique>, EnqueueError> {
+    let unique = options.unique.clone().or_else(|| job.unique());
+    if let Some(u) = &unique {
+        u.validate()?;
+    }
+    Ok(unique)
 }
 
 #[cfg(test)]

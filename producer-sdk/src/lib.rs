@@ -50,6 +50,9 @@ mod prepare;
 pub use client::{Client, ClientBuilder, EnqueueError};
 /// The errors an [`EnqueueError`] carries.
 pub use millrace_core::connect::TlsConfig;
+/// Unique jobs and cancel: the key and its mode, what an enqueue did, what
+/// a cancel did.
+pub use millrace_core::{Cancel, EnqueueStatus, Enqueued, Unique, UniqueMode};
 pub use millrace_core::{ConfigError, ConnectError, QueueError};
 /// The job contract, re-exported so a producer depends on this crate alone.
 pub use millrace_core::{Job, JobId, RetryPolicy};

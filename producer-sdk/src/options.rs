@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use millrace_core::JobId;
+use millrace_core::{JobId, Unique};
 
 /// Options of one enqueue: everything defaults to the job type's settings.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,9 @@ pub struct EnqueueOptions {
     /// feature `otel` and this unset, the current `tracing` span's
     /// OpenTelemetry context is sent instead (when it has one).
     pub trace: Option<String>,
+    /// The job's unique key and mode (see [`Unique`]); wins over the job
+    /// type's [`Job::unique`](millrace_core::Job::unique).
+    pub unique: Option<Unique>,
 }
 
 impl EnqueueOptions {
@@ -66,6 +69,17 @@ impl EnqueueOptions {
     /// itself; this one wins when set.
     pub fn trace(mut self, traceparent: impl Into<String>) -> Self {
         self.trace = Some(traceparent.into());
+        self
+    }
+
+    /// Makes the job unique by `unique`: a key (`"invoice:42"`, held while
+    /// the job lives, at most 24 h) or a [`Unique`] with its mode
+    /// ([`Unique::throttle`], [`Unique::debounce`], a TTL). While a job
+    /// holds the key, an enqueue with it is a duplicate: nothing is
+    /// enqueued and the existing job's id is returned (see
+    /// [`Client::submit`](crate::Client::submit)).
+    pub fn unique(mut self, unique: impl Into<Unique>) -> Self {
+        self.unique = Some(unique.into());
         self
     }
 

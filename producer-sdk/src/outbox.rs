@@ -157,6 +157,13 @@ impl Outbox {
     ) -> Result<(JobId, NewJob), OutboxError> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
         validate_queue_name(queue)?;
+        if options.unique.is_some() || job.unique().is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "job `{}` has a unique key: the outbox does not take unique jobs yet; enqueue it with Client",
+                J::NAME
+            ))
+            .into());
+        }
         let p = prepare(job, options, self.max_payload)?;
         let mut row = NewJob::new(
             queue.to_owned(),

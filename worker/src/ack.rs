@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use millrace_core::UniqueLock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -22,10 +23,33 @@ const ACK_TRIES_AT_SHUTDOWN: u32 = 3;
 /// Most times the batcher yields to running jobs before a flush.
 const LINGER_YIELDS: usize = 8;
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<String>, batch: &mut Vec<String>, cap: usize) {
-    while batch.len() < cap {
+/// A finished entry to acknowledge, with the unique lock its job's
+/// success releases (if it has one).
+pub(crate) struct Ack {
+    /// The entry id.
+    pub entry: String,
+    /// The job's unique key and id.
+    pub lock: Option<UniqueLock>,
+}
+
+/// The entries of one flush, and the locks their jobs release.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<String>,
+    locks: Vec<UniqueLock>,
+}
+
+impl Batch {
+    fn push(&mut self, ack: Ack) {
+        self.ids.push(ack.entry);
+        self.locks.extend(ack.lock);
+    }
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<Ack>, batch: &mut Batch, cap: usize) {
+    while batch.ids.len() < cap {
         match rx.try_recv() {
-            Ok(id) => batch.push(id),
+            Ok(ack) => batch.push(ack),
             Err(_) => break,
         }
     }
@@ -34,11 +58,14 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<String>, batch: &mut Vec<String>, cap:
 /// Runs until `done` fires, then flushes what is queued and returns.
 pub(crate) async fn ack_loop(
     q: Arc<QueueCtx>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Ack>,
     done: CancellationToken,
 ) {
     let cap = q.cfg.ack_batch;
-    let mut batch: Vec<String> = Vec::with_capacity(cap);
+    let mut batch = Batch {
+        ids: Vec::with_capacity(cap),
+        locks: Vec::new(),
+    };
     loop {
         let first = tokio::select! {
             biased;
@@ -46,7 +73,9 @@ pub(crate) async fn ack_loop(
             () = done.cancelled() => None,
         };
         let last_round = first.is_none();
-        batch.extend(first);
+        if let Some(ack) = first {
+            batch.push(ack);
+        }
         drain(&mut rx, &mut batch, cap);
         // Let the jobs already running finish and queue their acks before
         // flushing: yielding (no timer, no syscall) while each round brings
@@ -54,17 +83,18 @@ pub(crate) async fn ack_loop(
         // nothing more comes and the ack goes at once.
         if !last_round {
             for _ in 0..LINGER_YIELDS {
-                let before = batch.len();
+                let before = batch.ids.len();
                 tokio::task::yield_now().await;
                 drain(&mut rx, &mut batch, cap);
-                if batch.len() == before || batch.len() >= cap {
+                if batch.ids.len() == before || batch.ids.len() >= cap {
                     break;
                 }
             }
         }
-        if !batch.is_empty() {
+        if !batch.ids.is_empty() {
             flush(&q, &batch).await;
-            batch.clear();
+            batch.ids.clear();
+            batch.locks.clear();
         }
         if last_round && rx.is_empty() {
             return;
@@ -72,7 +102,7 @@ pub(crate) async fn ack_loop(
     }
 }
 
-async fn flush(q: &QueueCtx, batch: &[String]) {
+async fn flush(q: &QueueCtx, batch: &Batch) {
     let mut conn = q.conn();
     let mut backoff = Backoff::default();
     let mut attempt = 0;
@@ -85,23 +115,27 @@ async fn flush(q: &QueueCtx, batch: &[String]) {
         } else {
             ACK_TRIES
         };
-        match q.queue.ack(&mut conn, batch).await {
+        match q
+            .queue
+            .ack_releasing(&mut conn, &batch.ids, &batch.locks)
+            .await
+        {
             Ok(_) => break,
             Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
-                warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");
+                warn!(queue = q.queue.name(), error = %e, n = batch.ids.len(), "ack failed, retrying");
                 tokio::time::sleep(backoff.next()).await;
             }
             Err(e) => {
                 metrics::redis_error(q.queue.name(), "ack");
-                error!(queue = q.queue.name(), error = %e, n = batch.len(),
+                error!(queue = q.queue.name(), error = %e, n = batch.ids.len(),
                     "ack failed for good; these entries will be reclaimed and run again");
                 break;
             }
         }
     }
     let mut inflight = q.inflight();
-    for id in batch {
+    for id in &batch.ids {
         inflight.remove(id);
     }
 }

@@ -3,7 +3,9 @@
 //! over while its worker lives; an entry found lost has its attempt
 //! cancelled. Reclaim takes over entries idle past the lease (their worker
 //! crashed, froze or lost its network) into free slots, and dead-letters
-//! entries delivered `max_deliveries` times without outcome.
+//! entries delivered `max_deliveries` times without outcome. A renewal
+//! also brings back the entries marked for cancellation (`millrace
+//! cancel`): their attempts are cancelled and end as `cancelled`.
 
 use std::sync::Arc;
 
@@ -31,15 +33,22 @@ pub(crate) async fn renew_loop(q: Arc<QueueCtx>, done: CancellationToken) {
         }
         let ids: Vec<String> = q.inflight().keys().cloned().collect();
         for chunk in ids.chunks(RENEW_BATCH) {
-            match q.queue.renew(&mut conn, &q.consumer, chunk).await {
-                Ok(lost) => {
-                    metrics::renewed(q.queue.name(), (chunk.len() - lost.len()) as u64);
-                    for id in lost {
+            match q.queue.renew_leases(&mut conn, &q.consumer, chunk).await {
+                Ok(r) => {
+                    metrics::renewed(q.queue.name(), (chunk.len() - r.lost.len()) as u64);
+                    for id in r.lost {
                         if let Some(token) = q.inflight().get(&id) {
                             warn!(queue = q.queue.name(), entry = %id, "lease lost; cancelling the attempt");
                             metrics::lease_lost(q.queue.name());
                             token.cancel();
                         }
+                    }
+                    if !r.cancel.is_empty() {
+                        let n = q.cancel_marked(&r.cancel);
+                        info!(
+                            queue = q.queue.name(),
+                            n, "cancel requested; cancelling the attempts"
+                        );
                     }
                 }
                 Err(e) => {

@@ -76,7 +76,7 @@ pub const BUILD_INFO: &str = "millrace_build_info";
 
 /// Every `op` label value of [`REDIS_ERRORS`] (keep in step with the calls
 /// of `redis_error`).
-pub const REDIS_OPS: [&str; 12] = [
+pub const REDIS_OPS: [&str; 13] = [
     "connect",
     "declare",
     "read",
@@ -89,10 +89,11 @@ pub const REDIS_OPS: [&str; 12] = [
     "heartbeat",
     "sample",
     "schedule",
+    "cancel",
 ];
 
 /// Every outcome label value of [`JOBS_FINISHED`].
-pub const OUTCOMES: [&str; 4] = ["success", "retry", "dead", "lost_lease"];
+pub const OUTCOMES: [&str; 5] = ["success", "retry", "dead", "lost_lease", "cancelled"];
 
 /// Histogram buckets (seconds) of job duration and pickup latency: 1 ms to
 /// 1 h, roughly ×2.5 apart.
@@ -133,7 +134,7 @@ pub fn describe() {
     describe_counter!(
         JOBS_FINISHED,
         Unit::Count,
-        "Job attempts finished, by outcome: success, retry, dead, lost_lease."
+        "Job attempts finished, by outcome: success, retry, dead, lost_lease, cancelled."
     );
     describe_histogram!(
         JOB_DURATION,
@@ -310,6 +311,7 @@ pub(crate) struct JobMetrics {
     retry: metrics::Counter,
     dead: metrics::Counter,
     lost_lease: metrics::Counter,
+    cancelled: metrics::Counter,
     duration: metrics::Histogram,
     pickup: metrics::Histogram,
     in_flight: metrics::Gauge,
@@ -322,6 +324,8 @@ pub(crate) enum Outcome {
     Retry,
     Dead,
     LostLease,
+    /// Cancelled by `millrace cancel` / `Client::cancel` while running.
+    Cancelled,
 }
 
 impl JobMetrics {
@@ -335,6 +339,7 @@ impl JobMetrics {
             retry: finished("retry"),
             dead: finished("dead"),
             lost_lease: finished("lost_lease"),
+            cancelled: finished("cancelled"),
             duration: metrics::histogram!(JOB_DURATION, "queue" => q(), "job" => j()),
             pickup: metrics::histogram!(PICKUP_LATENCY, "queue" => q()),
             in_flight: metrics::gauge!(IN_FLIGHT, "queue" => q()),
@@ -368,6 +373,7 @@ impl JobMetrics {
             Outcome::Retry => &self.retry,
             Outcome::Dead => &self.dead,
             Outcome::LostLease => &self.lost_lease,
+            Outcome::Cancelled => &self.cancelled,
         }
         .increment(1);
     }
@@ -460,7 +466,7 @@ mod tests {
             JobMetrics::new("billing", "send_invoice").finished(Outcome::Retry);
             init_series(&["billing".to_owned()], &["send_invoice"], 8);
         });
-        for outcome in ["success", "dead", "lost_lease"] {
+        for outcome in ["success", "dead", "lost_lease", "cancelled"] {
             let line = format!(
                 "millrace_jobs_finished_total{{queue=\"billing\",job=\"send_invoice\",outcome=\"{outcome}\"}} 0"
             );

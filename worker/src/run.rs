@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use millrace_core::queue::FailedEntry;
 use millrace_core::trace::TraceParent;
-use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
+use millrace_core::{
+    DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError, UniqueLock,
+};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Level, debug, warn};
+use tracing::{Instrument, Level, debug, info, warn};
 
+use crate::ack::Ack;
 use crate::fail::FailRequest;
 use crate::metrics;
 use crate::metrics::Outcome as MetricOutcome;
@@ -61,7 +64,8 @@ type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 enum Outcome {
     Success,
     Failed(JobError),
-    /// The token fired: shutdown (hand back) or a lost lease.
+    /// The token fired: a cancel mark, shutdown (hand back) or a lost
+    /// lease.
     Cancelled,
 }
 
@@ -101,7 +105,10 @@ async fn run_delivery(
     let entry_id = d.entry_id;
     let Some(fields) = d.fields else {
         // Deleted while pending: nothing to run, just clear it.
-        let _ = q.acks.send(entry_id);
+        let _ = q.acks.send(Ack {
+            entry: entry_id,
+            lock: None,
+        });
         return;
     };
     // A retry is written from the decoded envelope plus the fields it does
@@ -206,8 +213,16 @@ async fn run_envelope(
                     hook(env.id.as_str());
                 }
                 // The ack batcher removes the entry from the in-flight map
-                // once the ack is written.
-                let _ = q.acks.send(entry_id);
+                // once the ack is written (and releases the unique lock).
+                let lock = env.unique.map(|key| UniqueLock::new(key, env.id));
+                let _ = q.acks.send(Ack {
+                    entry: entry_id,
+                    lock,
+                });
+                return;
+            }
+            Outcome::Cancelled if q.take_cancelled(&entry_id) => {
+                finish_cancelled(q, &env, &entry_id, elapsed).await;
                 return;
             }
             Outcome::Cancelled if q.hard.is_cancelled() => {
@@ -269,6 +284,39 @@ async fn run_envelope(
             _ => return,
         }
     }
+}
+
+/// Ends an attempt that a cancel mark cancelled (`millrace cancel`): the
+/// one place the `cancelled` outcome is recorded (metric, log and the
+/// fenced write: acknowledged, not retried nor dead-lettered, its unique
+/// lock released). If the write fails the entry stays pending: it is
+/// reclaimed after its lease and its mark cancels it again there.
+async fn finish_cancelled(q: &QueueCtx, env: &Envelope, entry_id: &str, elapsed: Duration) {
+    q.metrics
+        .job(&env.name)
+        .finished_in(MetricOutcome::Cancelled, elapsed);
+    let lock = env
+        .unique
+        .as_ref()
+        .map(|key| UniqueLock::new(key.as_str(), env.id.as_str()));
+    let mut conn = q.conn();
+    match q
+        .queue
+        .finish_cancelled(&mut conn, &q.consumer, entry_id, lock.as_ref())
+        .await
+    {
+        Ok(true) => info!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
+            attempt = env.attempt, "cancelled"),
+        Ok(false) => {
+            warn!(entry = %entry_id, "lease lost before the cancel was written; another worker owns the entry");
+            metrics::lease_lost(q.queue.name());
+        }
+        Err(e) => {
+            metrics::redis_error(q.queue.name(), "cancel");
+            warn!(queue = q.queue.name(), error = %e, "cannot write the cancel; the entry will be reclaimed and cancelled there");
+        }
+    }
+    q.inflight().remove(entry_id);
 }
 
 /// Hands an entry whose attempt shutdown cancelled back to the ready

@@ -1,6 +1,6 @@
 //! What the tasks of one queue share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,6 +10,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ack::Ack;
 use crate::config::WorkerConfig;
 use crate::fail::FailRequest;
 use crate::health::Progress;
@@ -31,8 +32,12 @@ pub(crate) struct QueueCtx {
     /// One permit per free job slot.
     pub slots: Arc<Semaphore>,
     inflight: Mutex<InFlight>,
+    /// In-flight entries whose attempt a cancel mark cancelled (seen by
+    /// the lease renewer), to end as `cancelled` rather than as a lost
+    /// lease or a hand-back.
+    cancelled: Mutex<HashSet<String>>,
     /// Finished entries waiting to be acknowledged in a batch.
-    pub acks: mpsc::UnboundedSender<String>,
+    pub acks: mpsc::UnboundedSender<Ack>,
     /// Failed attempts waiting to be written in a batch.
     pub fails: mpsc::UnboundedSender<FailRequest>,
     /// Set while the queue is paused: the fetch loop stops claiming.
@@ -64,7 +69,7 @@ impl QueueCtx {
         conn: ConnectionManager,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
-        acks: mpsc::UnboundedSender<String>,
+        acks: mpsc::UnboundedSender<Ack>,
         fails: mpsc::UnboundedSender<FailRequest>,
         stop: CancellationToken,
         hard: CancellationToken,
@@ -80,6 +85,7 @@ impl QueueCtx {
             handlers,
             cfg,
             inflight: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(HashSet::new()),
             acks,
             fails,
             paused: AtomicBool::new(false),
@@ -114,6 +120,35 @@ impl QueueCtx {
         let token = self.hard.child_token();
         inflight.insert(entry_id.to_owned(), token.clone());
         Some(token)
+    }
+
+    /// Cancels the attempts of in-flight `entry_ids` for a cancel mark
+    /// (their tokens fire; the attempts end as cancelled); returns how many
+    /// were running here. Entries no longer in flight are forgotten.
+    pub fn cancel_marked(&self, entry_ids: &[String]) -> usize {
+        let inflight = self.inflight();
+        let mut cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cancelled.retain(|id| inflight.contains_key(id));
+        let mut n = 0;
+        for id in entry_ids {
+            if let Some(token) = inflight.get(id) {
+                cancelled.insert(id.clone());
+                token.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// True (once) when `entry_id`'s attempt was cancelled by a cancel mark.
+    pub fn take_cancelled(&self, entry_id: &str) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(entry_id)
     }
 
     /// A clone of the shared command connection (cheap: it is multiplexed).

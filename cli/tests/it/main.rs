@@ -12,4 +12,5 @@ mod read;
 mod schedules;
 mod tls;
 mod top;
+mod unique;
 mod web;

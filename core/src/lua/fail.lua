@@ -5,7 +5,8 @@
 -- never rolls back a script that fails halfway.
 -- KEYS[1] stream, KEYS[2] jobs hash, KEYS[3] delayed zset, KEYS[4] dead stream,
 -- KEYS[5] stats hash, KEYS[6] tries hash (attempt records of entries retried
--- in place: `<attempt>:<error>`)
+-- in place: `<attempt>:<error>`), KEYS[7] unique hash, KEYS[8] unique ttl
+-- zset (a dead-lettered job's unique lock is released here)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] dead max entries, ARGV[4] dead max age ms,
 -- then one record per failed entry, its entry id and mode first:
 --   entry, 'later', backoff ms, job id, the next attempt as a stored
@@ -147,6 +148,7 @@ for k = 1, count do
     store[#store + 1] = { k, ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a]) }
   elseif r.mode == 'dead' then
     bury(KEYS[4], r.fields, r.err, entries[k], now, ARGV[3], ARGV[4])
+    release_unique_of(KEYS[7], KEYS[8], r.fields)
     codes[k] = 2
     buried = buried + 1
   else

@@ -170,3 +170,22 @@ local function with_tries(tries, entries)
   return entries
 end
 
+
+-- Release the unique lock `key` (`uniq` hash, `ttl` zset of expiries) held
+-- by job `id`, as its job ends (success, dead-letter, cancel): only when
+-- the lock still names this job (a later job may hold the key now), and
+-- never a throttle lock (`t|`), which lasts its TTL whatever the outcome.
+-- `key` nil or '' (a job without a unique key) does nothing.
+local function release_unique(uniq, ttl, key, id)
+  if not key or key == '' or not id then return end
+  local v = redis.call('HGET', uniq, key)
+  if v and string.sub(v, 3) == id and string.sub(v, 1, 1) ~= 't' then
+    redis.call('HDEL', uniq, key)
+    redis.call('ZREM', ttl, key)
+  end
+end
+
+-- The same, for a job known by its flat field list (its `unique` and `id`).
+local function release_unique_of(uniq, ttl, fields)
+  release_unique(uniq, ttl, field(fields, 'unique'), field(fields, 'id'))
+end

@@ -1,7 +1,9 @@
 -- Take over entries whose lease expired (idle past the lease), and
 -- dead-letter those delivered max-deliveries times without an outcome.
 -- Entries retried in place carry their attempt record (applied here).
--- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] stats hash, KEYS[4] tries hash
+-- A dead-lettered job's unique lock is released.
+-- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] stats hash, KEYS[4] tries hash,
+-- KEYS[5] unique hash, KEYS[6] unique ttl zset
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count,
 -- ARGV[5] max deliveries, ARGV[6] dead max entries, ARGV[7] dead max age ms
 -- Returns {claimed entries as XCLAIM returns them (attempt records
@@ -19,6 +21,7 @@ for _, p in ipairs(pending) do
       local err = 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries ' ..
         ARGV[5] .. '): the job keeps crashing or stalling its worker'
       bury(KEYS[2], e[1][2], err, id, now_ms(), ARGV[6], ARGV[7])
+      release_unique_of(KEYS[5], KEYS[6], e[1][2])
       buried = buried + 1
     end
     redis.call('XACK', stream, group, id)

@@ -288,6 +288,8 @@ impl Queue {
                 .key(&self.keys.dead)
                 .key(&self.keys.stats)
                 .key(&self.keys.tries)
+                .key(&self.keys.unique)
+                .key(&self.keys.unique_ttl)
                 .arg(&self.group)
                 .arg(consumer)
                 .arg(retention.max_len)

@@ -2,6 +2,7 @@
 
 mod acl;
 mod axum_service;
+mod cancel;
 mod common;
 mod delayed;
 mod demo;
@@ -18,3 +19,4 @@ mod routine;
 mod runner;
 mod schedules;
 mod tls;
+mod unique;

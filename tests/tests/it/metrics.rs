@@ -546,3 +546,48 @@ async fn deferrals_and_fetch_progress_are_exported() {
     assert_eq!(v("millrace_queue_dead"), Some(0.0), "dead-lettered at once");
     assert!(text.contains("# TYPE millrace_jobs_deferred_total counter"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_attempt_is_counted_as_cancelled_not_retried() {
+    let redis = redis();
+    let url = redis.url();
+    let port = millrace_tests::free_tcp_port().unwrap_or_else(|e| panic!("{e}"));
+    let _worker = Killed(start_worker(&url, port, &["--lease", "3s"]));
+    tokio::task::spawn_blocking(move || wait_ready(port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = client
+        .enqueue(&Sleep { ms: 60_000 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sleep = |o: &'static str| [("queue", "default"), ("job", "sleep"), ("outcome", o)];
+    tokio::task::spawn_blocking(move || {
+        scrape_until(port, "the sleep job to start", |t| {
+            value(t, "millrace_jobs_started_total", &[("job", "sleep")]) == Some(1.0)
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let done = client
+        .cancel("default", id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(done, millrace::Cancel::Running { .. }), "{done:?}");
+    let text = tokio::task::spawn_blocking(move || {
+        scrape_until(port, "the attempt to end as cancelled", |t| {
+            value(t, "millrace_jobs_finished_total", &sleep("cancelled")) == Some(1.0)
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for o in ["retry", "dead", "success", "lost_lease"] {
+        assert_eq!(
+            value(&text, "millrace_jobs_finished_total", &sleep(o)),
+            Some(0.0),
+            "{o}"
+        );
+    }
+}

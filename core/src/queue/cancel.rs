@@ -1,0 +1,160 @@
+//! Cancelling one job (`lua/cancel.lua`) and ending a cancelled attempt
+//! (`lua/cancelled.lua`).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+
+use super::{Queue, duration_ms};
+use crate::error::QueueError;
+use crate::inspect::{self, Location};
+use crate::reply::protocol;
+use crate::scripts;
+use crate::unique::UniqueLock;
+
+/// How long a cancel mark on a running job waits for its worker's lease
+/// renewal to see it: 1 hour (renewals run every few seconds; a mark whose
+/// job ended meanwhile is dropped then).
+pub const CANCEL_MARK_LIFE: Duration = Duration::from_secs(3600);
+/// Times a cancel looks for a job that moves while it looks (e.g. promoted
+/// from the delayed set to the stream) before it gives up.
+const CANCEL_TRIES: usize = 3;
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cancel {
+    /// The job was waiting in the delayed set: removed.
+    Delayed,
+    /// The job was ready in the stream, not yet delivered: removed.
+    Ready {
+        /// Its stream entry.
+        entry_id: String,
+    },
+    /// The job is running: its worker cancels the attempt at its next lease
+    /// renewal (the handler's token fires) and ends it as cancelled.
+    Running {
+        /// Its stream entry.
+        entry_id: String,
+        /// The consumer running it.
+        consumer: String,
+    },
+    /// The job was dead-lettered: it is finished, nothing to cancel.
+    Dead,
+    /// No such job in the queue: finished (succeeded or cancelled) or
+    /// never there.
+    NotFound,
+}
+
+impl Queue {
+    /// Cancels job `job_id` (or the job of a stream entry id): removes it
+    /// when it waits (delayed, or ready and not yet delivered), releasing
+    /// its unique lock; marks it when it runs, so its worker cancels it.
+    /// Finding a job in the stream is a scan of the stream and the
+    /// dead-letter stream in pages (like `millrace show`): bounded, and
+    /// fine for an operator's command, not for a hot path.
+    pub async fn cancel<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        job_id: &str,
+    ) -> Result<Cancel, QueueError> {
+        for _ in 0..CANCEL_TRIES {
+            if self.cancel_script(conn, job_id, "").await? == 1 {
+                return Ok(Cancel::Delayed);
+            }
+            let found = inspect::find(conn, self, job_id).await?;
+            let mut dead = false;
+            let mut moved = false;
+            for loc in found {
+                let (entry, consumer) = match loc {
+                    Location::Ready(e) => (e, None),
+                    Location::InFlight {
+                        entry, consumer, ..
+                    } => (entry, Some(consumer)),
+                    Location::Dead(_) => {
+                        dead = true;
+                        continue;
+                    }
+                    // Delayed again (a retry written meanwhile): once more.
+                    Location::Delayed(_) => {
+                        moved = true;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let id = entry.get("id").unwrap_or(job_id).to_owned();
+                match self.cancel_script(conn, &id, &entry.id).await? {
+                    2 => return Ok(Cancel::Ready { entry_id: entry.id }),
+                    3 => {
+                        return Ok(Cancel::Running {
+                            entry_id: entry.id,
+                            consumer: consumer.unwrap_or_default(),
+                        });
+                    }
+                    _ => moved = true,
+                }
+            }
+            if !moved {
+                return Ok(if dead { Cancel::Dead } else { Cancel::NotFound });
+            }
+        }
+        Err(protocol(
+            "cancel",
+            "the job kept moving while it was looked for; try again",
+        ))
+    }
+
+    async fn cancel_script<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        job_id: &str,
+        entry_id: &str,
+    ) -> Result<i64, QueueError> {
+        scripts::CANCEL
+            .key(&self.keys.stream)
+            .key(&self.keys.jobs)
+            .key(&self.keys.delayed)
+            .key(&self.keys.unique)
+            .key(&self.keys.unique_ttl)
+            .key(&self.keys.cancel)
+            .key(&self.keys.stats)
+            .arg(&self.group)
+            .arg(job_id)
+            .arg(entry_id)
+            .arg(duration_ms(CANCEL_MARK_LIFE))
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("cancel"))
+    }
+
+    /// Ends an attempt cancelled by a cancel mark (fenced: only while
+    /// `consumer` owns the entry): acknowledges and deletes it (not retried,
+    /// not dead-lettered), drops its mark and attempt record, releases its
+    /// job's unique lock (`lock`) and counts it (`cancelled` in the stats
+    /// hash). Returns false when the lease was lost.
+    pub async fn finish_cancelled<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        consumer: &str,
+        entry_id: &str,
+        lock: Option<&UniqueLock>,
+    ) -> Result<bool, QueueError> {
+        let (key, job) = lock.map_or(("", ""), |l| (l.key.as_str(), l.job_id.as_str()));
+        let n: i64 = scripts::CANCELLED
+            .key(&self.keys.stream)
+            .key(&self.keys.stats)
+            .key(&self.keys.tries)
+            .key(&self.keys.unique)
+            .key(&self.keys.unique_ttl)
+            .key(&self.keys.cancel)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(entry_id)
+            .arg(key)
+            .arg(job)
+            .invoke_async(conn)
+            .await
+            .map_err(QueueError::redis("cancel"))?;
+        Ok(n == 1)
+    }
+}
