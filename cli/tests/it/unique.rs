@@ -103,3 +103,30 @@ fn cancel_asks_first_and_says_what_it_did() {
     let line = env.run(&["cancel", "nope", "x", "--yes"]).err();
     assert!(line.starts_with("error: unknown queue \"nope\""), "{line}");
 }
+
+#[test]
+fn cancel_marks_a_running_job_and_refuses_a_dead_one() {
+    let env = Env::new();
+    let s = seed(&env);
+    let out = env.run(&["cancel", Q, &s.stuck, "--yes"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "cancel requested for running job {}: ghost cancels it at its next lease renewal and records it as cancelled",
+            s.stuck
+        )
+    );
+    let v = env.json(&["cancel", Q, &s.stuck, "--yes"]);
+    assert_eq!(v["was"], "running");
+    assert_eq!(v["consumer"], "ghost");
+    // Still pending for its worker: only marked.
+    assert_eq!(env.stats(Q)["in_flight"], 1);
+    let line = env.run(&["cancel", Q, &s.dead_noop, "--yes"]).err();
+    assert_eq!(
+        line,
+        format!(
+            "error: job {} of queue \"emails\" is already finished (dead-lettered): nothing to cancel",
+            s.dead_noop
+        )
+    );
+}

@@ -389,3 +389,97 @@ async fn bad_unique_keys_are_refused_before_anything_is_written() {
     assert_eq!(err, "unique ttl (0ns) must be at least 1ms");
     assert_eq!(left(&mut c, "default").await, Left::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_released_at_max_deliveries_and_expired_ones_are_swept() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let client = client(&url).await;
+    let q = millrace_core::Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
+    q.declare(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+    client
+        .submit(&probe_job("crashes", 1), with_key("k-crash"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let short = Unique::while_live("k-short").ttl(Duration::from_millis(50));
+    client
+        .submit(&probe_job("short", 1), with_key(short))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Both delivered to a worker that dies.
+    let got = q
+        .read(
+            &mut c,
+            "gone",
+            2,
+            Duration::from_millis(50),
+            &millrace_core::ReadFrom::New,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 2);
+    // Past max deliveries: dead-lettered by reclaim, and the lock goes too.
+    let r = q
+        .reclaim(&mut c, "other", Duration::ZERO, 10, 1, Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.dead, 2);
+    assert!(
+        locks(&mut c).await.is_empty(),
+        "released with the dead-letter"
+    );
+    // An expired lock nobody enqueues again is dropped by the upkeep tick.
+    let id = client
+        .enqueue_with(
+            &probe_job("held", 1),
+            with_key(Unique::while_live("k-held").ttl(Duration::from_millis(50))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        locks(&mut c).await,
+        [("k-held".to_owned(), format!("w|{id}"))]
+    );
+    let t = server_ms(&mut c).await;
+    eventually("the lock to expire", || {
+        let mut c = c.clone();
+        async move { server_ms(&mut c).await > t + 60 }
+    })
+    .await;
+    q.heartbeat(&mut c, "w1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(locks(&mut c).await.is_empty(), "swept by beat.lua");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_unique_job_whose_id_is_waiting_is_refused() {
+    let redis = redis();
+    let url = redis.url();
+    let client = client(&url).await;
+    let later = || {
+        EnqueueOptions::new()
+            .delay(Duration::from_secs(60))
+            .job_id(millrace::JobId("fixed".into()))
+    };
+    client
+        .submit(&probe_job("a", 1), later().unique("k1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = client
+        .submit(&probe_job("b", 1), later().unique("k2"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("job id \"fixed\" is already scheduled or retrying in queue \"default\""),
+        "{err}"
+    );
+    let mut c = conn(&url).await;
+    assert_eq!(
+        locks(&mut c).await.len(),
+        1,
+        "no lock taken for the refused job"
+    );
+}
