@@ -235,6 +235,16 @@ async fn bad_input_is_refused_inside_the_transaction_and_leaves_no_poison_row() 
     .unwrap_or_default();
     assert!(err.contains("enqueue_many takes no"), "{err}");
 
+    let err = outbox::enqueue_with(&mut tx, &Ping { n: 1 }, EnqueueOptions::new().unique("k"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        err,
+        "job `ping` has a unique key: the outbox does not take unique jobs yet; enqueue it with Client"
+    );
+
     // The transaction is still good: nothing was sent to the database.
     let good = outbox::enqueue(&mut tx, &Ping { n: 7 })
         .await
