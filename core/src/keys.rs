@@ -45,6 +45,12 @@ pub struct Keys {
     /// to it are accounted for), its latest enqueued fire (`fired:<name>`)
     /// and its pause flag (`paused:<name>`).
     pub schedules: String,
+    /// Capped stream of finished jobs (succeeded, dead, cancelled): one
+    /// entry per outcome, its id the finish time (see `history.rs`).
+    pub history: String,
+    /// Prefix of the per-job result keys: `<result_prefix><job id>`, a
+    /// string with a TTL (see [`Keys::result`]).
+    pub result_prefix: String,
 }
 
 impl Keys {
@@ -65,7 +71,14 @@ impl Keys {
             relayed: format!("{base}:relayed"),
             tries: format!("{base}:tries"),
             schedules: format!("{base}:schedules"),
+            history: format!("{base}:history"),
+            result_prefix: format!("{base}:result:"),
         })
+    }
+
+    /// The key of job `job_id`'s stored result (`millrace:{q}:result:<id>`).
+    pub fn result(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.result_prefix)
     }
 }
 
@@ -101,6 +114,8 @@ mod tests {
         assert_eq!(k.delayed, "millrace:{billing}:delayed");
         assert_eq!(k.dead, "millrace:{billing}:dead");
         assert_eq!(k.registry, "millrace:queues");
+        assert_eq!(k.history, "millrace:{billing}:history");
+        assert_eq!(k.result("j1"), "millrace:{billing}:result:j1");
     }
 
     #[test]

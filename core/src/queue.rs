@@ -12,8 +12,12 @@ use crate::keys::{DEFAULT_GROUP, DEFAULT_PREFIX, Keys};
 use crate::reply::{parse_entries, parse_read_reply, protocol};
 use crate::scripts;
 
+mod ack;
 mod fail;
+pub use ack::Acked;
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
+
+use crate::history::HistoryRetention;
 
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,7 @@ pub struct Reclaimed {
 pub struct Queue {
     keys: Keys,
     group: String,
+    history: HistoryRetention,
 }
 
 impl Queue {
@@ -97,7 +102,22 @@ impl Queue {
         Ok(Self {
             keys: Keys::new(prefix, name)?,
             group: DEFAULT_GROUP.to_owned(),
+            history: HistoryRetention::default(),
         })
+    }
+
+    /// The same queue, whose scripts that end a job (ack, dead-letter)
+    /// record it in the history stream with `history` (off with
+    /// [`HistoryRetention::off`]). Defaults to [`HistoryRetention::default`].
+    #[must_use]
+    pub fn with_history(mut self, history: HistoryRetention) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// How this queue's finished jobs are recorded.
+    pub fn history(&self) -> HistoryRetention {
+        self.history
     }
 
     /// The queue's keys.
@@ -233,7 +253,9 @@ impl Queue {
     }
 
     /// Acknowledges and deletes finished entries (XACK + XDEL in one
-    /// script), counting them as processed. Returns how many were pending.
+    /// script), counting them as processed, with no history record nor
+    /// result (the worker uses [`Queue::ack_finished`]). Returns how many
+    /// were pending.
     pub async fn ack<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -246,7 +268,9 @@ impl Queue {
             .key(&self.keys.stream)
             .key(&self.keys.stats)
             .key(&self.keys.tries)
+            .key(&self.keys.history)
             .arg(&self.group)
+            .arg("ids")
             .arg(entry_ids)
             .invoke_async(conn)
             .await
@@ -319,6 +343,7 @@ impl Queue {
             .key(&self.keys.dead)
             .key(&self.keys.stats)
             .key(&self.keys.tries)
+            .key(&self.keys.history)
             .arg(&self.group)
             .arg(consumer)
             .arg(duration_ms(lease))
@@ -326,6 +351,8 @@ impl Queue {
             .arg(max_deliveries.max(1))
             .arg(retention.max_len)
             .arg(duration_ms(retention.max_age))
+            .arg(self.history.max_len)
+            .arg(duration_ms(self.history.max_age))
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("reclaim"))?;

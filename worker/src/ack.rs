@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use millrace_core::queue::Acked;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -22,7 +23,7 @@ const ACK_TRIES_AT_SHUTDOWN: u32 = 3;
 /// Most times the batcher yields to running jobs before a flush.
 const LINGER_YIELDS: usize = 8;
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<String>, batch: &mut Vec<String>, cap: usize) {
+fn drain(rx: &mut mpsc::UnboundedReceiver<Acked>, batch: &mut Vec<Acked>, cap: usize) {
     while batch.len() < cap {
         match rx.try_recv() {
             Ok(id) => batch.push(id),
@@ -34,11 +35,11 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<String>, batch: &mut Vec<String>, cap:
 /// Runs until `done` fires, then flushes what is queued and returns.
 pub(crate) async fn ack_loop(
     q: Arc<QueueCtx>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Acked>,
     done: CancellationToken,
 ) {
     let cap = q.cfg.ack_batch;
-    let mut batch: Vec<String> = Vec::with_capacity(cap);
+    let mut batch: Vec<Acked> = Vec::with_capacity(cap);
     loop {
         let first = tokio::select! {
             biased;
@@ -72,7 +73,7 @@ pub(crate) async fn ack_loop(
     }
 }
 
-async fn flush(q: &QueueCtx, batch: &[String]) {
+async fn flush(q: &QueueCtx, batch: &[Acked]) {
     let mut conn = q.conn();
     let mut backoff = Backoff::default();
     let mut attempt = 0;
@@ -85,7 +86,11 @@ async fn flush(q: &QueueCtx, batch: &[String]) {
         } else {
             ACK_TRIES
         };
-        match q.queue.ack(&mut conn, batch).await {
+        match q
+            .queue
+            .ack_finished(&mut conn, &q.consumer, batch, q.cfg.result_ttl)
+            .await
+        {
             Ok(_) => break,
             Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
@@ -101,7 +106,7 @@ async fn flush(q: &QueueCtx, batch: &[String]) {
         }
     }
     let mut inflight = q.inflight();
-    for id in batch {
-        inflight.remove(id);
+    for done in batch {
+        inflight.remove(&done.entry_id);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use millrace_core::queue::FailedEntry;
+use millrace_core::queue::{Acked, FailedEntry};
 use millrace_core::trace::TraceParent;
 use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -59,7 +59,8 @@ type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// How an attempt ended.
 enum Outcome {
-    Success,
+    /// With the result (JSON) of a job type registered with one.
+    Success(Option<String>),
     Failed(JobError),
     /// The token fired: shutdown (hand back) or a lost lease.
     Cancelled,
@@ -101,7 +102,7 @@ async fn run_delivery(
     let entry_id = d.entry_id;
     let Some(fields) = d.fields else {
         // Deleted while pending: nothing to run, just clear it.
-        let _ = q.acks.send(entry_id);
+        let _ = q.acks.send(Acked::bare(entry_id));
         return;
     };
     // A retry is written from the decoded envelope plus the fields it does
@@ -199,15 +200,20 @@ async fn run_envelope(
         let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
         let elapsed = started.elapsed();
         let err = match outcome {
-            Outcome::Success => {
+            Outcome::Success(result) => {
                 debug!(?elapsed, "done");
                 m.finished_in(MetricOutcome::Success, elapsed);
                 if let Some(hook) = &q.handlers.on_success {
                     hook(env.id.as_str());
                 }
                 // The ack batcher removes the entry from the in-flight map
-                // once the ack is written.
-                let _ = q.acks.send(entry_id);
+                // once the ack is written (with the history record and the
+                // result: the job's id moves there, nothing is cloned).
+                let mut done = Acked::new(entry_id, env.id, handler.name, env.attempt, elapsed);
+                if let Some(json) = result {
+                    done = done.with_result(json);
+                }
+                let _ = q.acks.send(done);
                 return;
             }
             Outcome::Cancelled if q.hard.is_cancelled() => {
@@ -243,7 +249,8 @@ async fn run_envelope(
         };
         m.finished_in(metric, elapsed);
         let message = err.message().to_owned();
-        let mut failed = FailedEntry::new(entry_id.as_str(), failure, message.as_str());
+        let mut failed =
+            FailedEntry::new(entry_id.as_str(), failure, message.as_str()).with_took(elapsed);
         if matches!(failure, Failure::Retry { .. }) {
             // The next attempt is written from what was read: the
             // envelope (with its `v`) and the fields it does not know.
@@ -333,7 +340,7 @@ async fn run_handler(
         }
     };
     match result {
-        Ok(Ok(())) => Outcome::Success,
+        Ok(Ok(result)) => Outcome::Success(result),
         Ok(Err(e)) => Outcome::Failed(e),
         Err(panic) => Outcome::Failed(JobError::retry(format!(
             "handler panicked: {}",

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use millrace_core::Queue;
+use millrace_core::queue::Acked;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ pub(crate) struct QueueCtx {
     pub slots: Arc<Semaphore>,
     inflight: Mutex<InFlight>,
     /// Finished entries waiting to be acknowledged in a batch.
-    pub acks: mpsc::UnboundedSender<String>,
+    pub acks: mpsc::UnboundedSender<Acked>,
     /// Failed attempts waiting to be written in a batch.
     pub fails: mpsc::UnboundedSender<FailRequest>,
     /// Set while the queue is paused: the fetch loop stops claiming.
@@ -64,7 +65,7 @@ impl QueueCtx {
         conn: ConnectionManager,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
-        acks: mpsc::UnboundedSender<String>,
+        acks: mpsc::UnboundedSender<Acked>,
         fails: mpsc::UnboundedSender<FailRequest>,
         stop: CancellationToken,
         hard: CancellationToken,
