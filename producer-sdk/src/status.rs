@@ -59,8 +59,8 @@ pub enum ResultError {
         job_id: String,
         /// How long it was waited for.
         timeout: Duration,
-        /// Its status when the wait ended.
-        status: JobStatus,
+        /// Its status when the wait ended (boxed: it is large).
+        status: Box<JobStatus>,
     },
 }
 
@@ -142,7 +142,7 @@ impl Client {
                 return Err(ResultError::Timeout {
                     job_id: job_id.to_owned(),
                     timeout,
-                    status,
+                    status: Box::new(status),
                 });
             }
             tokio::time::sleep(pause.min(left)).await;

@@ -5,7 +5,7 @@
 //! alternating so a noisy machine moves all three alike.
 
 use crate::Bench;
-use crate::scenarios::process::drain_with_env;
+use crate::scenarios::process::{drain_with_env, record};
 use crate::stats::{Better, Figures};
 
 /// The variants: figure name and `MILLRACE_HISTORY_MAX_LEN`.
@@ -33,27 +33,7 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
                 d.worker_cpu_us,
                 d.history_per_100k_mb
             ));
-            figs.add(
-                name,
-                "jobs/s",
-                Better::Higher,
-                Some("ceiling_consume"),
-                d.rate,
-            );
-            figs.add(
-                &format!("{name}_redis_cpu"),
-                "us/job",
-                Better::Lower,
-                Some("ceiling_consume_cpu"),
-                d.cpu_us,
-            );
-            figs.add(
-                &format!("{name}_worker_cpu"),
-                "us/job",
-                Better::Lower,
-                None,
-                d.worker_cpu_us,
-            );
+            record(figs, name, &d);
             if name == "history_uncapped" {
                 figs.add(
                     "history_mem_per_100k_mb",

@@ -115,7 +115,9 @@ pub fn commands_text(c: &[(String, f64)]) -> String {
     format!("{total:.2} commands/job: {}", parts.join(", "))
 }
 
-fn record(figs: &mut Figures, name: &str, d: &Drain) {
+/// Records a drain's rate, Redis CPU and worker CPU per job as `name`,
+/// `name_redis_cpu` and `name_worker_cpu`.
+pub fn record(figs: &mut Figures, name: &str, d: &Drain) {
     figs.add(
         name,
         "jobs/s",

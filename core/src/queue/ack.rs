@@ -81,28 +81,21 @@ impl Queue {
             return Ok(0);
         }
         let history = self.history;
-        if !history.is_on() && done.iter().all(|d| d.result.is_none()) {
-            let ids: Vec<&str> = done.iter().map(|d| d.entry_id.as_str()).collect();
-            let mut inv = scripts::ACK.prepare_invoke();
-            inv.key(&self.keys.stream)
-                .key(&self.keys.stats)
-                .key(&self.keys.tries)
-                .key(&self.keys.history)
-                .arg(&self.group)
-                .arg("ids")
-                .arg(ids);
-            return inv
-                .invoke_async(conn)
-                .await
-                .map_err(QueueError::redis("ack"));
-        }
         let mut inv = scripts::ACK.prepare_invoke();
         inv.key(&self.keys.stream)
             .key(&self.keys.stats)
             .key(&self.keys.tries)
             .key(&self.keys.history)
-            .arg(&self.group)
-            .arg("full")
+            .arg(&self.group);
+        if !history.is_on() && done.iter().all(|d| d.result.is_none()) {
+            let ids: Vec<&str> = done.iter().map(|d| d.entry_id.as_str()).collect();
+            inv.arg("ids").arg(ids);
+            return inv
+                .invoke_async(conn)
+                .await
+                .map_err(QueueError::redis("ack"));
+        }
+        inv.arg("full")
             .arg(consumer)
             .arg(history.max_len)
             .arg(duration_ms(history.max_age))

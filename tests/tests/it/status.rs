@@ -300,7 +300,7 @@ async fn wait_reports_dead_jobs_timeouts_and_bad_result_types() {
     assert!(started.elapsed() < Duration::from_secs(5));
     match &err {
         Some(ResultError::Timeout { status, .. }) => {
-            assert!(matches!(status, JobStatus::Queued { .. }), "{status:?}")
+            assert!(matches!(**status, JobStatus::Queued { .. }), "{status:?}")
         }
         other => panic!("{other:?}"),
     }
