@@ -67,7 +67,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint, metrics, outbox.
+    /// process, e2e, latency, retry, footprint, history, metrics, outbox.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -385,6 +385,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         scenarios::footprint::run(&b, &mut figs, chosen).await?;
         report::section(&figs, "worker_rss");
         report::section(&figs, "redis_mem");
+    }
+    if wants("history") {
+        scenarios::history::run(&b, &mut figs, chosen).await?;
+        report::section(&figs, "history");
     }
     if wants("metrics") {
         let n = if b.quick { 10_000 } else { 500_000 };

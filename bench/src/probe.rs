@@ -108,6 +108,19 @@ impl Probe {
             .unwrap_or(0))
     }
 
+    /// Bytes a key takes (`MEMORY USAGE key SAMPLES 0`: every element
+    /// counted); 0 when it does not exist.
+    pub async fn key_memory(&self, key: &str) -> anyhow::Result<u64> {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(bytes.unwrap_or(0))
+    }
+
     /// Calls per command so far (`INFO commandstats`), commands run by
     /// scripts included.
     pub async fn command_calls(&self) -> anyhow::Result<BTreeMap<String, u64>> {
@@ -230,6 +243,8 @@ impl Probe {
             .arg(&keys.workers)
             .arg(&keys.paused)
             .arg(&keys.stats)
+            .arg(&keys.tries)
+            .arg(&keys.history)
             .ignore()
             .cmd("SREM")
             .arg(&keys.registry)

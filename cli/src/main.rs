@@ -19,6 +19,7 @@ mod consumers;
 mod dead;
 mod delayed;
 mod enqueue;
+mod history;
 mod outbox;
 mod output;
 mod pause;
@@ -106,6 +107,9 @@ Columns:
     Ready(ready::Command),
     /// Everything about one job: where it is, attempts, error, payload.
     Show(show::Args),
+    /// Recently finished jobs (succeeded, dead, cancelled), newest first,
+    /// from the queue's history.
+    History(history::Args),
     /// Dead-lettered jobs: list, show, replay, purge.
     #[command(subcommand)]
     Dead(dead::Command),
@@ -236,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ready(c) => ready::run(&mut ctx, c).await?,
         Command::Schedules(a) => schedules::run(&mut ctx, a).await?,
         Command::Show(a) => show::run(&mut ctx, a).await?,
+        Command::History(a) => history::run(&mut ctx, a).await?,
         Command::Dead(c) => dead::run(&mut ctx, c).await?,
         Command::Requeue(a) => requeue::run(&mut ctx, a).await?,
         Command::Cancel(a) => cancel::run(&mut ctx, a).await?,

@@ -1,6 +1,7 @@
 //! `millrace show <queue> <job-id|entry-id>`: one job's whole story.
 
 use anyhow::bail;
+use millrace_core::history::{self, Finished};
 use millrace_core::inspect::{self, Location};
 use serde::Serialize;
 
@@ -20,8 +21,11 @@ pub struct Args {
 /// present (null when it does not apply).
 #[derive(Debug, Serialize)]
 pub struct Found {
-    /// ready, in_flight, pending_deleted, scheduled, retrying or dead.
+    /// ready, in_flight, pending_deleted, scheduled, retrying, dead, or
+    /// (from the history) succeeded, dead or cancelled with `finished`.
     state: &'static str,
+    /// From the queue's history: when and how it finished.
+    finished: Option<FinishedJson>,
     entry_id: Option<String>,
     job_id: Option<String>,
     name: Option<String>,
@@ -66,9 +70,67 @@ impl Found {
             deliveries: None,
             due_at_ms: None,
             dead_at_ms: num("dead_at"),
+            finished: None,
             fields,
         }
     }
+}
+
+/// A history record in `--json` output.
+#[derive(Debug, Serialize)]
+pub struct FinishedJson {
+    outcome: String,
+    finished_at_ms: u64,
+    attempts: Option<u32>,
+    took_ms: Option<u64>,
+    consumer: String,
+    history_entry: String,
+}
+
+/// A history record as the JSON/human record.
+pub fn finished(f: Finished) -> Found {
+    let state = match f.outcome_text.as_str() {
+        "succeeded" => "succeeded",
+        "dead" => "dead",
+        "cancelled" => "cancelled",
+        _ => "finished",
+    };
+    let mut r = Found::new(state, None, Vec::new());
+    r.job_id = Some(f.job_id);
+    r.name = Some(f.name).filter(|n| !n.is_empty());
+    r.attempt = f.attempts;
+    r.error = f.error;
+    r.finished = Some(FinishedJson {
+        outcome: f.outcome_text,
+        finished_at_ms: f.finished_at_ms,
+        attempts: f.attempts,
+        took_ms: f.took_ms,
+        consumer: f.consumer,
+        history_entry: f.entry_id,
+    });
+    r
+}
+
+/// "succeeded at 2026-11-29 00:40:12 on web-1 (2 attempts, 35ms), 5m ago".
+fn finished_line(f: &Found, h: &FinishedJson, now: u64) -> String {
+    let on = if h.consumer.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", h.consumer)
+    };
+    let attempts = h.attempts.map_or_else(
+        || "? attempts".to_owned(),
+        |a| output::plural(u64::from(a), "attempt", "attempts"),
+    );
+    let took = h
+        .took_ms
+        .map_or_else(String::new, |t| format!(", took {}", output::ms(t)));
+    format!(
+        "{} at {}{on} ({attempts}{took}), {} ago",
+        f.state,
+        output::at(h.finished_at_ms),
+        output::ms(now.saturating_sub(h.finished_at_ms))
+    )
 }
 
 /// A location as the JSON/human record.
@@ -115,36 +177,39 @@ pub fn print_human(records: &[Found], now: u64) {
         if i > 0 {
             println!();
         }
-        let where_ = match f.state {
-            "ready" => format!(
-                "ready: waiting for a worker for {}",
-                output::ms(now.saturating_sub(entry_time(f)))
-            ),
-            "in_flight" => format!(
-                "in flight: held by consumer {} (idle {}, delivered {} times)",
-                f.consumer.as_deref().unwrap_or("?"),
-                output::opt_ms(f.idle_ms),
-                f.deliveries.unwrap_or(0)
-            ),
-            "pending_deleted" => format!(
-                "pending for consumer {} but its entry was deleted: nothing left to run (requeue drops it)",
-                f.consumer.as_deref().unwrap_or("?")
-            ),
-            "scheduled" | "retrying" => {
-                let due = f.due_at_ms.unwrap_or(0);
-                let when = if due > now {
-                    format!("in {}", output::ms(due - now))
-                } else {
-                    format!("now (due {} ago)", output::ms(now - due))
-                };
-                format!("{}: runs {when} ({})", f.state, output::at(due))
-            }
-            "dead" => format!(
-                "dead: dead-lettered {} ago ({})",
-                output::ms(now.saturating_sub(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))),
-                output::at(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))
-            ),
-            other => other.to_owned(),
+        let where_ = match (f.state, &f.finished) {
+            (_, Some(h)) => finished_line(f, h, now),
+            _ => match f.state {
+                "ready" => format!(
+                    "ready: waiting for a worker for {}",
+                    output::ms(now.saturating_sub(entry_time(f)))
+                ),
+                "in_flight" => format!(
+                    "in flight: held by consumer {} (idle {}, delivered {} times)",
+                    f.consumer.as_deref().unwrap_or("?"),
+                    output::opt_ms(f.idle_ms),
+                    f.deliveries.unwrap_or(0)
+                ),
+                "pending_deleted" => format!(
+                    "pending for consumer {} but its entry was deleted: nothing left to run (requeue drops it)",
+                    f.consumer.as_deref().unwrap_or("?")
+                ),
+                "scheduled" | "retrying" => {
+                    let due = f.due_at_ms.unwrap_or(0);
+                    let when = if due > now {
+                        format!("in {}", output::ms(due - now))
+                    } else {
+                        format!("now (due {} ago)", output::ms(now - due))
+                    };
+                    format!("{}: runs {when} ({})", f.state, output::at(due))
+                }
+                "dead" => format!(
+                    "dead: dead-lettered {} ago ({})",
+                    output::ms(now.saturating_sub(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))),
+                    output::at(f.dead_at_ms.unwrap_or_else(|| entry_time(f)))
+                ),
+                other => other.to_owned(),
+            },
         };
         let line = |k: &str, v: String| println!("{k:<10}{v}");
         line("job", f.job_id.clone().unwrap_or_else(|| "-".into()));
@@ -200,14 +265,27 @@ fn entry_time(f: &Found) -> u64 {
 pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     let queue = ctx.queue(&a.queue).await?;
     let locations = inspect::find(&mut ctx.conn, &queue, &a.id).await?;
-    if locations.is_empty() {
+    let done = if inspect::is_entry_id(&a.id) {
+        None
+    } else {
+        history::find_finished(&mut ctx.conn, &queue, &a.id).await?
+    };
+    if locations.is_empty() && done.is_none() {
         bail!(
-            "no job or entry {:?} in queue {:?} (looked in the ready stream, pending entries, delayed jobs and the dead-letter stream)",
+            "no job or entry {:?} in queue {:?} (looked in the ready stream, pending entries, delayed jobs, the dead-letter stream and the history of finished jobs)",
             a.id,
             a.queue
         );
     }
-    let records: Vec<Found> = locations.into_iter().map(found).collect();
+    // The history's record first: how the job finished. A dead job still
+    // in the dead-letter stream is shown from there (with its payload).
+    let in_dead = locations.iter().any(|l| matches!(l, Location::Dead(_)));
+    let records: Vec<Found> = done
+        .filter(|f| !(in_dead && f.outcome == Some(history::Outcome::Dead)))
+        .into_iter()
+        .map(finished)
+        .chain(locations.into_iter().map(found))
+        .collect();
     if ctx.json {
         #[derive(Serialize)]
         struct Out<'a> {

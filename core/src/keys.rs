@@ -54,6 +54,12 @@ pub struct Keys {
     /// Sorted set: entry id → expiry (unix ms, server time) of a cancel
     /// mark on a running job, seen by its worker's lease renewal.
     pub cancel: String,
+    /// Capped stream of finished jobs (succeeded, dead, cancelled): one
+    /// entry per outcome, its id the finish time (see `history.rs`).
+    pub history: String,
+    /// Prefix of the per-job result keys: `<result_prefix><job id>`, a
+    /// string with a TTL (see [`Keys::result`]).
+    pub result_prefix: String,
 }
 
 impl Keys {
@@ -77,7 +83,14 @@ impl Keys {
             unique: format!("{base}:unique"),
             unique_ttl: format!("{base}:unique:ttl"),
             cancel: format!("{base}:cancel"),
+            history: format!("{base}:history"),
+            result_prefix: format!("{base}:result:"),
         })
+    }
+
+    /// The key of job `job_id`'s stored result (`millrace:{q}:result:<id>`).
+    pub fn result(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.result_prefix)
     }
 }
 
@@ -113,6 +126,8 @@ mod tests {
         assert_eq!(k.delayed, "millrace:{billing}:delayed");
         assert_eq!(k.dead, "millrace:{billing}:dead");
         assert_eq!(k.registry, "millrace:queues");
+        assert_eq!(k.history, "millrace:{billing}:history");
+        assert_eq!(k.result("j1"), "millrace:{billing}:result:j1");
     }
 
     #[test]

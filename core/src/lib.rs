@@ -29,6 +29,7 @@ pub mod connect;
 pub mod consumer;
 pub mod envelope;
 pub mod error;
+pub mod history;
 pub mod inspect;
 pub mod job;
 pub mod keys;
@@ -39,19 +40,22 @@ pub mod retry;
 #[cfg(feature = "schedule")]
 pub mod schedule;
 pub mod scripts;
+pub mod status;
 pub mod trace;
 pub mod unique;
 
 pub use consumer::{Leave, PruneRule};
 pub use envelope::Envelope;
 pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
+pub use history::HistoryRetention;
 pub use job::{Job, JobContext, JobError, JobId};
 pub use keys::Keys;
 pub use queue::{
-    Cancel, DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue, ReadFrom,
-    Reclaimed, Renewal, Submit, When,
+    Acked, Cancel, DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue,
+    ReadFrom, Reclaimed, Renewal, Submit, When,
 };
 pub use retry::RetryPolicy;
+pub use status::JobStatus;
 pub use unique::{EnqueueStatus, Enqueued, Unique, UniqueLock, UniqueMode};
 
 /// Re-exported so users name one version of these crates.

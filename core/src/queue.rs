@@ -11,14 +11,17 @@ use crate::error::{ConfigError, QueueError};
 use crate::keys::{DEFAULT_GROUP, DEFAULT_PREFIX, Keys};
 use crate::reply::{parse_entries, parse_read_reply, protocol};
 use crate::scripts;
-use crate::unique::UniqueLock;
 
+mod ack;
 mod cancel;
 mod fail;
 mod unique;
+pub use ack::Acked;
 pub use cancel::{CANCEL_MARK_LIFE, Cancel};
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
 pub use unique::Submit;
+
+use crate::history::HistoryRetention;
 
 /// Where a read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,7 @@ pub struct Reclaimed {
 pub struct Queue {
     keys: Keys,
     group: String,
+    history: HistoryRetention,
 }
 
 impl Queue {
@@ -112,7 +116,22 @@ impl Queue {
         Ok(Self {
             keys: Keys::new(prefix, name)?,
             group: DEFAULT_GROUP.to_owned(),
+            history: HistoryRetention::default(),
         })
+    }
+
+    /// The same queue, whose scripts that end a job (ack, dead-letter)
+    /// record it in the history stream with `history` (off with
+    /// [`HistoryRetention::off`]). Defaults to [`HistoryRetention::default`].
+    #[must_use]
+    pub fn with_history(mut self, history: HistoryRetention) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// How this queue's finished jobs are recorded.
+    pub fn history(&self) -> HistoryRetention {
+        self.history
     }
 
     /// The queue's keys.
@@ -248,42 +267,17 @@ impl Queue {
     }
 
     /// Acknowledges and deletes finished entries (XACK + XDEL in one
-    /// script), counting them as processed. Returns how many were pending.
+    /// script), counting them as processed, with no history record, result
+    /// nor unique lock to release (the worker uses
+    /// [`Queue::ack_finished`]). Returns how many were pending.
     pub async fn ack<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         entry_ids: &[String],
     ) -> Result<u64, QueueError> {
-        self.ack_releasing(conn, entry_ids, &[]).await
-    }
-
-    /// [`ack`](Self::ack), releasing in the same script the unique locks of
-    /// the jobs that succeeded (each only if it still names its job; a
-    /// throttle lock stays for its TTL).
-    pub async fn ack_releasing<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        entry_ids: &[String],
-        locks: &[UniqueLock],
-    ) -> Result<u64, QueueError> {
-        if entry_ids.is_empty() {
-            return Ok(0);
-        }
-        let mut inv = scripts::ACK.prepare_invoke();
-        inv.key(&self.keys.stream)
-            .key(&self.keys.stats)
-            .key(&self.keys.tries)
-            .key(&self.keys.unique)
-            .key(&self.keys.unique_ttl)
-            .arg(&self.group)
-            .arg(entry_ids.len())
-            .arg(entry_ids);
-        for l in locks {
-            inv.arg(&l.key).arg(&l.job_id);
-        }
-        inv.invoke_async(conn)
+        let done: Vec<Acked> = entry_ids.iter().map(Acked::bare).collect();
+        self.ack_finished(conn, "", &done, std::time::Duration::ZERO)
             .await
-            .map_err(QueueError::redis("ack"))
     }
 
     /// Moves up to `limit` due jobs from the delayed set to the ready
@@ -368,6 +362,7 @@ impl Queue {
             .key(&self.keys.tries)
             .key(&self.keys.unique)
             .key(&self.keys.unique_ttl)
+            .key(&self.keys.history)
             .arg(&self.group)
             .arg(consumer)
             .arg(duration_ms(lease))
@@ -375,6 +370,8 @@ impl Queue {
             .arg(max_deliveries.max(1))
             .arg(retention.max_len)
             .arg(duration_ms(retention.max_age))
+            .arg(self.history.max_len)
+            .arg(duration_ms(self.history.max_age))
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("reclaim"))?;

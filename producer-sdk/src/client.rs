@@ -142,10 +142,10 @@ impl ClientBuilder {
 /// shows the URL with any password hidden.
 #[derive(Clone)]
 pub struct Client {
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
     /// The URL, password hidden (for `Debug`).
     url: Arc<str>,
-    prefix: String,
+    pub(crate) prefix: String,
     retries: u32,
     max_payload: usize,
     /// Queues already added to the registry by this client and its clones.

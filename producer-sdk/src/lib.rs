@@ -46,6 +46,7 @@ mod otel;
 #[cfg(feature = "postgres")]
 pub mod outbox;
 mod prepare;
+mod status;
 
 pub use client::{Client, ClientBuilder, EnqueueError};
 /// The errors an [`EnqueueError`] carries.
@@ -56,4 +57,10 @@ pub use millrace_core::{Cancel, EnqueueStatus, Enqueued, Unique, UniqueMode};
 pub use millrace_core::{ConfigError, ConnectError, QueueError};
 /// The job contract, re-exported so a producer depends on this crate alone.
 pub use millrace_core::{Job, JobId, RetryPolicy};
+/// A job's status ([`Client::status`]) and a finished job's history record.
+pub use millrace_core::{
+    JobStatus,
+    history::{Finished, Outcome},
+};
 pub use options::EnqueueOptions;
+pub use status::ResultError;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use millrace_core::UniqueLock;
+use millrace_core::queue::Acked;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -23,33 +23,10 @@ const ACK_TRIES_AT_SHUTDOWN: u32 = 3;
 /// Most times the batcher yields to running jobs before a flush.
 const LINGER_YIELDS: usize = 8;
 
-/// A finished entry to acknowledge, with the unique lock its job's
-/// success releases (if it has one).
-pub(crate) struct Ack {
-    /// The entry id.
-    pub entry: String,
-    /// The job's unique key and id.
-    pub lock: Option<UniqueLock>,
-}
-
-/// The entries of one flush, and the locks their jobs release.
-#[derive(Default)]
-struct Batch {
-    ids: Vec<String>,
-    locks: Vec<UniqueLock>,
-}
-
-impl Batch {
-    fn push(&mut self, ack: Ack) {
-        self.ids.push(ack.entry);
-        self.locks.extend(ack.lock);
-    }
-}
-
-fn drain(rx: &mut mpsc::UnboundedReceiver<Ack>, batch: &mut Batch, cap: usize) {
-    while batch.ids.len() < cap {
+fn drain(rx: &mut mpsc::UnboundedReceiver<Acked>, batch: &mut Vec<Acked>, cap: usize) {
+    while batch.len() < cap {
         match rx.try_recv() {
-            Ok(ack) => batch.push(ack),
+            Ok(id) => batch.push(id),
             Err(_) => break,
         }
     }
@@ -58,14 +35,11 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Ack>, batch: &mut Batch, cap: usize) {
 /// Runs until `done` fires, then flushes what is queued and returns.
 pub(crate) async fn ack_loop(
     q: Arc<QueueCtx>,
-    mut rx: mpsc::UnboundedReceiver<Ack>,
+    mut rx: mpsc::UnboundedReceiver<Acked>,
     done: CancellationToken,
 ) {
     let cap = q.cfg.ack_batch;
-    let mut batch = Batch {
-        ids: Vec::with_capacity(cap),
-        locks: Vec::new(),
-    };
+    let mut batch: Vec<Acked> = Vec::with_capacity(cap);
     loop {
         let first = tokio::select! {
             biased;
@@ -73,9 +47,7 @@ pub(crate) async fn ack_loop(
             () = done.cancelled() => None,
         };
         let last_round = first.is_none();
-        if let Some(ack) = first {
-            batch.push(ack);
-        }
+        batch.extend(first);
         drain(&mut rx, &mut batch, cap);
         // Let the jobs already running finish and queue their acks before
         // flushing: yielding (no timer, no syscall) while each round brings
@@ -83,18 +55,17 @@ pub(crate) async fn ack_loop(
         // nothing more comes and the ack goes at once.
         if !last_round {
             for _ in 0..LINGER_YIELDS {
-                let before = batch.ids.len();
+                let before = batch.len();
                 tokio::task::yield_now().await;
                 drain(&mut rx, &mut batch, cap);
-                if batch.ids.len() == before || batch.ids.len() >= cap {
+                if batch.len() == before || batch.len() >= cap {
                     break;
                 }
             }
         }
-        if !batch.ids.is_empty() {
+        if !batch.is_empty() {
             flush(&q, &batch).await;
-            batch.ids.clear();
-            batch.locks.clear();
+            batch.clear();
         }
         if last_round && rx.is_empty() {
             return;
@@ -102,7 +73,7 @@ pub(crate) async fn ack_loop(
     }
 }
 
-async fn flush(q: &QueueCtx, batch: &Batch) {
+async fn flush(q: &QueueCtx, batch: &[Acked]) {
     let mut conn = q.conn();
     let mut backoff = Backoff::default();
     let mut attempt = 0;
@@ -117,25 +88,25 @@ async fn flush(q: &QueueCtx, batch: &Batch) {
         };
         match q
             .queue
-            .ack_releasing(&mut conn, &batch.ids, &batch.locks)
+            .ack_finished(&mut conn, &q.consumer, batch, q.cfg.result_ttl)
             .await
         {
             Ok(_) => break,
             Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
-                warn!(queue = q.queue.name(), error = %e, n = batch.ids.len(), "ack failed, retrying");
+                warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");
                 tokio::time::sleep(backoff.next()).await;
             }
             Err(e) => {
                 metrics::redis_error(q.queue.name(), "ack");
-                error!(queue = q.queue.name(), error = %e, n = batch.ids.len(),
+                error!(queue = q.queue.name(), error = %e, n = batch.len(),
                     "ack failed for good; these entries will be reclaimed and run again");
                 break;
             }
         }
     }
     let mut inflight = q.inflight();
-    for id in &batch.ids {
-        inflight.remove(id);
+    for done in batch {
+        inflight.remove(&done.entry_id);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
-use millrace_core::{ConfigError, DeadRetention};
+use millrace_core::{ConfigError, DeadRetention, HistoryRetention};
 
 mod env;
 
@@ -60,6 +60,14 @@ pub struct WorkerConfig {
     pub unknown_job_window: Duration,
     /// Dead-letter stream retention. Defaults to 100,000 entries / 30 days.
     pub dead_retention: DeadRetention,
+    /// History of finished jobs (succeeded, dead) per queue: a capped
+    /// stream written by the scripts that write each outcome. Defaults to
+    /// about 10,000 entries / 24 h; [`HistoryRetention::off`] writes
+    /// nothing.
+    pub history: HistoryRetention,
+    /// How long a job's result (job types registered with
+    /// `register_with_result`) is kept after it succeeds. Defaults to 1 h.
+    pub result_ttl: Duration,
     /// Most entries acknowledged in one round trip. Defaults to 512.
     pub ack_batch: usize,
     /// Consumers silent this long with nothing pending are removed from the
@@ -94,6 +102,8 @@ impl std::fmt::Debug for WorkerConfig {
             .field("job_timeout", &self.job_timeout)
             .field("unknown_job_window", &self.unknown_job_window)
             .field("dead_retention", &self.dead_retention)
+            .field("history", &self.history)
+            .field("result_ttl", &self.result_ttl)
             .field("ack_batch", &self.ack_batch)
             .field("prune_consumers_after", &self.prune_consumers_after)
             .field("consumer", &self.consumer)
@@ -120,6 +130,8 @@ impl Default for WorkerConfig {
             job_timeout: None,
             unknown_job_window: Duration::from_secs(15 * 60),
             dead_retention: DeadRetention::default(),
+            history: HistoryRetention::default(),
+            result_ttl: Duration::from_secs(3600),
             ack_batch: 512,
             prune_consumers_after: Duration::from_secs(3600),
             consumer: None,
@@ -187,6 +199,15 @@ impl WorkerConfig {
             return bad(format!(
                 "ack batch ({}) must be from 1 to 4096",
                 self.ack_batch
+            ));
+        }
+        if self.result_ttl < Duration::from_millis(1) {
+            return bad("result TTL must be at least 1ms".into());
+        }
+        if self.history.max_len > 100_000_000 {
+            return bad(format!(
+                "history max len ({}) must be at most 100000000 (0 turns the history off)",
+                self.history.max_len
             ));
         }
         if self.job_timeout.is_some_and(|t| t.is_zero()) {

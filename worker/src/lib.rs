@@ -89,7 +89,7 @@ pub use millrace_core::schedule::{Missed, Schedule, ScheduleError};
 /// The job contract and the types a handler names, re-exported so a worker
 /// depends on this crate alone.
 pub use millrace_core::{CancellationToken, Job, JobContext, JobError, JobId, RetryPolicy};
-pub use millrace_core::{ConfigError, ConnectError, DeadRetention, QueueError};
+pub use millrace_core::{ConfigError, ConnectError, DeadRetention, HistoryRetention, QueueError};
 use registry::Handlers;
 use state::QueueCtx;
 
@@ -154,6 +154,24 @@ impl WorkerBuilder {
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         self.handlers.insert::<J, F, Fut>(handler);
+        self
+    }
+
+    /// Registers the handler of job type `J` whose output is kept as the
+    /// job's result: serialized to JSON and stored by the same script that
+    /// acknowledges the job, for [`WorkerConfig::result_ttl`] (1 h by
+    /// default), where `millrace::Client::result` and `wait` read it.
+    /// For the rare request/response need; keep results small (at most
+    /// 1 MiB of JSON: a larger one, or one that cannot be serialized,
+    /// fails the attempt for good).
+    pub fn register_with_result<J, T, F, Fut>(mut self, handler: F) -> Self
+    where
+        J: Job,
+        T: serde::Serialize + Send + 'static,
+        F: Fn(J, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, JobError>> + Send + 'static,
+    {
+        self.handlers.insert_with_result::<J, T, F, Fut>(handler);
         self
     }
 
@@ -332,7 +350,7 @@ impl Worker {
         #[cfg(feature = "schedule")]
         schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
         for name in &cfg.queues {
-            let queue = Queue::with_prefix(&cfg.prefix, name)?;
+            let queue = Queue::with_prefix(&cfg.prefix, name)?.with_history(cfg.history);
             declare_with_retries(&queue, &mut conn.clone()).await?;
             queue.join(&mut conn.clone(), &self.consumer).await?;
             let (tx, rx) = mpsc::unbounded_channel();

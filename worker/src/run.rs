@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use millrace_core::queue::FailedEntry;
+use millrace_core::queue::{Acked, FailedEntry};
 use millrace_core::trace::TraceParent;
-use millrace_core::{
-    DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError, UniqueLock,
-};
+use millrace_core::{DecodeError, Delivery, Envelope, FailOutcome, Failure, JobContext, JobError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Level, debug, info, warn};
 
-use crate::ack::Ack;
 use crate::fail::FailRequest;
 use crate::metrics;
 use crate::metrics::Outcome as MetricOutcome;
@@ -62,7 +59,8 @@ type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// How an attempt ended.
 enum Outcome {
-    Success,
+    /// With the result (JSON) of a job type registered with one.
+    Success(Option<String>),
     Failed(JobError),
     /// The token fired: a cancel mark, shutdown (hand back) or a lost
     /// lease.
@@ -105,10 +103,7 @@ async fn run_delivery(
     let entry_id = d.entry_id;
     let Some(fields) = d.fields else {
         // Deleted while pending: nothing to run, just clear it.
-        let _ = q.acks.send(Ack {
-            entry: entry_id,
-            lock: None,
-        });
+        let _ = q.acks.send(Acked::bare(entry_id));
         return;
     };
     // A retry is written from the decoded envelope plus the fields it does
@@ -206,23 +201,26 @@ async fn run_envelope(
         let outcome = run_handler(handler, &env.payload, ctx, timeout, &token).await;
         let elapsed = started.elapsed();
         let err = match outcome {
-            Outcome::Success => {
+            Outcome::Success(result) => {
                 debug!(?elapsed, "done");
                 m.finished_in(MetricOutcome::Success, elapsed);
                 if let Some(hook) = &q.handlers.on_success {
                     hook(env.id.as_str());
                 }
                 // The ack batcher removes the entry from the in-flight map
-                // once the ack is written (and releases the unique lock).
-                let lock = env.unique.map(|key| UniqueLock::new(key, env.id));
-                let _ = q.acks.send(Ack {
-                    entry: entry_id,
-                    lock,
-                });
+                // once the ack is written (with the history record, the
+                // result and the unique lock's release: the job's id moves
+                // there, nothing is cloned).
+                let mut done = Acked::new(entry_id, env.id, handler.name, env.attempt, elapsed)
+                    .with_unique(env.unique);
+                if let Some(json) = result {
+                    done = done.with_result(json);
+                }
+                let _ = q.acks.send(done);
                 return;
             }
             Outcome::Cancelled if q.take_cancelled(&entry_id) => {
-                finish_cancelled(q, &env, &entry_id, elapsed).await;
+                finish_cancelled(q, &env, handler.name, &entry_id, elapsed).await;
                 return;
             }
             Outcome::Cancelled if q.hard.is_cancelled() => {
@@ -258,7 +256,8 @@ async fn run_envelope(
         };
         m.finished_in(metric, elapsed);
         let message = err.message().to_owned();
-        let mut failed = FailedEntry::new(entry_id.as_str(), failure, message.as_str());
+        let mut failed =
+            FailedEntry::new(entry_id.as_str(), failure, message.as_str()).with_took(elapsed);
         if matches!(failure, Failure::Retry { .. }) {
             // The next attempt is written from what was read: the
             // envelope (with its `v`) and the fields it does not know.
@@ -291,20 +290,20 @@ async fn run_envelope(
 /// fenced write: acknowledged, not retried nor dead-lettered, its unique
 /// lock released). If the write fails the entry stays pending: it is
 /// reclaimed after its lease and its mark cancels it again there.
-async fn finish_cancelled(q: &QueueCtx, env: &Envelope, entry_id: &str, elapsed: Duration) {
+async fn finish_cancelled(
+    q: &QueueCtx,
+    env: &Envelope,
+    name: &'static str,
+    entry_id: &str,
+    elapsed: Duration,
+) {
     q.metrics
         .job(&env.name)
         .finished_in(MetricOutcome::Cancelled, elapsed);
-    let lock = env
-        .unique
-        .as_ref()
-        .map(|key| UniqueLock::new(key.as_str(), env.id.as_str()));
+    let job = Acked::new(entry_id, env.id.as_str(), name, env.attempt, elapsed)
+        .with_unique(env.unique.clone());
     let mut conn = q.conn();
-    match q
-        .queue
-        .finish_cancelled(&mut conn, &q.consumer, entry_id, lock.as_ref())
-        .await
-    {
+    match q.queue.finish_cancelled(&mut conn, &q.consumer, &job).await {
         Ok(true) => info!(queue = q.queue.name(), job = %env.name, job_id = %env.id,
             attempt = env.attempt, "cancelled"),
         Ok(false) => {
@@ -381,7 +380,7 @@ async fn run_handler(
         }
     };
     match result {
-        Ok(Ok(())) => Outcome::Success,
+        Ok(Ok(result)) => Outcome::Success(result),
         Ok(Err(e)) => Outcome::Failed(e),
         Err(panic) => Outcome::Failed(JobError::retry(format!(
             "handler panicked: {}",

@@ -5,12 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use millrace_core::Queue;
+use millrace_core::queue::Acked;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ack::Ack;
 use crate::config::WorkerConfig;
 use crate::fail::FailRequest;
 use crate::health::Progress;
@@ -37,7 +37,7 @@ pub(crate) struct QueueCtx {
     /// lease or a hand-back.
     cancelled: Mutex<HashSet<String>>,
     /// Finished entries waiting to be acknowledged in a batch.
-    pub acks: mpsc::UnboundedSender<Ack>,
+    pub acks: mpsc::UnboundedSender<Acked>,
     /// Failed attempts waiting to be written in a batch.
     pub fails: mpsc::UnboundedSender<FailRequest>,
     /// Set while the queue is paused: the fetch loop stops claiming.
@@ -69,7 +69,7 @@ impl QueueCtx {
         conn: ConnectionManager,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
-        acks: mpsc::UnboundedSender<Ack>,
+        acks: mpsc::UnboundedSender<Acked>,
         fails: mpsc::UnboundedSender<FailRequest>,
         stop: CancellationToken,
         hard: CancellationToken,

@@ -4,6 +4,7 @@
 pub mod e2e;
 pub mod enqueue;
 pub mod footprint;
+pub mod history;
 pub mod latency;
 pub mod outbox;
 pub mod process;

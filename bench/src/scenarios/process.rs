@@ -26,6 +26,9 @@ pub struct Drain {
     pub peak_rss_mb: f64,
     /// Redis memory per 100,000 queued jobs, MB.
     pub mem_per_100k_mb: f64,
+    /// Memory of the queue's history stream after the drain, per 100,000
+    /// jobs, MB (`MEMORY USAGE`).
+    pub history_per_100k_mb: f64,
 }
 
 /// Fills a fresh queue with `n` no-op jobs and drains it with `workers`
@@ -77,6 +80,7 @@ pub async fn drain_with_env(
     for p in procs {
         p.stop(Duration::from_secs(30))?;
     }
+    let history_bytes = b.probe.key_memory(&q.keys().history).await?;
     let expected = Counters {
         processed: n,
         ..Counters::default()
@@ -96,6 +100,7 @@ pub async fn drain_with_env(
         peak_rss_mb: peak,
         mem_per_100k_mb: (mem1.saturating_sub(mem0)) as f64 / n as f64 * 100_000.0
             / (1024.0 * 1024.0),
+        history_per_100k_mb: history_bytes as f64 / n as f64 * 100_000.0 / (1024.0 * 1024.0),
     })
 }
 
@@ -110,7 +115,9 @@ pub fn commands_text(c: &[(String, f64)]) -> String {
     format!("{total:.2} commands/job: {}", parts.join(", "))
 }
 
-fn record(figs: &mut Figures, name: &str, d: &Drain) {
+/// Records a drain's rate, Redis CPU and worker CPU per job as `name`,
+/// `name_redis_cpu` and `name_worker_cpu`.
+pub fn record(figs: &mut Figures, name: &str, d: &Drain) {
     figs.add(
         name,
         "jobs/s",

@@ -7,6 +7,7 @@ mod acl;
 mod common;
 mod destructive;
 mod errors;
+mod history;
 mod outbox;
 mod read;
 mod schedules;

@@ -2,17 +2,59 @@
 -- unfinished work; a retried entry's attempt record goes with it, and the
 -- unique locks of the jobs that succeeded are released (a throttle lock
 -- stays for its TTL; a lock a later job holds now is left alone).
--- KEYS[1] stream, KEYS[2] stats hash, KEYS[3] tries hash,
--- KEYS[4] unique hash, KEYS[5] unique ttl zset
--- ARGV[1] group, ARGV[2] n, the number of entry ids, ARGV[3 .. 2+n] entry
--- ids, then (unique key, job id) pairs of the locks to release
-local n = tonumber(ARGV[2])
-if not n or n < 1 or 2 + n > #ARGV or (#ARGV - 2 - n) % 2 ~= 0 then
-  return redis.error_reply('ERR ack: bad argument layout')
+-- KEYS[1] stream, KEYS[2] stats hash, KEYS[3] tries hash, KEYS[4] unique
+-- hash, KEYS[5] unique ttl zset, KEYS[6] history stream, KEYS[7..] result
+-- keys, one per record that carries a result, in record order.
+-- ARGV[1] group, ARGV[2] mode:
+--   'ids': ARGV[3] n, the number of entry ids, ARGV[4 .. 3+n] entry ids
+--     (no history, no results: one XACK for all), then (unique key, job id)
+--     pairs of the locks to release;
+--   'full': ARGV[3] consumer, ARGV[4] history cap (entries; 0 = no
+--     history), ARGV[5] history max age ms (0 = none), ARGV[6] result TTL
+--     ms, then one record of 7 per entry: entry id, job id, job name,
+--     attempts, run time ms, result ('' = none, else JSON stored in the
+--     next result key with the TTL), unique key ('' = none). Each entry is
+--     acknowledged on its own, and only an entry this call acknowledged
+--     (still pending: not acked meanwhile by a worker that took it over)
+--     gets its history entry and its result, so a job run twice is
+--     recorded once. A record with an empty job id (an entry deleted while
+--     pending) only acknowledges.
+-- Returns how many entries were pending.
+local stream, group = KEYS[1], ARGV[1]
+local n, ids = 0, nil
+if ARGV[2] == 'ids' then
+  local count = tonumber(ARGV[3])
+  if not count or count < 1 or 3 + count > #ARGV or (#ARGV - 3 - count) % 2 ~= 0 then
+    return redis.error_reply('ERR ack: bad argument layout')
+  end
+  ids = { unpack(ARGV, 4, 3 + count) }
+  n = redis.call('XACK', stream, group, unpack(ids))
+  for i = 4 + count, #ARGV, 2 do release_unique(KEYS[4], KEYS[5], ARGV[i], ARGV[i + 1]) end
+elseif ARGV[2] == 'full' then
+  local consumer, cap, ttl = ARGV[3], tonumber(ARGV[4]) or 0, ARGV[6]
+  if #ARGV < 13 or (#ARGV - 6) % 7 ~= 0 then return redis.error_reply('ERR ack: bad record list') end
+  ids = {}
+  local k = 6
+  for i = 7, #ARGV, 7 do
+    local entry, job, result = ARGV[i], ARGV[i + 1], ARGV[i + 5]
+    ids[#ids + 1] = entry
+    local acked = redis.call('XACK', stream, group, entry)
+    if result ~= '' then k = k + 1 end
+    if acked == 1 then
+      n = n + 1
+      if job ~= '' and cap > 0 then
+        record_history(KEYS[6], cap, job, ARGV[i + 2], 'succeeded', ARGV[i + 3], ARGV[i + 4],
+          consumer, nil)
+      end
+      if result ~= '' then redis.call('SET', KEYS[k], result, 'PX', ttl) end
+    end
+    if job ~= '' then release_unique(KEYS[4], KEYS[5], ARGV[i + 6], job) end
+  end
+  if cap > 0 and tonumber(ARGV[5]) > 0 then trim_history(KEYS[6], now_ms(), ARGV[5]) end
+else
+  return redis.error_reply('ERR ack: bad mode')
 end
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3, 2 + n))
-redis.call('XDEL', KEYS[1], unpack(ARGV, 3, 2 + n))
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], unpack(ARGV, 3, 2 + n)) end
-for i = 3 + n, #ARGV, 2 do release_unique(KEYS[4], KEYS[5], ARGV[i], ARGV[i + 1]) end
-if acked > 0 then redis.call('HINCRBY', KEYS[2], 'processed', acked) end
-return acked
+redis.call('XDEL', stream, unpack(ids))
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], unpack(ids)) end
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'processed', n) end
+return n

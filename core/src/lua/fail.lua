@@ -6,8 +6,10 @@
 -- KEYS[1] stream, KEYS[2] jobs hash, KEYS[3] delayed zset, KEYS[4] dead stream,
 -- KEYS[5] stats hash, KEYS[6] tries hash (attempt records of entries retried
 -- in place: `<attempt>:<error>`), KEYS[7] unique hash, KEYS[8] unique ttl
--- zset (a dead-lettered job's unique lock is released here)
+-- zset (a dead-lettered job's unique lock is released here), KEYS[9]
+-- history stream
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] dead max entries, ARGV[4] dead max age ms,
+-- ARGV[5] history cap (0 = no history), ARGV[6] history max age ms (0 = none),
 -- then one record per failed entry, its entry id and mode first:
 --   entry, 'later', backoff ms, job id, the next attempt as a stored
 --          envelope (JSON array of flat fields), kept in the jobs hash until due;
@@ -17,7 +19,8 @@
 --          by the caller at once: the entry is not copied nor acknowledged,
 --          only its attempt record is written (it stays pending for the
 --          caller, and whoever reads it next applies the record);
---   entry, 'dead', error: the entry is read and dead-lettered;
+--   entry, 'dead', error, run time ms ('' = unknown): the entry is read and
+--          dead-lettered;
 --   entry, 'defer', backoff ms, error, window ms: the entry is read and
 --          stored again with its attempt unchanged, the backoff doubled at
 --          each deferral (up to 64 times); dead-lettered once it has been
@@ -27,7 +30,8 @@
 -- entry the script reads has its attempt record applied; every mode but
 -- 'again' ends the entry, and its attempt record with it. Records in entry id order fence
 -- with one XPENDING for the whole range (any other order still works, one
--- XPENDING per entry).
+-- XPENDING per entry). Every dead-letter is also recorded in the history
+-- (`record_history`) when the history cap is above 0.
 -- Returns one code per record: 0 when the lease was lost (another consumer
 -- owns the entry, or it is no longer pending), 1 when a retry (or deferral)
 -- was scheduled, 2 when dead-lettered, 3 when the entry was gone (deleted
@@ -36,14 +40,14 @@
 -- pending (written all the same, see below).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local tries = KEYS[6]
-local ARITY = { later = 3, retry = 3, dead = 1, defer = 3, again = 2 }
+local ARITY = { later = 3, retry = 3, dead = 2, defer = 3, again = 2 }
 
 -- First pass: parse and check every record, fence them; no writes.
 -- at[k]: index of record k's first value (after its mode); modes[k]: its mode.
 -- A backoff must be a number: checked here, used in the second pass. An
 -- entry given twice would be retried twice: refused.
 local entries, at, modes, seen = {}, {}, {}, {}
-local nargs, i, count = #ARGV, 5, 0
+local nargs, i, count = #ARGV, 7, 0
 while i <= nargs do
   local m = ARGV[i + 1]
   count = count + 1
@@ -91,8 +95,8 @@ for k = 1, count do
         codes[k] = 3
       else
         local a, fields = at[k], e[1][2]
-        local r = { fields = fields, mode = m, err = ARGV[a], delay = 0 }
-        if m ~= 'dead' then r.err, r.delay = ARGV[a + 1], tonumber(ARGV[a]) end
+        local r = { fields = fields, mode = m, err = ARGV[a], delay = 0, ms = '' }
+        if m ~= 'dead' then r.err, r.delay = ARGV[a + 1], tonumber(ARGV[a]) else r.ms = ARGV[a + 1] end
         if m == 'defer' then
           r.since = tonumber(field(fields, 'deferred_since') or '') or now
           r.deferrals = (tonumber(field(fields, 'deferrals') or '') or 0) + 1
@@ -139,6 +143,7 @@ end
 local missing = 0
 if ndel > 0 then missing = ndel - redis.call('XDEL', stream, unpack(del)) end
 local store = {}
+local hcap = tonumber(ARGV[5]) or 0
 for k = 1, count do
   local a, r = at[k], info[k]
   if codes[k] then
@@ -149,6 +154,10 @@ for k = 1, count do
   elseif r.mode == 'dead' then
     bury(KEYS[4], r.fields, r.err, entries[k], now, ARGV[3], ARGV[4])
     release_unique_of(KEYS[7], KEYS[8], r.fields)
+    if hcap > 0 then
+      record_history(KEYS[9], hcap, field(r.fields, 'id') or entries[k], field(r.fields, 'name') or '',
+        'dead', field(r.fields, 'attempt') or '1', r.ms, consumer, r.err)
+    end
     codes[k] = 2
     buried = buried + 1
   else
@@ -191,6 +200,9 @@ if #store > 0 then
   redis.call(unpack(zadd))
 end
 if retried > 0 then redis.call('HINCRBY', KEYS[5], 'retried', retried) end
-if buried > 0 then redis.call('HINCRBY', KEYS[5], 'dead', buried) end
+if buried > 0 then
+  redis.call('HINCRBY', KEYS[5], 'dead', buried)
+  if hcap > 0 then trim_history(KEYS[9], now, ARGV[6]) end
+end
 codes[count + 1] = missing
 return codes

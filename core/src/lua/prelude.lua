@@ -189,3 +189,33 @@ end
 local function release_unique_of(uniq, ttl, fields)
   release_unique(uniq, ttl, field(fields, 'unique'), field(fields, 'id'))
 end
+
+-- The history of finished jobs (`<prefix>:{q}:history`, a capped stream):
+-- one entry per outcome, its entry id the finish time (server time, as
+-- XADD `*` picks it). Every script that ends a job calls this once per job
+-- when the caller's history cap is above 0: ack.lua (succeeded), fail.lua
+-- and reclaim.lua (dead), and a cancel script (cancelled). The caller names
+-- `key` in its KEYS. `outcome` is 'succeeded', 'dead' or 'cancelled';
+-- `attempts` and `ms` (the last attempt's run time) are strings ('' when
+-- unknown); `err` is nil for a success (the entry then has the same six
+-- fields as every other success, which the stream stores once per node).
+-- Trimming is approximate (`MAXLEN ~`: whole nodes of 100 entries), so
+-- the stream holds from `cap` to about `cap` + 100 entries.
+local function record_history(key, cap, id, name, outcome, attempts, ms, consumer, err)
+  if err then
+    redis.call('XADD', key, 'MAXLEN', '~', cap, '*', 'id', id, 'name', name,
+      'outcome', outcome, 'attempts', attempts, 'ms', ms, 'consumer', consumer,
+      'error', string.sub(err, 1, 1024))
+  else
+    redis.call('XADD', key, 'MAXLEN', '~', cap, '*', 'id', id, 'name', name,
+      'outcome', outcome, 'attempts', attempts, 'ms', ms, 'consumer', consumer)
+  end
+end
+
+-- Drops history entries finished more than `max_age` ms before `now`
+-- (approximately: whole nodes). Called once per script call, not per
+-- entry; `max_age` '0' keeps them (the count cap still applies).
+local function trim_history(key, now, max_age)
+  local age = tonumber(max_age) or 0
+  if age > 0 then redis.call('XTRIM', key, 'MINID', '~', int(now - age)) end
+end

@@ -3,9 +3,12 @@
 -- Entries retried in place carry their attempt record (applied here).
 -- A dead-lettered job's unique lock is released.
 -- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] stats hash, KEYS[4] tries hash,
--- KEYS[5] unique hash, KEYS[6] unique ttl zset
+-- KEYS[5] unique hash, KEYS[6] unique ttl zset, KEYS[7] history stream
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count,
--- ARGV[5] max deliveries, ARGV[6] dead max entries, ARGV[7] dead max age ms
+-- ARGV[5] max deliveries, ARGV[6] dead max entries, ARGV[7] dead max age ms,
+-- ARGV[8] history cap (0 = no history), ARGV[9] history max age ms
+-- A dead-lettered entry is recorded in the history as dead, with the
+-- consumer that last held it and no run time.
 -- Returns {claimed entries as XCLAIM returns them (attempt records
 -- applied), number dead-lettered}.
 local stream, group = KEYS[1], ARGV[1]
@@ -20,8 +23,15 @@ for _, p in ipairs(pending) do
     if #e == 1 then
       local err = 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries ' ..
         ARGV[5] .. '): the job keeps crashing or stalling its worker'
-      bury(KEYS[2], e[1][2], err, id, now_ms(), ARGV[6], ARGV[7])
+      local now = now_ms()
+      bury(KEYS[2], e[1][2], err, id, now, ARGV[6], ARGV[7])
       release_unique_of(KEYS[5], KEYS[6], e[1][2])
+      if (tonumber(ARGV[8]) or 0) > 0 then
+        local f = e[1][2]
+        record_history(KEYS[7], ARGV[8], field(f, 'id') or id, field(f, 'name') or '', 'dead',
+          field(f, 'attempt') or '1', '', p[2], err)
+        trim_history(KEYS[7], now, ARGV[9])
+      end
       buried = buried + 1
     end
     redis.call('XACK', stream, group, id)

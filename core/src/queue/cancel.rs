@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 
-use super::{Queue, duration_ms};
+use super::{Acked, Queue, duration_ms};
 use crate::error::QueueError;
 use crate::inspect::{self, Location};
 use crate::reply::protocol;
 use crate::scripts;
-use crate::unique::UniqueLock;
 
 /// How long a cancel mark on a running job waits for its worker's lease
 /// renewal to see it: 1 hour (renewals run every few seconds; a mark whose
@@ -118,10 +117,13 @@ impl Queue {
             .key(&self.keys.unique_ttl)
             .key(&self.keys.cancel)
             .key(&self.keys.stats)
+            .key(&self.keys.history)
             .arg(&self.group)
             .arg(job_id)
             .arg(entry_id)
             .arg(duration_ms(CANCEL_MARK_LIFE))
+            .arg(self.history.max_len)
+            .arg(duration_ms(self.history.max_age))
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("cancel"))
@@ -130,16 +132,16 @@ impl Queue {
     /// Ends an attempt cancelled by a cancel mark (fenced: only while
     /// `consumer` owns the entry): acknowledges and deletes it (not retried,
     /// not dead-lettered), drops its mark and attempt record, releases its
-    /// job's unique lock (`lock`) and counts it (`cancelled` in the stats
-    /// hash). Returns false when the lease was lost.
+    /// job's unique lock, records it in the history as cancelled (when
+    /// this queue's history is on) and counts it (`cancelled` in the stats
+    /// hash). `job` describes the attempt as for an ack. Returns false when
+    /// the lease was lost.
     pub async fn finish_cancelled<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         consumer: &str,
-        entry_id: &str,
-        lock: Option<&UniqueLock>,
+        job: &Acked,
     ) -> Result<bool, QueueError> {
-        let (key, job) = lock.map_or(("", ""), |l| (l.key.as_str(), l.job_id.as_str()));
         let n: i64 = scripts::CANCELLED
             .key(&self.keys.stream)
             .key(&self.keys.stats)
@@ -147,11 +149,17 @@ impl Queue {
             .key(&self.keys.unique)
             .key(&self.keys.unique_ttl)
             .key(&self.keys.cancel)
+            .key(&self.keys.history)
             .arg(&self.group)
             .arg(consumer)
-            .arg(entry_id)
-            .arg(key)
-            .arg(job)
+            .arg(&job.entry_id)
+            .arg(job.unique.as_deref().unwrap_or(""))
+            .arg(&job.job_id)
+            .arg(self.history.max_len)
+            .arg(duration_ms(self.history.max_age))
+            .arg(job.name)
+            .arg(job.attempts)
+            .arg(job.took_ms)
             .invoke_async(conn)
             .await
             .map_err(QueueError::redis("cancel"))?;

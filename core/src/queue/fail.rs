@@ -108,6 +108,9 @@ pub struct FailedEntry {
     /// after the same fence and field-count checks. `None`: the script
     /// reads the entry (as it always does to dead-letter or defer).
     pub fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// How long the failed attempt ran, for the history record of a
+    /// dead-letter; `None` when no handler ran.
+    pub took: Option<Duration>,
 }
 
 impl FailedEntry {
@@ -118,7 +121,15 @@ impl FailedEntry {
             failure,
             error: error.into(),
             fields: None,
+            took: None,
         }
+    }
+
+    /// The same, with the attempt's run time (see [`FailedEntry::took`]).
+    #[must_use]
+    pub fn with_took(mut self, took: Duration) -> Self {
+        self.took = Some(took);
+        self
     }
 
     /// The same, with the entry's fields as read (see [`FailedEntry::fields`]).
@@ -151,7 +162,10 @@ impl FailedEntry {
                     .arg(&attempt);
             }
             (Failure::Dead, _) => {
-                inv.arg("dead").arg(&self.error);
+                let took = self
+                    .took
+                    .map_or_else(String::new, |d| duration_ms(d).to_string());
+                inv.arg("dead").arg(&self.error).arg(took);
             }
             (Failure::Defer { delay, window }, _) => {
                 inv.arg("defer")
@@ -290,10 +304,13 @@ impl Queue {
                 .key(&self.keys.tries)
                 .key(&self.keys.unique)
                 .key(&self.keys.unique_ttl)
+                .key(&self.keys.history)
                 .arg(&self.group)
                 .arg(consumer)
                 .arg(retention.max_len)
-                .arg(duration_ms(retention.max_age));
+                .arg(duration_ms(retention.max_age))
+                .arg(self.history.max_len)
+                .arg(duration_ms(self.history.max_age));
             for &i in chunk {
                 failed[i].write_record(&mut inv);
             }

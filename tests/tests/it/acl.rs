@@ -49,6 +49,17 @@ async fn the_producer_enqueues_and_cannot_delete_trim_or_ack() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Status and results are reads it may do.
+    let status = client
+        .status("default", "no-such-job")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, millrace::JobStatus::Unknown);
+    let result: Option<u64> = client
+        .result("default", "no-such-job")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(result, None);
     let mut c = conn(&url).await;
     let (stream, delayed) = ("millrace:{default}:stream", "millrace:{default}:delayed");
     for (what, cmd) in [

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use millrace_core::connect::TlsConfig;
-use millrace_core::{ConfigError, DeadRetention};
+use millrace_core::{ConfigError, DeadRetention, HistoryRetention};
 
 use super::WorkerConfig;
 
@@ -36,6 +36,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MILLRACE_DEAD_MAX_LEN", "dead_retention.max_len"),
     ("MILLRACE_DEAD_MAX_AGE", "dead_retention.max_age"),
     ("MILLRACE_SAMPLE_EVERY", "sample_every"),
+    (
+        "MILLRACE_HISTORY_MAX_LEN",
+        "history.max_len (0 turns the history off)",
+    ),
+    ("MILLRACE_HISTORY_MAX_AGE", "history.max_age"),
+    ("MILLRACE_RESULT_TTL", "result_ttl"),
 ];
 
 /// Parses a duration as the binary does (`30s`, `1m 30s`, `15min`, `30days`).
@@ -127,6 +133,15 @@ impl WorkerConfig {
         );
         if let Some(d) = v.duration("MILLRACE_SAMPLE_EVERY")? {
             c.sample_every = d;
+        }
+        c.history = HistoryRetention::new(
+            v.parse("MILLRACE_HISTORY_MAX_LEN")?
+                .unwrap_or(c.history.max_len),
+            v.duration("MILLRACE_HISTORY_MAX_AGE")?
+                .unwrap_or(c.history.max_age),
+        );
+        if let Some(d) = v.duration("MILLRACE_RESULT_TTL")? {
+            c.result_ttl = d;
         }
         c.validate()?;
         Ok(c)

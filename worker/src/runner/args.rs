@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use millrace_core::DeadRetention;
+use millrace_core::{DeadRetention, HistoryRetention};
 
 use crate::WorkerConfig;
 use crate::runner::TlsArgs;
@@ -69,6 +69,21 @@ pub(crate) struct Args {
     /// Dead-letter stream: drop entries older than this (0s = never).
     #[arg(long, env = "MILLRACE_DEAD_MAX_AGE", default_value = "30days", value_parser = crate::config::parse_duration)]
     pub(crate) dead_max_age: Duration,
+    /// History of finished jobs per queue: keep about this many entries
+    /// (0 = no history; see also --no-history).
+    #[arg(long, env = "MILLRACE_HISTORY_MAX_LEN", default_value_t = 10_000)]
+    pub(crate) history_max_len: u64,
+    /// History of finished jobs: drop entries older than this (0s = never).
+    #[arg(long, env = "MILLRACE_HISTORY_MAX_AGE", default_value = "24h", value_parser = crate::config::parse_duration)]
+    pub(crate) history_max_age: Duration,
+    /// Keep no history of finished jobs (`millrace show` then says "no job"
+    /// for a job that succeeded).
+    #[arg(long, conflicts_with_all = ["history_max_len", "history_max_age"])]
+    pub(crate) no_history: bool,
+    /// How long the result of a job type registered with a result is kept
+    /// after it succeeds.
+    #[arg(long, env = "MILLRACE_RESULT_TTL", default_value = "1h", value_parser = crate::config::parse_duration)]
+    pub(crate) result_ttl: Duration,
     /// Append the id of every job that succeeds to this file (tests, chaos).
     #[arg(long, env = "MILLRACE_RECORD_RUNS")]
     pub(crate) record_runs: Option<PathBuf>,
@@ -125,6 +140,12 @@ impl Args {
         config.unknown_job_window = self.unknown_job_window;
         config.dead_retention = DeadRetention::new(self.dead_max_len, self.dead_max_age);
         config.sample_every = self.sample_every;
+        config.history = if self.no_history {
+            HistoryRetention::off()
+        } else {
+            HistoryRetention::new(self.history_max_len, self.history_max_age)
+        };
+        config.result_ttl = self.result_ttl;
         config
     }
 }
@@ -183,7 +204,33 @@ mod tests {
         assert_eq!(config.queues, ["billing", "email"]);
         assert_eq!(config.lease, Duration::from_secs(60));
         assert_eq!(config.max_deliveries, 9);
+        assert_eq!(config.history, HistoryRetention::default());
+        assert_eq!(config.result_ttl, Duration::from_secs(3600));
         assert!(config.validate().is_ok());
+        let off =
+            Args::try_parse_from(["my-worker", "--no-history"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!off.config().history.is_on());
+        let capped = Args::try_parse_from([
+            "my-worker",
+            "--history-max-len",
+            "50",
+            "--history-max-age",
+            "10m",
+            "--result-ttl",
+            "5s",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = capped.config();
+        assert_eq!(
+            c.history,
+            HistoryRetention::new(50, Duration::from_secs(600))
+        );
+        assert_eq!(c.result_ttl, Duration::from_secs(5));
+        let both = Args::try_parse_from(["my-worker", "--no-history", "--history-max-len", "5"]);
+        assert!(
+            both.is_err(),
+            "--no-history conflicts with --history-max-len"
+        );
     }
 
     /// A client certificate without its key is refused by clap.
