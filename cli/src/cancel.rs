@@ -98,8 +98,15 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             a.job_id,
             a.queue
         ),
+        Cancel::Finished(f) => bail!(
+            "job {} of queue {:?} is already finished ({} at {}): nothing to cancel",
+            a.job_id,
+            a.queue,
+            f.outcome_text,
+            output::at(f.finished_at_ms)
+        ),
         _ => bail!(
-            "no job {} in queue {:?} to cancel: it is finished (succeeded or cancelled) or was never there",
+            "no job {} in queue {:?} to cancel: it finished before the history kept it, or was never there",
             a.job_id,
             a.queue
         ),

@@ -355,7 +355,8 @@ impl Client {
     /// is marked, and its worker cancels the attempt at its next lease
     /// renewal (the handler's `ctx.cancel` token fires) and ends it as
     /// cancelled: not retried, not dead-lettered. A dead-lettered job is
-    /// [`Cancel::Dead`]; one not found (finished, or never there) is
+    /// [`Cancel::Dead`]; one the queue's history records as finished is
+    /// [`Cancel::Finished`]; one not found anywhere is
     /// [`Cancel::NotFound`]. Looks for the job with a scan of the queue's
     /// streams: meant for occasional use, not for every job.
     pub async fn cancel(&self, queue: &str, job_id: &str) -> Result<Cancel, EnqueueError> {

@@ -92,13 +92,16 @@ fn cancel_asks_first_and_says_what_it_did() {
     // Its key is free again.
     let again = env.json(&["enqueue", "jobs", "noop", "{}", "--unique", "k"]);
     assert_eq!(again["status"], "new");
-    // Gone (or never there): says so, exit 1.
+    // Cancelled already: the history says so, exit 1.
     let line = env.run(&["cancel", "jobs", &id, "--yes"]).err();
+    let want = format!("error: job {id} of queue \"jobs\" is already finished (cancelled at ");
+    assert!(line.starts_with(&want), "{line}");
+    assert!(line.ends_with("): nothing to cancel"), "{line}");
+    // Never there: says so, exit 1.
+    let line = env.run(&["cancel", "jobs", "no-such-job", "--yes"]).err();
     assert_eq!(
         line,
-        format!(
-            "error: no job {id} in queue \"jobs\" to cancel: it is finished (succeeded or cancelled) or was never there"
-        )
+        "error: no job no-such-job in queue \"jobs\" to cancel: it finished before the history kept it, or was never there"
     );
     let line = env.run(&["cancel", "nope", "x", "--yes"]).err();
     assert!(line.starts_with("error: unknown queue \"nope\""), "{line}");

@@ -7,6 +7,7 @@ use redis::aio::ConnectionLike;
 
 use super::{Acked, Queue, duration_ms};
 use crate::error::QueueError;
+use crate::history::{self, Finished};
 use crate::inspect::{self, Location};
 use crate::reply::protocol;
 use crate::scripts;
@@ -40,8 +41,11 @@ pub enum Cancel {
     },
     /// The job was dead-lettered: it is finished, nothing to cancel.
     Dead,
-    /// No such job in the queue: finished (succeeded or cancelled) or
-    /// never there.
+    /// The job is finished (succeeded, dead or cancelled), as the queue's
+    /// history of finished jobs records it: nothing to cancel.
+    Finished(Finished),
+    /// No such job in the queue nor in its history: finished before the
+    /// history kept it (or with the history off), or never there.
     NotFound,
 }
 
@@ -94,7 +98,13 @@ impl Queue {
                 }
             }
             if !moved {
-                return Ok(if dead { Cancel::Dead } else { Cancel::NotFound });
+                if dead {
+                    return Ok(Cancel::Dead);
+                }
+                return Ok(match history::find_finished(conn, self, job_id).await? {
+                    Some(f) => Cancel::Finished(f),
+                    None => Cancel::NotFound,
+                });
             }
         }
         Err(protocol(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use millrace::{Cancel, Client, EnqueueOptions, Unique};
+use millrace_core::history::Outcome;
 use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{Job, JobError, Keys, RetryPolicy};
 use millrace_worker::Worker;
@@ -62,8 +63,11 @@ async fn cancel_removes_delayed_and_ready_jobs_and_frees_their_keys() {
     assert_eq!(left(&mut c, "default").await, Left::default());
     assert!(locks(&mut c).await.is_empty(), "locks released");
     assert_eq!(stat(&mut c, "cancelled").await, 2);
-    // Cancelled twice: gone now.
-    assert_eq!(cancel(&client, later.as_str()).await, Cancel::NotFound);
+    // Cancelled twice: the history says it was cancelled.
+    match cancel(&client, later.as_str()).await {
+        Cancel::Finished(f) => assert_eq!(f.outcome, Some(Outcome::Cancelled)),
+        other => panic!("want finished (cancelled), got {other:?}"),
+    }
     // The keys are free again.
     let again = client
         .submit(
@@ -141,8 +145,11 @@ async fn cancel_of_a_running_job_fires_its_token_and_ends_it_as_cancelled() {
     // No second attempt starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.try_recv().is_err(), "ran again");
-    // Finished now: a second cancel says so.
-    assert_eq!(cancel(&client, id.as_str()).await, Cancel::NotFound);
+    // Finished now: a second cancel says so, from the history.
+    match cancel(&client, id.as_str()).await {
+        Cancel::Finished(f) => assert_eq!(f.outcome, Some(Outcome::Cancelled)),
+        other => panic!("want finished (cancelled), got {other:?}"),
+    }
     worker.shutdown().await;
 }
 
@@ -170,7 +177,13 @@ async fn cancel_of_finished_and_unknown_jobs_says_so() {
     };
     wait_left(&c, "default", want).await;
     assert_eq!(cancel(&client, dead.as_str()).await, Cancel::Dead);
-    assert_eq!(cancel(&client, done.as_str()).await, Cancel::NotFound);
+    match cancel(&client, done.as_str()).await {
+        Cancel::Finished(f) => {
+            assert_eq!(f.outcome, Some(Outcome::Succeeded));
+            assert_eq!(f.job_id, done.as_str());
+        }
+        other => panic!("want finished (succeeded), got {other:?}"),
+    }
     assert_eq!(cancel(&client, "no-such-job").await, Cancel::NotFound);
     wait_left(&c, "default", want).await;
     worker.shutdown().await;
