@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::Conn;
+use millrace_core::redis;
 use millrace_core::{JobId, Queue};
 use millrace_tests::{Persistence, RedisOptions, RedisServer, TlsMode};
 
@@ -417,14 +418,14 @@ fn kill_slot(n: usize, workers: usize, busy: Option<usize>) -> Option<usize> {
 }
 
 /// Entries in the dead-letter stream.
-async fn dead_count(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<usize> {
+async fn dead_count(conn: &mut Conn, queue: &Queue) -> anyhow::Result<usize> {
     let n = millrace_core::inspect::dead_count(conn, queue).await?;
     Ok(usize::try_from(n)?)
 }
 
 /// Whether the ready stream, the pending list and the delayed set are all
 /// empty (false when Redis cannot say).
-async fn queue_empty(conn: &mut ConnectionManager, queue: &Queue) -> bool {
+async fn queue_empty(conn: &mut Conn, queue: &Queue) -> bool {
     millrace_core::inspect::stats(conn, queue)
         .await
         .is_ok_and(|s| s.ready + s.in_flight == 0 && s.scheduled + s.retrying.unwrap_or(0) == 0)

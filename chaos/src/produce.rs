@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{Envelope, Queue};
 
 /// Largest batch in one enqueue call.
@@ -28,7 +28,7 @@ pub struct Produced {
 /// jobs a second in a batch every 5 ms (catching up after a stall, e.g. a
 /// Redis restart). Each batch is retried until Redis takes it.
 pub async fn produce(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     queue: Queue,
     ids: Vec<String>,
     job_ms: u64,
@@ -67,7 +67,7 @@ pub async fn produce(
 /// Enqueues one batch, retrying for up to 30 s; returns when the call that
 /// succeeded started, and whether it was a retry.
 async fn enqueue_batch(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &Queue,
     ids: &[String],
     payload: &str,

@@ -35,10 +35,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
+use millrace_core::Conn;
 use millrace_core::Queue;
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::inspect;
-use millrace_core::redis::aio::ConnectionManager;
 
 /// Inspect Millrace queues and fix stuck, pending, delayed and dead jobs.
 #[derive(Debug, Parser)]
@@ -142,7 +142,7 @@ Columns:
 /// What every command gets: the connection and the global flags.
 pub struct Ctx {
     /// The shared command connection.
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     /// Key prefix.
     pub prefix: String,
     /// `--json`.

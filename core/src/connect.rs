@@ -27,8 +27,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{ConnectError, Redacted};
 
+mod conn;
 mod tls;
 
+pub use conn::Conn;
 pub use tls::{ENV_CA_FILE, ENV_CERT_FILE, ENV_KEY_FILE, TlsConfig};
 
 /// How long to wait for a TCP connection before giving up. 5 s.
@@ -110,7 +112,7 @@ impl Endpoint {
     /// Connects the shared command connection: multiplexed (it pipelines
     /// concurrent commands) and reconnecting by itself with backoff. Fails
     /// at once with the URL and the reason when Redis cannot be reached.
-    pub async fn command_connection(&self) -> Result<ConnectionManager, ConnectError> {
+    pub async fn command_connection(&self) -> Result<Conn, ConnectError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -118,6 +120,7 @@ impl Endpoint {
             .set_max_delay(Duration::from_secs(2));
         ConnectionManager::new_with_config(self.client()?, config)
             .await
+            .map(Conn::Single)
             .map_err(|e| self.error(&e))
     }
 
@@ -159,7 +162,7 @@ pub fn client(url: &str) -> Result<redis::Client, ConnectError> {
 }
 
 /// [`Endpoint::command_connection`] for `url` (no TLS files).
-pub async fn command_connection(url: &str) -> Result<ConnectionManager, ConnectError> {
+pub async fn command_connection(url: &str) -> Result<Conn, ConnectError> {
     Endpoint::new(url).command_connection().await
 }
 

@@ -41,6 +41,7 @@ pub mod schedule;
 pub mod scripts;
 pub mod trace;
 
+pub use connect::Conn;
 pub use consumer::{Leave, PruneRule};
 pub use envelope::Envelope;
 pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};

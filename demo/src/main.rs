@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use millrace::{Client, EnqueueOptions};
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::Conn;
+use millrace_core::redis;
 use millrace_core::{Job, JobContext, JobError, Keys};
 use millrace_jobs::{self as jobs, Fail, Flaky, Noop, Sleep};
 use millrace_worker::{Worker, WorkerConfig};
@@ -211,7 +212,7 @@ where
 }
 
 /// Removes what an earlier demo run left in the demo queue.
-async fn clear(conn: &mut ConnectionManager) -> anyhow::Result<()> {
+async fn clear(conn: &mut Conn) -> anyhow::Result<()> {
     let k = Keys::new(millrace_core::keys::DEFAULT_PREFIX, QUEUE)?;
     redis::cmd("DEL")
         .arg(&[

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use millrace_core::CancellationToken;
+use millrace_core::Conn;
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::{ConnectError, QueueError, Redacted};
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
@@ -204,7 +204,7 @@ pub struct Relay {
     database_url: String,
     endpoint: Endpoint,
     config: RelayConfig,
-    redis: Option<ConnectionManager>,
+    redis: Option<Conn>,
     batches: u64,
     registered: HashSet<String>,
 }

@@ -5,13 +5,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use millrace_core::Conn;
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
     ConfigError, ConnectError, Envelope, Job, JobId, Queue, QueueError, Redacted, When,
 };
-use redis::aio::ConnectionManager;
 use tracing::warn;
 
 use crate::options::EnqueueOptions;
@@ -141,7 +141,7 @@ impl ClientBuilder {
 /// shows the URL with any password hidden.
 #[derive(Clone)]
 pub struct Client {
-    conn: ConnectionManager,
+    conn: Conn,
     /// The URL, password hidden (for `Debug`).
     url: Arc<str>,
     prefix: String,
@@ -307,7 +307,7 @@ impl Client {
 
     async fn with_retries<F, Fut>(&self, op: F) -> Result<(), EnqueueError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<(), QueueError>>,
     {
         let mut delay = Duration::from_millis(100);

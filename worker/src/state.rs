@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use millrace_core::Conn;
 use millrace_core::Queue;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +25,7 @@ pub(crate) type InFlight = HashMap<String, CancellationToken>;
 pub(crate) struct QueueCtx {
     pub queue: Queue,
     pub consumer: Arc<str>,
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     pub handlers: Arc<Handlers>,
     pub cfg: Arc<WorkerConfig>,
     /// One permit per free job slot.
@@ -61,7 +61,7 @@ impl QueueCtx {
     pub fn new(
         queue: Queue,
         consumer: Arc<str>,
-        conn: ConnectionManager,
+        conn: Conn,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
         acks: mpsc::UnboundedSender<String>,
@@ -117,7 +117,7 @@ impl QueueCtx {
     }
 
     /// A clone of the shared command connection (cheap: it is multiplexed).
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::queue::When;
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{DeadRetention, Envelope, Failure, JobId, Queue, ReadFrom};
 use millrace_tests::{RedisOptions, RedisServer};
 
@@ -135,7 +135,7 @@ impl Env {
     }
 
     /// Runs async protocol operations for test setup.
-    pub fn setup<T>(&self, f: impl AsyncFnOnce(&mut ConnectionManager) -> T) -> T {
+    pub fn setup<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> T) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -178,7 +178,7 @@ fn job(name: &str, payload: &str) -> Envelope {
 }
 
 /// Enqueues `e` and reads it as `consumer`; returns its entry id.
-async fn take(conn: &mut ConnectionManager, q: &Queue, consumer: &str, e: Envelope) -> String {
+async fn take(conn: &mut Conn, q: &Queue, consumer: &str, e: Envelope) -> String {
     q.enqueue(conn, &[e])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
