@@ -52,6 +52,9 @@ struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// The URL names Redis Cluster nodes (seed URLs, comma-separated).
+    #[arg(long, global = true, env = "MILLRACE_REDIS_CLUSTER", value_parser = clap::builder::BoolishValueParser::new())]
+    redis_cluster: bool,
     /// PEM file of the CA to trust for rediss:// instead of the system's.
     #[arg(long, global = true, env = "MILLRACE_TLS_CA_FILE")]
     tls_ca_file: Option<PathBuf>,
@@ -207,17 +210,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cli = match cli.command {
         Command::Outbox(c) => return outbox::run(c, cli.json).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(a) => {
-            outbox::relay(a, &cli.redis_url, tls, &cli.prefix).await?;
+            outbox::relay(a, &cli.redis_url, cli.redis_cluster, tls, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Web(a) => {
-            web::run(a, &cli.redis_url, &cli.prefix).await?;
+            let endpoint = Endpoint::new(cli.redis_url.as_str())
+                .with_tls(tls)
+                .with_cluster(cli.redis_cluster);
+            web::run(a, &endpoint, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
         command => Cli { command, ..cli },
     };
     let conn = Endpoint::new(cli.redis_url.as_str())
         .with_tls(tls)
+        .with_cluster(cli.redis_cluster)
         .command_connection()
         .await?;
     let mut ctx = Ctx {

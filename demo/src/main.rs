@@ -47,8 +47,14 @@ async fn main() -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    let client = Client::connect(&url).await?;
-    let mut conn = millrace_core::connect::command_connection(&url).await?;
+    // MILLRACE_REDIS_CLUSTER=1: the URL names Redis Cluster seed nodes.
+    let cluster = std::env::var("MILLRACE_REDIS_CLUSTER")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
+    let client = Client::builder(&url).cluster(cluster).connect().await?;
+    let mut conn = millrace_core::connect::Endpoint::new(url.as_str())
+        .with_cluster(cluster)
+        .command_connection()
+        .await?;
     clear(&mut conn).await?;
 
     let on = |o: EnqueueOptions| o.queue(QUEUE);
@@ -106,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..2 {
         let mut cfg = WorkerConfig::new(url.clone());
+        cfg.redis_cluster = cluster;
         cfg.queues = vec![QUEUE.to_owned()];
         cfg.concurrency = 32;
         cfg.block = Duration::from_millis(500);

@@ -61,6 +61,9 @@ pub struct RelayConfig {
     pub failpoint: Option<Failpoint>,
     /// TLS files for a `rediss://` Redis URL. Defaults to none.
     pub tls: TlsConfig,
+    /// The Redis URL names Redis Cluster nodes (seed URLs,
+    /// comma-separated). Defaults to false.
+    pub redis_cluster: bool,
 }
 
 impl Default for RelayConfig {
@@ -76,6 +79,7 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_secs(10),
             failpoint: None,
             tls: TlsConfig::default(),
+            redis_cluster: false,
         }
     }
 }
@@ -219,8 +223,10 @@ impl Relay {
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
         config.validate()?;
-        let endpoint = Endpoint::new(redis_url).with_tls(config.tls.clone());
-        endpoint.client()?;
+        let endpoint = Endpoint::new(redis_url)
+            .with_tls(config.tls.clone())
+            .with_cluster(config.redis_cluster);
+        endpoint.check()?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))

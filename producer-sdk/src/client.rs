@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use millrace_core::Conn;
-use millrace_core::connect::{Endpoint, TlsConfig};
+use millrace_core::connect::{Durability, Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
@@ -54,6 +54,22 @@ pub enum EnqueueError {
     /// Redis failed (after the configured retries).
     #[error(transparent)]
     Redis(#[from] QueueError),
+    /// With [`ClientBuilder::durability`]: the master took the job but
+    /// fewer replicas than asked confirmed it in time. The job is
+    /// enqueued unless that master fails before its replicas catch up;
+    /// enqueue it again with the same job id to be sure (at worst it runs
+    /// twice).
+    #[error(
+        "enqueued, but only {acked} of {wanted} replica(s) confirmed it within {timeout:?}: enqueue it again with the same job id to be sure it survives a failover"
+    )]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// How long the client waited.
+        timeout: Duration,
+    },
 }
 
 impl From<Invalid> for EnqueueError {
@@ -71,9 +87,11 @@ impl From<Invalid> for EnqueueError {
 pub struct ClientBuilder {
     url: String,
     tls: TlsConfig,
+    cluster: bool,
     prefix: String,
     retries: u32,
     max_payload: usize,
+    durability: Option<Durability>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -81,19 +99,46 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("url", &Redacted(&self.url).to_string())
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("retries", &self.retries)
             .field("max_payload", &self.max_payload)
+            .field("durability", &self.durability)
             .finish()
     }
 }
 
 impl ClientBuilder {
+    /// Waits after every enqueue until `replicas` replicas of the master
+    /// that took it have it too (`WAIT replicas timeout`, on the same
+    /// connection, routed to that master on a cluster). An enqueue that
+    /// returns `Ok` then survives the failover of that master to one of
+    /// those replicas (Redis replication is otherwise asynchronous: a
+    /// master that dies right after acknowledging a write can lose it).
+    /// Fewer confirmations within `timeout` fail the call with
+    /// [`EnqueueError::NotReplicated`]. It does not promise the job is on
+    /// disk (that is the servers' `appendfsync`), nor survive losing the
+    /// master and those replicas together. Costs one more round trip per
+    /// call (a batch waits once). Defaults to none (`Ok` once the master
+    /// has the job).
+    pub fn durability(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.durability = Durability::new(replicas, timeout);
+        self
+    }
+
     /// TLS files for a `rediss://` URL: a private CA to trust, a client
     /// certificate for mutual TLS. Defaults to none (the system's
     /// certificate authorities). `rediss://` needs the cargo feature `tls`.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// The URL names Redis Cluster nodes: one or more seed URLs,
+    /// comma-separated (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`).
+    /// Defaults to false (a single server).
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
         self
     }
 
@@ -123,6 +168,7 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<Client, EnqueueError> {
         let conn = Endpoint::new(self.url.as_str())
             .with_tls(self.tls)
+            .with_cluster(self.cluster)
             .command_connection()
             .await?;
         Ok(Client {
@@ -131,6 +177,7 @@ impl ClientBuilder {
             prefix: self.prefix,
             retries: self.retries,
             max_payload: self.max_payload,
+            durability: self.durability,
             registered: Arc::default(),
         })
     }
@@ -147,6 +194,7 @@ pub struct Client {
     prefix: String,
     retries: u32,
     max_payload: usize,
+    durability: Option<Durability>,
     /// Queues already added to the registry by this client and its clones.
     registered: Arc<Mutex<HashSet<String>>>,
 }
@@ -173,9 +221,11 @@ impl Client {
         ClientBuilder {
             url: url.to_owned(),
             tls: TlsConfig::default(),
+            cluster: false,
             prefix: DEFAULT_PREFIX.to_owned(),
             retries: 3,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            durability: None,
         }
     }
 
@@ -227,6 +277,7 @@ impl Client {
             }
         })
         .await?;
+        self.replicated(&queue).await?;
         Ok(id)
     }
 
@@ -266,6 +317,7 @@ impl Client {
             async move { queue.enqueue(&mut conn, envs).await.map(drop) }
         })
         .await?;
+        self.replicated(&queue).await?;
         Ok(ids)
     }
 
@@ -302,6 +354,28 @@ impl Client {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(queue.name().to_owned());
+        Ok(())
+    }
+
+    /// With durability on, waits until enough replicas of the master
+    /// serving `queue` have every write made so far on this connection.
+    async fn replicated(&self, queue: &Queue) -> Result<(), EnqueueError> {
+        let Some(d) = self.durability else {
+            return Ok(());
+        };
+        let acked = self
+            .conn
+            .clone()
+            .wait_replicas(&queue.keys().stream, d)
+            .await
+            .map_err(QueueError::redis("wait"))?;
+        if acked < d.replicas {
+            return Err(EnqueueError::NotReplicated {
+                wanted: d.replicas,
+                acked,
+                timeout: d.timeout,
+            });
+        }
         Ok(())
     }
 

@@ -86,7 +86,10 @@ async fn flush(q: &QueueCtx, batch: &[String]) {
             ACK_TRIES
         };
         match q.queue.ack(&mut conn, batch).await {
-            Ok(_) => break,
+            Ok(_) => {
+                q.confirm(&mut conn, "acks").await;
+                break;
+            }
             Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
                 warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");

@@ -9,10 +9,12 @@ use millrace_core::Queue;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::config::WorkerConfig;
 use crate::fail::FailRequest;
 use crate::health::Progress;
+use crate::metrics;
 use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
 
@@ -119,5 +121,31 @@ impl QueueCtx {
     /// A clone of the shared command connection (cheap: it is multiplexed).
     pub fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// With [`WorkerConfig::durability`]: waits until enough replicas of
+    /// this queue's master have what `conn` wrote (its acks or failed
+    /// attempts, `what`). A shortfall is logged and counted, nothing more:
+    /// the outcome is written on the master, and if that master fails
+    /// before its replicas catch up the entries run again (never lost).
+    pub async fn confirm(&self, conn: &mut Conn, what: &'static str) {
+        let Some(d) = self.cfg.durability else { return };
+        match conn.wait_replicas(&self.queue.keys().stream, d).await {
+            Ok(n) if n >= d.replicas => {}
+            Ok(n) => {
+                metrics::redis_error(self.queue.name(), "wait");
+                warn!(
+                    queue = self.queue.name(),
+                    what,
+                    replicas = n,
+                    wanted = d.replicas,
+                    "not confirmed by enough replicas in time; after a failover these jobs may run again"
+                );
+            }
+            Err(e) => {
+                metrics::redis_error(self.queue.name(), "wait");
+                warn!(queue = self.queue.name(), what, error = %e, "WAIT for replicas failed");
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod acl;
 mod axum_service;
+mod cluster;
 mod common;
 mod delayed;
 mod demo;
