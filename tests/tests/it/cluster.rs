@@ -303,3 +303,51 @@ async fn a_master_failover_mid_run_loses_no_durably_enqueued_job() {
     wait_left(&c, "default", Left::default()).await;
     worker.shutdown().await;
 }
+
+/// A server without replicas cannot confirm: a durable enqueue says so in
+/// one line and the job is still there (enqueued on the master); a worker
+/// asking for replicas logs the shortfall and still finishes its jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durability_without_enough_replicas_says_so_and_keeps_the_job() {
+    let redis = redis();
+    let url = redis.url();
+    let client = Client::builder(&url)
+        .durability(1, Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = match client.enqueue(&probe_job("unconfirmed", 1)).await {
+        Ok(id) => panic!("{id} was confirmed by a replica that does not exist"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            err,
+            millrace::EnqueueError::NotReplicated {
+                wanted: 1,
+                acked: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "enqueued, but only 0 of 1 replica(s) confirmed it within 50ms: enqueue it again with the same job id to be sure it survives a failover"
+    );
+    let c = conn(&url).await;
+    assert_eq!(left(&mut c.clone(), "default").await.stream, 1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&url);
+    config.durability = millrace_core::connect::Durability::new(1, Duration::from_millis(20));
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let seen = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the job never ran"));
+    assert_eq!(seen.tag, "unconfirmed");
+    wait_left(&c, "default", Left::default()).await;
+    worker.shutdown().await;
+}
