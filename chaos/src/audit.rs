@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::bail;
+use millrace_core::Conn;
 use millrace_core::Queue;
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::redis;
 
 /// Entries read per `XRANGE`.
 const PAGE: usize = 1000;
@@ -51,7 +52,7 @@ impl Audit {
 
 /// Reads the whole queue, retrying for a few seconds while Redis restarts
 /// or the connection reconnects.
-pub async fn audit(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<Audit> {
+pub async fn audit(conn: &mut Conn, queue: &Queue) -> anyhow::Result<Audit> {
     let mut last = None;
     for _ in 0..50 {
         match read(conn, queue).await {
@@ -63,7 +64,7 @@ pub async fn audit(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Resul
     bail!("cannot read the queue's contents: {last:?}")
 }
 
-async fn read(conn: &mut ConnectionManager, queue: &Queue) -> redis::RedisResult<Audit> {
+async fn read(conn: &mut Conn, queue: &Queue) -> redis::RedisResult<Audit> {
     let k = queue.keys();
     let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
@@ -149,10 +150,7 @@ impl PendingSample {
 }
 
 /// Samples the pending list (one round trip).
-pub async fn sample_pending(
-    conn: &mut ConnectionManager,
-    queue: &Queue,
-) -> anyhow::Result<PendingSample> {
+pub async fn sample_pending(conn: &mut Conn, queue: &Queue) -> anyhow::Result<PendingSample> {
     type Summary = (
         u64,
         Option<String>,
@@ -184,7 +182,7 @@ pub async fn sample_pending(
 }
 
 /// Every entry of a stream.
-async fn scan(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult<Vec<Scanned>> {
+async fn scan(conn: &mut Conn, key: &str) -> redis::RedisResult<Vec<Scanned>> {
     let mut out = Vec::new();
     let mut start = "-".to_owned();
     loop {

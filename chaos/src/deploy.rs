@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use millrace_core::Conn;
 use millrace_core::Queue;
-use millrace_core::redis::aio::ConnectionManager;
 
 use crate::workers::{self, Workers};
 
@@ -104,7 +104,7 @@ impl Deployer {
     pub async fn step(
         &mut self,
         workers: &mut Workers,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         queue: &Queue,
         go_on: bool,
     ) -> anyhow::Result<Option<String>> {
@@ -223,7 +223,7 @@ impl Deployer {
     pub async fn finish(
         &mut self,
         workers: &mut Workers,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         queue: &Queue,
     ) -> anyhow::Result<()> {
         while self.busy_slot().is_some() {

@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::Conn;
+use millrace_core::redis;
 use millrace_core::{JobId, Queue};
-use millrace_tests::{Persistence, RedisOptions, RedisServer, TlsMode};
+use millrace_tests::{Persistence, RedisCluster, RedisOptions, RedisServer, TlsMode};
 
 use crate::deploy::Deployer;
 use crate::netdrop::NetDrops;
@@ -115,6 +116,18 @@ struct Args {
     /// --tls-ca-file, --tls-cert-file and --tls-key-file.
     #[arg(long)]
     tls: bool,
+    /// Run on a local Redis Cluster (three masters, three replicas, no
+    /// persistence): instead of a Redis restart, the master serving the
+    /// queue is SIGKILLed at half the jobs, its replica takes over, and the
+    /// dead node rejoins as a replica.
+    #[arg(long, conflicts_with_all = ["tls", "net_drops", "redis_kill"])]
+    cluster: bool,
+    /// Replicas that must confirm each enqueued batch (WAIT) before the
+    /// producer counts it; an unconfirmed batch is sent again. 0 waits for
+    /// none: a failover can then lose what the dead master had not yet
+    /// replicated.
+    #[arg(long, default_value_t = 0)]
+    wait_replicas: u32,
     /// Give up after this long.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     deadline: Duration,
@@ -164,13 +177,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut options = RedisOptions::default();
     options.persistence = persistence;
     options.tls = args.tls.then_some(TlsMode::Mutual);
-    let mut redis = RedisServer::start_options(options)?;
+    let mut redis = if args.cluster {
+        Redis::Cluster(Box::new(RedisCluster::start()?))
+    } else {
+        Redis::Single(RedisServer::start_options(options)?)
+    };
     let url = redis.url();
     let endpoint = redis.endpoint();
     let dir = tempfile_dir()?;
     println!(
-        "redis-server at {url} (appendonly yes, appendfsync {}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
-        args.fsync,
+        "{} at {url} ({}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
+        if args.cluster {
+            "Redis Cluster (3 masters, 3 replicas)"
+        } else {
+            "redis-server"
+        },
+        if args.cluster {
+            "no persistence".to_owned()
+        } else {
+            format!("appendonly yes, appendfsync {}", args.fsync)
+        },
         args.jobs,
         if rate == 0 {
             "enqueued up front".to_owned()
@@ -192,6 +218,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     queue.declare(&mut conn).await?;
 
     let mut worker_args = millrace_tests::tls_flags(&endpoint.tls);
+    if args.cluster {
+        worker_args.push("--redis-cluster".to_owned());
+    }
     worker_args.extend([
         "--queues".to_owned(),
         QUEUE.to_owned(),
@@ -216,6 +245,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ids.clone(),
         job_ms,
         rate,
+        millrace_core::connect::Durability::new(args.wait_replicas, Duration::from_secs(1)),
     ));
     let mut net = if args.net_drops {
         Some(NetDrops::start(
@@ -260,25 +290,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if !restarted_redis && done * 2 >= args.jobs {
             restarted_redis = true;
             let t = Instant::now();
-            if args.redis_kill {
-                redis.kill();
-                redis.restart()?;
-            } else {
-                redis.restart_graceful()?;
-            }
+            let how = match &mut redis {
+                Redis::Cluster(c) => fail_over(c, &queue.keys().stream)?,
+                Redis::Single(r) if args.redis_kill => {
+                    r.kill();
+                    r.restart()?;
+                    "restarted redis-server (SIGKILL)".to_owned()
+                }
+                Redis::Single(r) => {
+                    r.restart_graceful()?;
+                    "restarted redis-server (SIGTERM)".to_owned()
+                }
+            };
             if let Some(d) = &mut deployer {
                 d.redis_restarted();
             }
-            let how = if args.redis_kill {
-                "SIGKILL"
-            } else {
-                "SIGTERM"
-            };
-            println!(
-                "[{:>6.1}s] restarted redis-server ({how}), down {:?}",
-                at(),
-                t.elapsed()
-            );
+            println!("[{:>6.1}s] {how}, down {:?}", at(), t.elapsed());
         }
         let faults_on = faults_ended.is_none();
         let kills_left = args.kills.is_none_or(|k| kills.len() < k);
@@ -370,6 +397,44 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }))
 }
 
+/// The Redis under test: one server, or a local cluster.
+enum Redis {
+    Single(RedisServer),
+    Cluster(Box<RedisCluster>),
+}
+
+impl Redis {
+    fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(),
+        }
+    }
+
+    fn endpoint(&self) -> millrace_core::connect::Endpoint {
+        match self {
+            Self::Single(r) => r.endpoint(),
+            Self::Cluster(c) => c.endpoint(),
+        }
+    }
+}
+
+/// SIGKILLs the master serving `key`, waits for its replica to take over,
+/// then restarts the dead node as a replica (the harness polls with
+/// sleeps: the runtime moves other tasks off this thread meanwhile).
+/// Returns what happened, in words.
+fn fail_over(cluster: &mut RedisCluster, key: &str) -> anyhow::Result<String> {
+    tokio::task::block_in_place(|| {
+        let t = Instant::now();
+        let killed = cluster.fail_over(key)?;
+        let promoted = t.elapsed();
+        cluster.rejoin(killed)?;
+        Ok(format!(
+            "SIGKILLed the master of {key}: replica promoted after {promoted:?}, dead node rejoined as a replica"
+        ))
+    })
+}
+
 /// The faults of this run, in words.
 fn faults_line(args: &Args) -> String {
     let mut f = Vec::new();
@@ -378,7 +443,9 @@ fn faults_line(args: &Args) -> String {
         Some(k) => f.push(format!("{k} SIGKILLs, one every {:?}", args.kill_every)),
         None => f.push(format!("a SIGKILL every {:?}", args.kill_every)),
     }
-    if args.restart_redis {
+    if args.restart_redis && args.cluster {
+        f.push("the queue's master SIGKILLed at half the jobs (failover)".to_owned());
+    } else if args.restart_redis {
         let how = if args.redis_kill {
             "SIGKILL"
         } else {
@@ -417,14 +484,14 @@ fn kill_slot(n: usize, workers: usize, busy: Option<usize>) -> Option<usize> {
 }
 
 /// Entries in the dead-letter stream.
-async fn dead_count(conn: &mut ConnectionManager, queue: &Queue) -> anyhow::Result<usize> {
+async fn dead_count(conn: &mut Conn, queue: &Queue) -> anyhow::Result<usize> {
     let n = millrace_core::inspect::dead_count(conn, queue).await?;
     Ok(usize::try_from(n)?)
 }
 
 /// Whether the ready stream, the pending list and the delayed set are all
 /// empty (false when Redis cannot say).
-async fn queue_empty(conn: &mut ConnectionManager, queue: &Queue) -> bool {
+async fn queue_empty(conn: &mut Conn, queue: &Queue) -> bool {
     millrace_core::inspect::stats(conn, queue)
         .await
         .is_ok_and(|s| s.ready + s.in_flight == 0 && s.scheduled + s.retrying.unwrap_or(0) == 0)

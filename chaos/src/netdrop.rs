@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use millrace_core::redis::{self, aio::ConnectionManager, aio::MultiplexedConnection};
+use millrace_core::Conn;
+use millrace_core::redis::{self, aio::MultiplexedConnection};
 use tokio::task::JoinHandle;
 
 /// The name the chaos run gives its own connections.
@@ -30,7 +31,7 @@ impl NetDrops {
     /// connection, spared.
     pub fn start(
         redis: &millrace_core::connect::Endpoint,
-        own: ConnectionManager,
+        own: Conn,
         every: Duration,
     ) -> anyhow::Result<Self> {
         let client = redis.client()?;
@@ -54,7 +55,7 @@ impl NetDrops {
 
 async fn drop_loop(
     client: redis::Client,
-    mut own: ConnectionManager,
+    mut own: Conn,
     every: Duration,
     stop: Arc<AtomicBool>,
 ) -> usize {
@@ -79,7 +80,7 @@ async fn drop_loop(
 async fn drop_one(
     client: &redis::Client,
     conn: &mut Option<MultiplexedConnection>,
-    own: &mut ConnectionManager,
+    own: &mut Conn,
 ) -> redis::RedisResult<bool> {
     let ((), own_id): ((), i64) = redis::pipe()
         .cmd("CLIENT")

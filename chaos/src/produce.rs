@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
+use millrace_core::connect::Durability;
 use millrace_core::{Envelope, Queue};
 
 /// Largest batch in one enqueue call.
@@ -28,11 +29,12 @@ pub struct Produced {
 /// jobs a second in a batch every 5 ms (catching up after a stall, e.g. a
 /// Redis restart). Each batch is retried until Redis takes it.
 pub async fn produce(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     queue: Queue,
     ids: Vec<String>,
     job_ms: u64,
     rate: u64,
+    durability: Option<Durability>,
 ) -> anyhow::Result<Produced> {
     let payload = serde_json::to_string(&millrace_jobs::Sleep { ms: job_ms })?;
     let started = Instant::now();
@@ -47,8 +49,9 @@ pub async fn produce(
         };
         while times.len() < due {
             let end = due.min(times.len() + BATCH);
+            let batch = &ids[times.len()..end];
             let (at, retried) =
-                enqueue_batch(&mut conn, &queue, &ids[times.len()..end], &payload).await?;
+                enqueue_batch(&mut conn, &queue, batch, &payload, durability).await?;
             if retried {
                 resent += end - times.len();
             }
@@ -67,10 +70,11 @@ pub async fn produce(
 /// Enqueues one batch, retrying for up to 30 s; returns when the call that
 /// succeeded started, and whether it was a retry.
 async fn enqueue_batch(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &Queue,
     ids: &[String],
     payload: &str,
+    durability: Option<Durability>,
 ) -> anyhow::Result<(Instant, bool)> {
     let envs: Vec<Envelope> = ids
         .iter()
@@ -84,8 +88,12 @@ async fn enqueue_batch(
     let mut tries = 0;
     loop {
         let at = Instant::now();
-        match queue.enqueue(conn, &envs).await {
-            Ok(_) => return Ok((at, tries > 0)),
+        let sent = match queue.enqueue(conn, &envs).await {
+            Ok(_) => confirmed(conn, queue, durability).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
+            Ok(()) => return Ok((at, tries > 0)),
             Err(e) => {
                 tries += 1;
                 if tries > 300 {
@@ -94,5 +102,17 @@ async fn enqueue_batch(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// With durability on, whether enough replicas confirmed every write so
+/// far (an unconfirmed batch is sent again: it may run twice, never be
+/// lost).
+async fn confirmed(conn: &mut Conn, queue: &Queue, d: Option<Durability>) -> Result<(), String> {
+    let Some(d) = d else { return Ok(()) };
+    match conn.wait_replicas(&queue.keys().stream, d).await {
+        Ok(n) if n >= d.replicas => Ok(()),
+        Ok(n) => Err(format!("only {n} of {} replicas confirmed", d.replicas)),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -6,8 +6,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use millrace_core::Conn;
 use millrace_core::Queue;
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::redis;
 
 /// The record file of worker slot `i`.
 pub fn record_path(dir: &Path, i: usize) -> PathBuf {
@@ -118,7 +119,7 @@ impl Workers {
     /// (frozen until its lease expires), and restarts the slot.
     pub async fn kill_one(
         &mut self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         queue: &Queue,
         slot: usize,
     ) -> anyhow::Result<Kill> {
@@ -177,7 +178,7 @@ impl Drop for Workers {
 /// The group's consumer of process `pid` (`host-pid-random`) and how many
 /// entries are pending for it; `None` when it is not in the group.
 pub async fn consumer_of_pid(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &Queue,
     pid: u32,
 ) -> anyhow::Result<Option<(String, u64)>> {
@@ -203,11 +204,7 @@ pub async fn consumer_of_pid(
 
 /// Whether the worker of process `pid` has written its heartbeat (it does
 /// at start, before its first read): the replacement of a deploy is up.
-pub async fn heartbeating(
-    conn: &mut ConnectionManager,
-    queue: &Queue,
-    pid: u32,
-) -> anyhow::Result<bool> {
+pub async fn heartbeating(conn: &mut Conn, queue: &Queue, pid: u32) -> anyhow::Result<bool> {
     let names: Vec<String> = redis::cmd("ZRANGE")
         .arg(&queue.keys().workers)
         .arg(0)
@@ -220,7 +217,7 @@ pub async fn heartbeating(
 
 /// Job ids pending for the consumer of process `pid` (`host-pid-random`).
 async fn pending_jobs_of_pid(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &Queue,
     pid: u32,
 ) -> anyhow::Result<Vec<String>> {

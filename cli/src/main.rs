@@ -37,10 +37,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
+use millrace_core::Conn;
 use millrace_core::Queue;
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::inspect;
-use millrace_core::redis::aio::ConnectionManager;
 
 /// Inspect Millrace queues and fix stuck, pending, delayed and dead jobs.
 #[derive(Debug, Parser)]
@@ -54,6 +54,9 @@ struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// The URL names Redis Cluster nodes (seed URLs, comma-separated).
+    #[arg(long, global = true, env = "MILLRACE_REDIS_CLUSTER", value_parser = clap::builder::BoolishValueParser::new())]
+    redis_cluster: bool,
     /// PEM file of the CA to trust for rediss:// instead of the system's.
     #[arg(long, global = true, env = "MILLRACE_TLS_CA_FILE")]
     tls_ca_file: Option<PathBuf>,
@@ -150,7 +153,7 @@ Columns:
 /// What every command gets: the connection and the global flags.
 pub struct Ctx {
     /// The shared command connection.
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     /// Key prefix.
     pub prefix: String,
     /// `--json`.
@@ -215,17 +218,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let cli = match cli.command {
         Command::Outbox(c) => return outbox::run(c, cli.json).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(a) => {
-            outbox::relay(a, &cli.redis_url, tls, &cli.prefix).await?;
+            outbox::relay(a, &cli.redis_url, cli.redis_cluster, tls, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Web(a) => {
-            web::run(a, &cli.redis_url, &cli.prefix).await?;
+            let endpoint = Endpoint::new(cli.redis_url.as_str())
+                .with_tls(tls)
+                .with_cluster(cli.redis_cluster);
+            web::run(a, &endpoint, &cli.prefix).await?;
             return Ok(ExitCode::SUCCESS);
         }
         command => Cli { command, ..cli },
     };
     let conn = Endpoint::new(cli.redis_url.as_str())
         .with_tls(tls)
+        .with_cluster(cli.redis_cluster)
         .command_connection()
         .await?;
     let mut ctx = Ctx {

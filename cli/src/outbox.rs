@@ -199,6 +199,7 @@ pub async fn run(c: Command, json: bool) -> anyhow::Result<()> {
 pub async fn relay(
     a: RelayArgs,
     redis_url: &str,
+    redis_cluster: bool,
     tls: millrace_core::connect::TlsConfig,
     prefix: &str,
 ) -> anyhow::Result<()> {
@@ -215,6 +216,7 @@ pub async fn relay(
     config.poll_every = a.poll;
     config.failpoint = a.failpoint.as_deref().map(Failpoint::parse).transpose()?;
     config.tls = tls;
+    config.redis_cluster = redis_cluster;
     let relay = Relay::new(&a.db.database_url, redis_url, config)?;
     let stop = CancellationToken::new();
     let signals = stop.clone();

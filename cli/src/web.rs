@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use millrace_core::connect::Endpoint;
 use millrace_web::{Auth, Server, WebConfig};
 
 use crate::duration;
@@ -40,8 +41,8 @@ pub struct Args {
 }
 
 /// Runs `millrace web` until a stop signal.
-pub async fn run(a: Args, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut config = WebConfig::new(prefix, redis_url);
+pub async fn run(a: Args, redis: &Endpoint, prefix: &str) -> anyhow::Result<()> {
+    let mut config = WebConfig::new(prefix, &redis.url);
     config.listen = a.listen;
     config.read_only = a.read_only;
     config.dead_after = a.dead_after;
@@ -51,7 +52,7 @@ pub async fn run(a: Args, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
         (None, None) => None,
     };
     config.validate()?;
-    let conn = millrace_core::connect::command_connection(redis_url).await?;
+    let conn = redis.command_connection().await?;
     let shown = config.redis_shown.clone();
     let read_only = config.read_only;
     let server = Server::bind(config, conn).await?;

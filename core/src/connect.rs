@@ -27,8 +27,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{ConnectError, Redacted};
 
+mod cluster;
+mod conn;
 mod tls;
 
+pub use conn::{Conn, Durability, ReaderConn, Readers};
 pub use tls::{ENV_CA_FILE, ENV_CERT_FILE, ENV_KEY_FILE, TlsConfig};
 
 /// How long to wait for a TCP connection before giving up. 5 s.
@@ -42,11 +45,15 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub struct Endpoint {
     /// Redis URL: `redis://`, `rediss://` (TLS, cargo feature `tls`) or
-    /// `redis+unix://`.
+    /// `redis+unix://`. For a Redis Cluster, one or more seed node URLs,
+    /// comma-separated (any reachable one finds the rest).
     pub url: String,
     /// TLS files for a `rediss://` URL. Defaults to none (the system's
     /// certificate authorities, no client certificate).
     pub tls: TlsConfig,
+    /// The URL names Redis Cluster nodes: connect with the cluster client
+    /// (slots, MOVED/ASK redirects, failovers). Defaults to false.
+    pub cluster: bool,
 }
 
 impl fmt::Debug for Endpoint {
@@ -54,6 +61,7 @@ impl fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("url", &Redacted(&self.url).to_string())
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -64,7 +72,24 @@ impl Endpoint {
         Self {
             url: url.into(),
             tls: TlsConfig::default(),
+            cluster: false,
         }
+    }
+
+    /// The same endpoint as a Redis Cluster (`true`) or a single server.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The seed URLs: the URL split at commas, blanks dropped.
+    pub fn seeds(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// The same endpoint with these TLS files.
@@ -83,6 +108,11 @@ impl Endpoint {
             url: Redacted(&self.url).to_string(),
             reason,
         };
+        if self.url.contains(',') {
+            return Err(fail(
+                "several URLs are Redis Cluster seeds: turn on cluster mode (--redis-cluster, MILLRACE_REDIS_CLUSTER=1)".into(),
+            ));
+        }
         let tls = tls::wants_tls(&self.url);
         if !tls && !self.tls.is_empty() {
             return Err(fail(
@@ -107,10 +137,24 @@ impl Endpoint {
         redis::Client::open(self.url.as_str()).map_err(|e| self.error(&e))
     }
 
+    /// Checks the URL(s) and TLS files without connecting: the one-line
+    /// error [`client`](Self::client) (or, for a cluster, the cluster
+    /// client) would give.
+    pub fn check(&self) -> Result<(), ConnectError> {
+        if self.cluster {
+            cluster::client(self, RESPONSE_TIMEOUT).map(drop)
+        } else {
+            self.client().map(drop)
+        }
+    }
+
     /// Connects the shared command connection: multiplexed (it pipelines
     /// concurrent commands) and reconnecting by itself with backoff. Fails
     /// at once with the URL and the reason when Redis cannot be reached.
-    pub async fn command_connection(&self) -> Result<ConnectionManager, ConnectError> {
+    pub async fn command_connection(&self) -> Result<Conn, ConnectError> {
+        if self.cluster {
+            return cluster::command_connection(self).await;
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -118,18 +162,20 @@ impl Endpoint {
             .set_max_delay(Duration::from_secs(2));
         ConnectionManager::new_with_config(self.client()?, config)
             .await
+            .map(Conn::Single)
             .map_err(|e| self.error(&e))
     }
 
-    /// A pool of dedicated connections for blocking `XREADGROUP ... BLOCK`,
-    /// with the same TLS setup as the command connection: each
-    /// connection's response timeout is `block` plus a margin, so the
-    /// client never gives up on a read the server is still holding.
-    pub fn reader_pool(
-        &self,
-        block: Duration,
-        size: usize,
-    ) -> Result<deadpool_redis::Pool, ConnectError> {
+    /// Dedicated connections for blocking `XREADGROUP ... BLOCK`, with the
+    /// same TLS setup as the command connection: each connection's
+    /// response timeout is `block` plus a margin, so the client never
+    /// gives up on a read the server is still holding. A pool of `size`
+    /// for a single server; for a cluster, each reader is its own cluster
+    /// connection (a blocked read never stalls the shared one).
+    pub fn reader_pool(&self, block: Duration, size: usize) -> Result<Readers, ConnectError> {
+        if self.cluster {
+            return cluster::readers(self, block + RESPONSE_TIMEOUT);
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(block + RESPONSE_TIMEOUT));
@@ -140,6 +186,7 @@ impl Endpoint {
             .max_size(size.max(1))
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
+            .map(Readers::Pool)
             .map_err(|e| ConnectError {
                 url: Redacted(&self.url).to_string(),
                 reason: e.to_string(),
@@ -159,16 +206,12 @@ pub fn client(url: &str) -> Result<redis::Client, ConnectError> {
 }
 
 /// [`Endpoint::command_connection`] for `url` (no TLS files).
-pub async fn command_connection(url: &str) -> Result<ConnectionManager, ConnectError> {
+pub async fn command_connection(url: &str) -> Result<Conn, ConnectError> {
     Endpoint::new(url).command_connection().await
 }
 
 /// [`Endpoint::reader_pool`] for `url` (no TLS files).
-pub fn reader_pool(
-    url: &str,
-    block: Duration,
-    size: usize,
-) -> Result<deadpool_redis::Pool, ConnectError> {
+pub fn reader_pool(url: &str, block: Duration, size: usize) -> Result<Readers, ConnectError> {
     Endpoint::new(url).reader_pool(block, size)
 }
 
@@ -235,6 +278,36 @@ mod tests {
         assert!(
             reason(&Endpoint::new("rediss://h:6380").with_tls(half))
                 .contains("needs its certificate")
+        );
+    }
+
+    #[test]
+    fn several_urls_need_cluster_mode() {
+        let e = Endpoint::new("redis://a:7000, redis://b:7000");
+        assert!(reason(&e).ends_with(
+            "several URLs are Redis Cluster seeds: turn on cluster mode (--redis-cluster, MILLRACE_REDIS_CLUSTER=1)"
+        ));
+        let e = e.with_cluster(true);
+        assert_eq!(e.seeds(), ["redis://a:7000", "redis://b:7000"]);
+        assert!(e.check().is_ok());
+        let bad = |e: Endpoint| match e.check() {
+            Ok(()) => panic!("{e:?} was accepted"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            bad(Endpoint::new(" , ").with_cluster(true))
+                .ends_with("no Redis Cluster seed URL given")
+        );
+        let files = TlsConfig::default().ca_file("ca.pem");
+        assert!(
+            bad(Endpoint::new("redis://a:7000")
+                .with_cluster(true)
+                .with_tls(files))
+            .contains("TLS files are given but the URLs are not rediss://")
+        );
+        assert!(
+            bad(Endpoint::new("redis+unix:///tmp/r.sock").with_cluster(true))
+                .contains("unix socket")
         );
     }
 

@@ -76,13 +76,16 @@ impl QueueError {
     }
 
     /// True when the failure is the connection's (refused, dropped, timed
-    /// out) rather than a command's: retry after a pause.
+    /// out), or a Redis Cluster's passing state (a failover under way:
+    /// `CLUSTERDOWN`, `TRYAGAIN`, a redirect the client gave up on),
+    /// rather than a command's: retry after a pause.
     pub fn is_connection(&self) -> bool {
         self.redis_error().is_some_and(|e| {
             e.is_connection_dropped()
                 || e.is_connection_refusal()
                 || e.is_timeout()
                 || e.is_io_error()
+                || e.is_cluster_error()
         })
     }
 }

@@ -44,6 +44,7 @@ pub mod status;
 pub mod trace;
 pub mod unique;
 
+pub use connect::Conn;
 pub use consumer::{Leave, PruneRule};
 pub use envelope::Envelope;
 pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};

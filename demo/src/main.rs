@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use millrace::{Client, EnqueueOptions};
-use millrace_core::redis::{self, aio::ConnectionManager};
+use millrace_core::Conn;
+use millrace_core::redis;
 use millrace_core::{Job, JobContext, JobError, Keys};
 use millrace_jobs::{self as jobs, Fail, Flaky, Noop, Sleep};
 use millrace_worker::{Worker, WorkerConfig};
@@ -46,8 +47,14 @@ async fn main() -> anyhow::Result<()> {
             (server.url(), Some(server))
         }
     };
-    let client = Client::connect(&url).await?;
-    let mut conn = millrace_core::connect::command_connection(&url).await?;
+    // MILLRACE_REDIS_CLUSTER=1: the URL names Redis Cluster seed nodes.
+    let cluster = std::env::var("MILLRACE_REDIS_CLUSTER")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
+    let client = Client::builder(&url).cluster(cluster).connect().await?;
+    let mut conn = millrace_core::connect::Endpoint::new(url.as_str())
+        .with_cluster(cluster)
+        .command_connection()
+        .await?;
     clear(&mut conn).await?;
 
     let on = |o: EnqueueOptions| o.queue(QUEUE);
@@ -105,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..2 {
         let mut cfg = WorkerConfig::new(url.clone());
+        cfg.redis_cluster = cluster;
         cfg.queues = vec![QUEUE.to_owned()];
         cfg.concurrency = 32;
         cfg.block = Duration::from_millis(500);
@@ -211,7 +219,7 @@ where
 }
 
 /// Removes what an earlier demo run left in the demo queue.
-async fn clear(conn: &mut ConnectionManager) -> anyhow::Result<()> {
+async fn clear(conn: &mut Conn) -> anyhow::Result<()> {
     let k = Keys::new(millrace_core::keys::DEFAULT_PREFIX, QUEUE)?;
     redis::cmd("DEL")
         .arg(&[

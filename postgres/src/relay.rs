@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use millrace_core::CancellationToken;
+use millrace_core::Conn;
 use millrace_core::connect::{Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::{ConnectError, QueueError, Redacted};
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
@@ -61,6 +61,9 @@ pub struct RelayConfig {
     pub failpoint: Option<Failpoint>,
     /// TLS files for a `rediss://` Redis URL. Defaults to none.
     pub tls: TlsConfig,
+    /// The Redis URL names Redis Cluster nodes (seed URLs,
+    /// comma-separated). Defaults to false.
+    pub redis_cluster: bool,
 }
 
 impl Default for RelayConfig {
@@ -76,6 +79,7 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_secs(10),
             failpoint: None,
             tls: TlsConfig::default(),
+            redis_cluster: false,
         }
     }
 }
@@ -204,7 +208,7 @@ pub struct Relay {
     database_url: String,
     endpoint: Endpoint,
     config: RelayConfig,
-    redis: Option<ConnectionManager>,
+    redis: Option<Conn>,
     batches: u64,
     registered: HashSet<String>,
 }
@@ -219,8 +223,10 @@ impl Relay {
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
         config.validate()?;
-        let endpoint = Endpoint::new(redis_url).with_tls(config.tls.clone());
-        endpoint.client()?;
+        let endpoint = Endpoint::new(redis_url)
+            .with_tls(config.tls.clone())
+            .with_cluster(config.redis_cluster);
+        endpoint.check()?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))

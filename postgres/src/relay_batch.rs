@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use millrace_core::Conn;
 use millrace_core::outbox::{RelayOutcome, RelayRow};
 use millrace_core::{Envelope, Queue, QueueError};
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tracing::{debug, warn};
 
@@ -66,7 +66,7 @@ pub(crate) struct BatchParams<'a> {
 /// rows stay; marks already written make the retry a no-op).
 pub(crate) async fn relay_batch(
     pool: &PgPool,
-    redis: &ConnectionManager,
+    redis: &Conn,
     p: &BatchParams<'_>,
     batches_done: u64,
     registered: &mut HashSet<String>,

@@ -5,14 +5,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use millrace_core::connect::{Endpoint, TlsConfig};
+use millrace_core::Conn;
+use millrace_core::connect::{Durability, Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
     Cancel, ConfigError, ConnectError, EnqueueStatus, Enqueued, Envelope, Job, JobId, Queue,
     QueueError, Redacted, Submit, Unique, UniqueMode, When,
 };
-use redis::aio::ConnectionManager;
 use tracing::warn;
 
 use crate::options::EnqueueOptions;
@@ -55,6 +55,22 @@ pub enum EnqueueError {
     /// Redis failed (after the configured retries).
     #[error(transparent)]
     Redis(#[from] QueueError),
+    /// With [`ClientBuilder::durability`]: the master took the job but
+    /// fewer replicas than asked confirmed it in time. The job is
+    /// enqueued unless that master fails before its replicas catch up;
+    /// enqueue it again with the same job id to be sure (at worst it runs
+    /// twice).
+    #[error(
+        "enqueued, but only {acked} of {wanted} replica(s) confirmed it within {timeout:?}: enqueue it again with the same job id to be sure it survives a failover"
+    )]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// How long the client waited.
+        timeout: Duration,
+    },
 }
 
 impl From<Invalid> for EnqueueError {
@@ -72,9 +88,11 @@ impl From<Invalid> for EnqueueError {
 pub struct ClientBuilder {
     url: String,
     tls: TlsConfig,
+    cluster: bool,
     prefix: String,
     retries: u32,
     max_payload: usize,
+    durability: Option<Durability>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -82,19 +100,46 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("url", &Redacted(&self.url).to_string())
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .field("prefix", &self.prefix)
             .field("retries", &self.retries)
             .field("max_payload", &self.max_payload)
+            .field("durability", &self.durability)
             .finish()
     }
 }
 
 impl ClientBuilder {
+    /// Waits after every enqueue until `replicas` replicas of the master
+    /// that took it have it too (`WAIT replicas timeout`, on the same
+    /// connection, routed to that master on a cluster). An enqueue that
+    /// returns `Ok` then survives the failover of that master to one of
+    /// those replicas (Redis replication is otherwise asynchronous: a
+    /// master that dies right after acknowledging a write can lose it).
+    /// Fewer confirmations within `timeout` fail the call with
+    /// [`EnqueueError::NotReplicated`]. It does not promise the job is on
+    /// disk (that is the servers' `appendfsync`), nor survive losing the
+    /// master and those replicas together. Costs one more round trip per
+    /// call (a batch waits once). Defaults to none (`Ok` once the master
+    /// has the job).
+    pub fn durability(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.durability = Durability::new(replicas, timeout);
+        self
+    }
+
     /// TLS files for a `rediss://` URL: a private CA to trust, a client
     /// certificate for mutual TLS. Defaults to none (the system's
     /// certificate authorities). `rediss://` needs the cargo feature `tls`.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// The URL names Redis Cluster nodes: one or more seed URLs,
+    /// comma-separated (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`).
+    /// Defaults to false (a single server).
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
         self
     }
 
@@ -124,6 +169,7 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<Client, EnqueueError> {
         let conn = Endpoint::new(self.url.as_str())
             .with_tls(self.tls)
+            .with_cluster(self.cluster)
             .command_connection()
             .await?;
         Ok(Client {
@@ -132,6 +178,7 @@ impl ClientBuilder {
             prefix: self.prefix,
             retries: self.retries,
             max_payload: self.max_payload,
+            durability: self.durability,
             registered: Arc::default(),
         })
     }
@@ -142,12 +189,13 @@ impl ClientBuilder {
 /// shows the URL with any password hidden.
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     /// The URL, password hidden (for `Debug`).
     url: Arc<str>,
     pub(crate) prefix: String,
     retries: u32,
     max_payload: usize,
+    durability: Option<Durability>,
     /// Queues already added to the registry by this client and its clones.
     registered: Arc<Mutex<HashSet<String>>>,
 }
@@ -174,9 +222,11 @@ impl Client {
         ClientBuilder {
             url: url.to_owned(),
             tls: TlsConfig::default(),
+            cluster: false,
             prefix: DEFAULT_PREFIX.to_owned(),
             retries: 3,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            durability: None,
         }
     }
 
@@ -241,6 +291,7 @@ impl Client {
                     async move { queue.enqueue_unique(&mut conn, submit).await }
                 })
                 .await?;
+            self.replicated(&queue).await?;
             return out
                 .into_iter()
                 .next()
@@ -264,6 +315,7 @@ impl Client {
             }
         })
         .await?;
+        self.replicated(&queue).await?;
         Ok(Enqueued::new(id, EnqueueStatus::New))
     }
 
@@ -330,13 +382,15 @@ impl Client {
                     Submit::new(env).unique(u.as_ref()).when(when)
                 })
                 .collect();
-            return self
+            let out = self
                 .with_retries_value(|mut conn| {
                     let queue = &queue;
                     let submit = &submit;
                     async move { queue.enqueue_unique(&mut conn, submit).await }
                 })
-                .await;
+                .await?;
+            self.replicated(&queue).await?;
+            return Ok(out);
         }
         self.with_retries(|mut conn| {
             let queue = &queue;
@@ -344,6 +398,7 @@ impl Client {
             async move { queue.enqueue(&mut conn, envs).await.map(drop) }
         })
         .await?;
+        self.replicated(&queue).await?;
         Ok(ids
             .into_iter()
             .map(|id| Enqueued::new(id, EnqueueStatus::New))
@@ -404,9 +459,31 @@ impl Client {
         Ok(())
     }
 
+    /// With durability on, waits until enough replicas of the master
+    /// serving `queue` have every write made so far on this connection.
+    async fn replicated(&self, queue: &Queue) -> Result<(), EnqueueError> {
+        let Some(d) = self.durability else {
+            return Ok(());
+        };
+        let acked = self
+            .conn
+            .clone()
+            .wait_replicas(&queue.keys().stream, d)
+            .await
+            .map_err(QueueError::redis("wait"))?;
+        if acked < d.replicas {
+            return Err(EnqueueError::NotReplicated {
+                wanted: d.replicas,
+                acked,
+                timeout: d.timeout,
+            });
+        }
+        Ok(())
+    }
+
     async fn with_retries<F, Fut>(&self, op: F) -> Result<(), EnqueueError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<(), QueueError>>,
     {
         self.with_retries_value(op).await
@@ -414,7 +491,7 @@ impl Client {
 
     async fn with_retries_value<T, F, Fut>(&self, op: F) -> Result<T, EnqueueError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
         let mut delay = Duration::from_millis(100);

@@ -7,7 +7,8 @@
 //! demo, the benchmark and the chaos run use it too, to start a local
 //! Redis when none is configured. [`RedisOptions`] starts it with TLS
 //! ([`TlsMode`], certificates made by the test: [`TestCerts`]) or extra
-//! `redis-server` arguments; [`readme_acl_users`] are the README's
+//! `redis-server` arguments; [`RedisCluster`] starts a local Redis Cluster
+//! (three masters, three replicas); [`readme_acl_users`] are the README's
 //! least-privilege users, for [`RedisServer::create_users`]. [`Proxy`] puts a TCP proxy that can
 //! black-hole traffic between a worker and its server. [`PostgresServer`]
 //! starts a private PostgreSQL the same way (or uses
@@ -19,12 +20,14 @@
 //! ```
 
 mod acl;
+mod cluster;
 mod postgres;
 mod proxy;
 mod tls;
 mod worker;
 
 pub use acl::{AclUser, readme_acl_users};
+pub use cluster::{NODE_TIMEOUT_MS, RedisCluster};
 pub use postgres::{PostgresError, PostgresServer, TEST_DATABASE_URL_ENV};
 pub use proxy::Proxy;
 pub use tls::{TestCerts, TlsMode, tls_flags};
@@ -365,6 +368,12 @@ impl RedisServer {
             let _ = child.wait();
         }
         self.restart()
+    }
+
+    /// True until [`kill`](Self::kill) (or a failed restart) took the
+    /// process away.
+    fn child_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// True while the server process runs.

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{Queue, inspect};
 
 use crate::error::{PageError, PageResult};
@@ -19,7 +19,7 @@ use crate::{WebConfig, WebError};
 pub(crate) struct App(Arc<Inner>);
 
 pub(crate) struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     pub(crate) config: WebConfig,
     /// Random per process; every form carries it.
     pub(crate) csrf: String,
@@ -34,7 +34,7 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    pub(crate) fn new(config: WebConfig, conn: ConnectionManager) -> Result<Self, WebError> {
+    pub(crate) fn new(config: WebConfig, conn: Conn) -> Result<Self, WebError> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes).map_err(|e| WebError::Random(e.to_string()))?;
         let csrf = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -47,7 +47,7 @@ impl App {
     }
 
     /// A handle on the shared command connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

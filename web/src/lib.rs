@@ -48,7 +48,7 @@ mod security;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 
 pub use config::{Auth, WebConfig};
 pub use error::WebError;
@@ -63,7 +63,7 @@ pub struct Server {
 impl Server {
     /// Checks `config` (a non-loopback address needs auth) and binds its
     /// address. `conn` is the command connection every page shares.
-    pub async fn bind(config: WebConfig, conn: ConnectionManager) -> Result<Self, WebError> {
+    pub async fn bind(config: WebConfig, conn: Conn) -> Result<Self, WebError> {
         config.validate()?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -91,7 +91,10 @@ async fn flush(q: &QueueCtx, batch: &[Acked]) {
             .ack_finished(&mut conn, &q.consumer, batch, q.cfg.result_ttl)
             .await
         {
-            Ok(_) => break,
+            Ok(_) => {
+                q.confirm(&mut conn, "acks").await;
+                break;
+            }
             Err(e) if attempt < tries => {
                 metrics::redis_error(q.queue.name(), "ack");
                 warn!(queue = q.queue.name(), error = %e, n = batch.len(), "ack failed, retrying");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use millrace_core::connect::{Endpoint, TlsConfig};
+use millrace_core::connect::{Durability, Endpoint, TlsConfig};
 use millrace_core::keys::{DEFAULT_PREFIX, validate_queue_name};
 use millrace_core::{ConfigError, DeadRetention, HistoryRetention};
 
@@ -20,6 +20,15 @@ pub struct WorkerConfig {
     /// Redis URL (`redis://`, `rediss://`, `redis+unix://`). Defaults to
     /// `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// `redis_url` names Redis Cluster nodes (one or more seed URLs,
+    /// comma-separated): connect with the cluster client. Defaults to
+    /// false.
+    pub redis_cluster: bool,
+    /// Replicas that must confirm the worker's acks and failed attempts
+    /// (`WAIT` after each batch; see `QueueCtx::confirm`). Defaults to
+    /// none. A shortfall is logged, never fatal: an unconfirmed outcome
+    /// lost in a failover means the job runs again, not that it is lost.
+    pub durability: Option<Durability>,
     /// TLS files for a `rediss://` URL: a private CA, a client certificate
     /// for mutual TLS. Defaults to none.
     pub tls: TlsConfig,
@@ -88,6 +97,8 @@ impl std::fmt::Debug for WorkerConfig {
                 "redis_url",
                 &millrace_core::Redacted(&self.redis_url).to_string(),
             )
+            .field("redis_cluster", &self.redis_cluster)
+            .field("durability", &self.durability)
             .field("tls", &self.tls)
             .field("prefix", &self.prefix)
             .field("queues", &self.queues)
@@ -116,6 +127,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_cluster: false,
+            durability: None,
             tls: TlsConfig::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
             queues: Vec::new(),
@@ -149,9 +162,11 @@ impl WorkerConfig {
         }
     }
 
-    /// Where Redis is: the URL and the TLS files.
+    /// Where Redis is: the URL, the TLS files and whether it is a cluster.
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::new(self.redis_url.clone()).with_tls(self.tls.clone())
+        Endpoint::new(self.redis_url.clone())
+            .with_tls(self.tls.clone())
+            .with_cluster(self.redis_cluster)
     }
 
     /// Checks the configuration; the message names the value and the rule.

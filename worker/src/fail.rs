@@ -107,6 +107,7 @@ async fn flush(q: &QueueCtx, batch: &mut Vec<FailRequest>, wake: &mut PromoterWa
                     );
                 }
                 outcomes = Some(report.outcomes);
+                q.confirm(&mut conn, "failed attempts").await;
                 break;
             }
             Err(e) if attempt < FAIL_TRIES => {

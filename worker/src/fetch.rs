@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use millrace_core::connect::{ReaderConn, Readers};
 use millrace_core::{Delivery, QueueError, ReadFrom};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -48,7 +49,7 @@ const OWN_SWEEP: usize = 1000;
 /// A dedicated reader connection and its server-side client id (for
 /// `CLIENT UNBLOCK`; `None` when the server would not tell).
 struct Reader {
-    conn: deadpool_redis::Connection,
+    conn: ReaderConn,
     id: Option<i64>,
 }
 
@@ -61,7 +62,7 @@ enum ReadEnd {
 }
 
 /// Runs until the stop token fires.
-pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
+pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
     let mut reader: Option<Reader> = None;
     // At a start, entries pending for this consumer name were left by an
     // earlier process (a fixed consumer name): claim them (a real restart).
@@ -180,7 +181,7 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: deadpool_redis::Pool) {
 }
 
 /// Takes a reader connection from the pool and asks for its client id.
-async fn connect(q: &QueueCtx, pool: &deadpool_redis::Pool) -> Option<Reader> {
+async fn connect(q: &QueueCtx, pool: &Readers) -> Option<Reader> {
     let get = tokio::time::timeout(q.cfg.block + READ_MARGIN, pool.get());
     let mut conn = match get.await {
         Ok(Ok(c)) => c,
@@ -198,13 +199,11 @@ async fn connect(q: &QueueCtx, pool: &deadpool_redis::Pool) -> Option<Reader> {
             return None;
         }
     };
-    let mut ask = redis::cmd("CLIENT");
-    ask.arg("ID");
-    let id = ask.query_async(&mut conn);
+    let id = conn.client_id(&q.queue.keys().stream);
     let id = match tokio::time::timeout(q.cfg.block + READ_MARGIN, id).await {
         Ok(Ok(id)) => Some(id),
         Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() || e.is_timeout() => {
-            drop(deadpool_redis::Connection::take(conn));
+            conn.discard();
             metrics::redis_error(q.queue.name(), "connect");
             warn!(queue = q.queue.name(), error = %e, "reader connection broken");
             return None;
@@ -214,7 +213,7 @@ async fn connect(q: &QueueCtx, pool: &deadpool_redis::Pool) -> Option<Reader> {
             None
         }
         Err(_) => {
-            drop(deadpool_redis::Connection::take(conn));
+            conn.discard();
             metrics::redis_error(q.queue.name(), "connect");
             warn!(
                 queue = q.queue.name(),
@@ -231,7 +230,7 @@ async fn connect(q: &QueueCtx, pool: &deadpool_redis::Pool) -> Option<Reader> {
 /// meant for nobody).
 fn discard(reader: &mut Option<Reader>) {
     if let Some(r) = reader.take() {
-        drop(deadpool_redis::Connection::take(r.conn));
+        r.conn.discard();
     }
 }
 
@@ -276,11 +275,9 @@ async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> Re
 async fn ask_unblock(q: &QueueCtx, id: Option<i64>) -> bool {
     let Some(id) = id else { return false };
     let mut conn = q.conn();
-    let done: redis::RedisResult<i64> = redis::cmd("CLIENT")
-        .arg("UNBLOCK")
-        .arg(id)
-        .query_async(&mut conn)
-        .await;
+    let mut unblock = redis::cmd("CLIENT");
+    unblock.arg("UNBLOCK").arg(id);
+    let done: redis::RedisResult<i64> = conn.query_at(&unblock, &q.queue.keys().stream).await;
     match done {
         Ok(1) => false,
         Ok(_) => true,

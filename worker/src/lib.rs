@@ -430,7 +430,7 @@ impl Worker {
 /// (the connection manager reconnects); other errors fail at once.
 pub(crate) async fn declare_with_retries(
     queue: &Queue,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut millrace_core::Conn,
 ) -> Result<(), QueueError> {
     let mut tries = 0;
     loop {
@@ -486,7 +486,7 @@ async fn hand_back_and_leave(q: &QueueCtx) {
 
 /// Warns when the server's settings can lose jobs (no AOF, or an eviction
 /// policy that can delete a stream with its group).
-async fn check_server_settings(conn: &mut redis::aio::ConnectionManager) {
+async fn check_server_settings(conn: &mut millrace_core::Conn) {
     let settings: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("appendonly")

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use millrace_core::Conn;
 use millrace_core::{Leave, PruneRule};
-use redis::aio::ConnectionManager;
 use tracing::{debug, info, warn};
 
 use crate::metrics;
@@ -64,10 +64,7 @@ pub(crate) async fn maintain_loop(q: Arc<QueueCtx>) {
 /// (both on server time) past the threshold, with nothing pending: the
 /// checks and the removal are one script, so a live worker is never
 /// removed whatever its own clock says.
-async fn prune(
-    q: &QueueCtx,
-    conn: &mut ConnectionManager,
-) -> Result<(), millrace_core::QueueError> {
+async fn prune(q: &QueueCtx, conn: &mut Conn) -> Result<(), millrace_core::QueueError> {
     let rule = PruneRule {
         min_idle: q.cfg.prune_consumers_after,
         min_silence: q.cfg.prune_consumers_after,

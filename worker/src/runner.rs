@@ -255,6 +255,7 @@ async fn run(args: Args, configure: Configure) -> Result<(), RunnerError> {
     let relay = outbox::start(
         &args.outbox,
         &args.redis_url,
+        args.redis_cluster,
         args.tls.config(),
         &args.prefix,
         shutdown.clone(),

@@ -21,9 +21,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::keys::registry_key;
 use millrace_core::{Keys, Queue};
-use redis::aio::ConnectionManager;
 use redis::streams::StreamInfoGroupsReply;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -46,7 +46,7 @@ pub(crate) async fn sample_loop(
     own: Vec<Queue>,
     progress: Vec<Arc<Progress>>,
     prefix: String,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     health: Health,
     every: Duration,
     stop: CancellationToken,
@@ -90,7 +90,7 @@ pub(crate) async fn sample_loop(
 
 /// Registered queues other than `own` (valid names only, sorted, at most
 /// [`MAX_SAMPLED`]).
-async fn others(own: &[Queue], prefix: &str, conn: &mut ConnectionManager) -> Vec<Queue> {
+async fn others(own: &[Queue], prefix: &str, conn: &mut Conn) -> Vec<Queue> {
     let names: BTreeSet<String> = match redis::cmd("SMEMBERS")
         .arg(registry_key(prefix))
         .query_async(conn)
@@ -112,10 +112,7 @@ async fn others(own: &[Queue], prefix: &str, conn: &mut ConnectionManager) -> Ve
 
 /// One sample of `q`. A missing stream samples as empty and a missing
 /// group as "nothing delivered", both with `group_present` false.
-pub(crate) async fn sample(
-    q: &Queue,
-    conn: &mut ConnectionManager,
-) -> redis::RedisResult<QueueSample> {
+pub(crate) async fn sample(q: &Queue, conn: &mut Conn) -> redis::RedisResult<QueueSample> {
     let k = q.keys();
     let ((secs, micros), exists): ((u64, u64), bool) = redis::pipe()
         .cmd("TIME")

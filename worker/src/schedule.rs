@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use millrace_core::Conn;
 use millrace_core::Queue;
 use millrace_core::schedule::store::{self, Claimed};
 use millrace_core::schedule::{Plan, Schedule, ScheduleDef, ScheduleError, Timing, plan};
-use redis::aio::ConnectionManager;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -57,7 +57,7 @@ pub(crate) fn settle(
 pub(crate) async fn start(
     defs: &[ScheduleDef],
     prefix: &str,
-    conn: &ConnectionManager,
+    conn: &Conn,
     tasks: &mut JoinSet<()>,
     stop: &CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -106,7 +106,7 @@ impl Known {
 }
 
 /// Runs until `stop` fires.
-async fn schedule_loop(s: Scheduled, mut conn: ConnectionManager, stop: CancellationToken) {
+async fn schedule_loop(s: Scheduled, mut conn: Conn, stop: CancellationToken) {
     let name = s.def.name.as_str();
     let queue = s.queue.name();
     let mut backoff = Backoff::default();

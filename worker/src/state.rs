@@ -4,16 +4,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use millrace_core::Conn;
 use millrace_core::Queue;
 use millrace_core::queue::Acked;
-use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::config::WorkerConfig;
 use crate::fail::FailRequest;
 use crate::health::Progress;
+use crate::metrics;
 use crate::metrics::QueueMetrics;
 use crate::registry::Handlers;
 
@@ -26,7 +28,7 @@ pub(crate) type InFlight = HashMap<String, CancellationToken>;
 pub(crate) struct QueueCtx {
     pub queue: Queue,
     pub consumer: Arc<str>,
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     pub handlers: Arc<Handlers>,
     pub cfg: Arc<WorkerConfig>,
     /// One permit per free job slot.
@@ -66,7 +68,7 @@ impl QueueCtx {
     pub fn new(
         queue: Queue,
         consumer: Arc<str>,
-        conn: ConnectionManager,
+        conn: Conn,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
         acks: mpsc::UnboundedSender<Acked>,
@@ -152,7 +154,33 @@ impl QueueCtx {
     }
 
     /// A clone of the shared command connection (cheap: it is multiplexed).
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// With [`WorkerConfig::durability`]: waits until enough replicas of
+    /// this queue's master have what `conn` wrote (its acks or failed
+    /// attempts, `what`). A shortfall is logged and counted, nothing more:
+    /// the outcome is written on the master, and if that master fails
+    /// before its replicas catch up the entries run again (never lost).
+    pub async fn confirm(&self, conn: &mut Conn, what: &'static str) {
+        let Some(d) = self.cfg.durability else { return };
+        match conn.wait_replicas(&self.queue.keys().stream, d).await {
+            Ok(n) if n >= d.replicas => {}
+            Ok(n) => {
+                metrics::redis_error(self.queue.name(), "wait");
+                warn!(
+                    queue = self.queue.name(),
+                    what,
+                    replicas = n,
+                    wanted = d.replicas,
+                    "not confirmed by enough replicas in time; after a failover these jobs may run again"
+                );
+            }
+            Err(e) => {
+                metrics::redis_error(self.queue.name(), "wait");
+                warn!(queue = self.queue.name(), what, error = %e, "WAIT for replicas failed");
+            }
+        }
     }
 }

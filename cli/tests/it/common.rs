@@ -5,18 +5,23 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::queue::When;
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{DeadRetention, Envelope, Failure, JobId, Queue, ReadFrom};
 use millrace_tests::{RedisOptions, RedisServer};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 pub const Q: &str = "emails";
 
-/// A private Redis server and the `millrace` binary pointed at it.
+/// A private Redis server (or a local Redis Cluster) and the `millrace`
+/// binary pointed at it.
 pub struct Env {
+    /// The server; on a cluster, one of its nodes.
     pub redis: RedisServer,
+    /// Its URL; on a cluster, every node's, comma-separated.
     pub url: String,
+    /// The cluster's other nodes (empty for a single server).
+    others: Vec<RedisServer>,
 }
 
 /// What a run of the binary printed.
@@ -75,7 +80,31 @@ impl Env {
         let redis = RedisServer::start_options(options)
             .unwrap_or_else(|e| panic!("cannot start redis: {e}"));
         let url = redis.url();
-        Self { redis, url }
+        Self {
+            redis,
+            url,
+            others: Vec::new(),
+        }
+    }
+
+    /// A local Redis Cluster (three masters, three replicas); the binary
+    /// runs with `MILLRACE_REDIS_CLUSTER=1`.
+    pub fn cluster() -> Self {
+        let cluster = millrace_tests::RedisCluster::start()
+            .unwrap_or_else(|e| panic!("cannot start the cluster: {e}"));
+        let url = cluster.url();
+        let mut others = cluster.into_nodes();
+        let redis = others.remove(0);
+        Self { redis, url, others }
+    }
+
+    fn is_cluster(&self) -> bool {
+        !self.others.is_empty()
+    }
+
+    /// Where Redis is, with the cluster flag when it is a cluster.
+    pub fn endpoint(&self) -> millrace_core::connect::Endpoint {
+        millrace_core::connect::Endpoint::new(self.url.as_str()).with_cluster(self.is_cluster())
     }
 
     /// The binary with this env's Redis, no colour, stdin from nowhere.
@@ -87,6 +116,11 @@ impl Env {
             .env_remove("MILLRACE_PREFIX")
             .env("NO_COLOR", "1")
             .args(args);
+        if self.is_cluster() {
+            c.env("MILLRACE_REDIS_CLUSTER", "1");
+        } else {
+            c.env_remove("MILLRACE_REDIS_CLUSTER");
+        }
         c
     }
 
@@ -135,15 +169,18 @@ impl Env {
     }
 
     /// Runs async protocol operations for test setup.
-    pub fn setup<T>(&self, f: impl AsyncFnOnce(&mut ConnectionManager) -> T) -> T {
+    pub fn setup<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> T) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         rt.block_on(async {
-            let mut conn = self
-                .redis
-                .endpoint()
+            let endpoint = if self.is_cluster() {
+                self.endpoint()
+            } else {
+                self.redis.endpoint()
+            };
+            let mut conn = endpoint
                 .command_connection()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -178,7 +215,7 @@ fn job(name: &str, payload: &str) -> Envelope {
 }
 
 /// Enqueues `e` and reads it as `consumer`; returns its entry id.
-async fn take(conn: &mut ConnectionManager, q: &Queue, consumer: &str, e: Envelope) -> String {
+async fn take(conn: &mut Conn, q: &Queue, consumer: &str, e: Envelope) -> String {
     q.enqueue(conn, &[e])
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -4,6 +4,7 @@
 //! output and what it changed.
 
 mod acl;
+mod cluster;
 mod common;
 mod destructive;
 mod errors;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use millrace::{Cancel, Client, EnqueueOptions, Unique};
+use millrace_core::Conn;
 use millrace_core::history::Outcome;
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{Job, JobError, Keys, RetryPolicy};
 use millrace_worker::Worker;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::*;
 use crate::unique::{client, locks};
 
-async fn stat(c: &mut ConnectionManager, field: &str) -> u64 {
+async fn stat(c: &mut Conn, field: &str) -> u64 {
     let k = Keys::new("millrace", "default").unwrap_or_else(|e| panic!("{e}"));
     let v: Option<u64> = millrace_core::redis::cmd("HGET")
         .arg(&k.stats)

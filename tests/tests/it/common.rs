@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use millrace_core::CancellationToken;
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{Job, JobContext, JobError, Keys, RetryPolicy};
 use millrace_tests::RedisServer;
 use millrace_worker::{Worker, WorkerBuilder, WorkerConfig};
@@ -22,7 +22,7 @@ pub fn redis() -> RedisServer {
     }
 }
 
-pub async fn conn(url: &str) -> ConnectionManager {
+pub async fn conn(url: &str) -> Conn {
     millrace_core::connect::command_connection(url)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -97,7 +97,7 @@ pub struct Left {
     pub tries: u64,
 }
 
-pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
+pub async fn left(conn: &mut Conn, queue: &str) -> Left {
     // The first command after a Redis restart may fail while the
     // connection manager reconnects: retry a little.
     let mut tries = 0;
@@ -114,10 +114,7 @@ pub async fn left(conn: &mut ConnectionManager, queue: &str) -> Left {
     }
 }
 
-async fn try_left(
-    conn: &mut ConnectionManager,
-    queue: &str,
-) -> millrace_core::redis::RedisResult<Left> {
+async fn try_left(conn: &mut Conn, queue: &str) -> millrace_core::redis::RedisResult<Left> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     type Counts = (u64, u64, u64, u64, u64);
     let (stream, delayed, jobs, dead, tries): Counts = millrace_core::redis::pipe()
@@ -156,7 +153,7 @@ async fn try_left(
 /// Enqueues `env` on `queue` and reads it as `consumer`, which then holds
 /// it (a consumer that died holding a job, say); returns its delivery.
 pub async fn held_by(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queue: &millrace_core::Queue,
     consumer: &str,
     env: millrace_core::Envelope,
@@ -181,7 +178,7 @@ pub async fn held_by(
 
 /// Waits until `queue` holds exactly `want` (e.g. `Left::default()`:
 /// nothing at all).
-pub async fn wait_left(c: &ConnectionManager, queue: &str, want: Left) {
+pub async fn wait_left(c: &Conn, queue: &str, want: Left) {
     let what = format!("{queue} to hold {want:?}");
     eventually(&what, || {
         let mut c = c.clone();
@@ -191,10 +188,7 @@ pub async fn wait_left(c: &ConnectionManager, queue: &str, want: Left) {
 }
 
 /// The dead-letter stream's entries as field maps.
-pub async fn dead_entries(
-    conn: &mut ConnectionManager,
-    queue: &str,
-) -> Vec<HashMap<String, String>> {
+pub async fn dead_entries(conn: &mut Conn, queue: &str) -> Vec<HashMap<String, String>> {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<(String, HashMap<String, String>)> = millrace_core::redis::cmd("XRANGE")
         .arg(&k.dead)
@@ -207,7 +201,7 @@ pub async fn dead_entries(
 }
 
 /// Server time in ms.
-pub async fn server_ms(conn: &mut ConnectionManager) -> u64 {
+pub async fn server_ms(conn: &mut Conn) -> u64 {
     let (s, us): (u64, u64) = millrace_core::redis::cmd("TIME")
         .query_async(conn)
         .await

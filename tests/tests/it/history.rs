@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::history::{self, Outcome};
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{
     Acked, DeadRetention, Delivery, Envelope, Failure, HistoryRetention, JobId, Queue, ReadFrom,
 };
@@ -13,7 +13,7 @@ use millrace_core::{
 use crate::common::*;
 
 /// Enqueues `n` jobs and reads them all as `consumer`.
-async fn take(conn: &mut ConnectionManager, q: &Queue, consumer: &str, n: usize) -> Vec<Delivery> {
+async fn take(conn: &mut Conn, q: &Queue, consumer: &str, n: usize) -> Vec<Delivery> {
     let jobs: Vec<Envelope> = (0..n)
         .map(|_| Envelope::new(JobId::new().0, "probe", "{}".into()))
         .collect();
@@ -39,7 +39,7 @@ fn acked(d: &[Delivery]) -> Vec<Acked> {
         .collect()
 }
 
-async fn xlen(conn: &mut ConnectionManager, key: &str) -> u64 {
+async fn xlen(conn: &mut Conn, key: &str) -> u64 {
     millrace_core::redis::cmd("XLEN")
         .arg(key)
         .query_async(conn)
@@ -50,7 +50,7 @@ async fn xlen(conn: &mut ConnectionManager, key: &str) -> u64 {
 async fn setup(
     name: &str,
     history: HistoryRetention,
-) -> (millrace_tests::RedisServer, ConnectionManager, Queue) {
+) -> (millrace_tests::RedisServer, Conn, Queue) {
     let redis = redis();
     let mut conn = conn(&redis.url()).await;
     let q = Queue::new(name)

@@ -3,6 +3,7 @@
 mod acl;
 mod axum_service;
 mod cancel;
+mod cluster;
 mod common;
 mod delayed;
 mod demo;

@@ -13,10 +13,7 @@ use crate::processes::{read_runs, sigterm, start_worker, wait_all_ran, wait_exit
 
 const LEASE: &[&str] = &["--lease", "2s", "--reclaim-every", "200ms"];
 
-async fn pending_for(
-    c: &mut millrace_core::redis::aio::ConnectionManager,
-    consumer_prefix: &str,
-) -> usize {
+async fn pending_for(c: &mut millrace_core::Conn, consumer_prefix: &str) -> usize {
     let rows: Vec<(String, String, u64, u64)> = millrace_core::redis::cmd("XPENDING")
         .arg("millrace:{default}:stream")
         .arg("millrace")
@@ -47,7 +44,7 @@ async fn wait_for_group(url: &str) {
     .await;
 }
 
-async fn wait_pending(c: &mut millrace_core::redis::aio::ConnectionManager, n: usize) {
+async fn wait_pending(c: &mut millrace_core::Conn, n: usize) {
     eventually(&format!("{n} pending entries"), || {
         let mut c = c.clone();
         async move { pending_for(&mut c, "").await == n }
@@ -595,7 +592,7 @@ async fn dead_consumers_with_nothing_pending_are_pruned_and_busy_ones_kept() {
         millrace_worker::Worker::builder(cfg)
             .register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
     );
-    let consumers = |c: millrace_core::redis::aio::ConnectionManager| async move {
+    let consumers = |c: millrace_core::Conn| async move {
         let mut c = c;
         let infos: Vec<std::collections::HashMap<String, millrace_core::redis::Value>> =
             millrace_core::redis::cmd("XINFO")

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use millrace::Client;
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{
     DeadRetention, Delivery, Envelope, FailOutcome, Failure, Queue, ReadFrom, inspect,
 };
@@ -24,7 +24,7 @@ fn envelope(d: &Delivery) -> Envelope {
     Envelope::decode(d.fields.clone().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn read_one(q: &Queue, c: &mut ConnectionManager, consumer: &str) -> Delivery {
+async fn read_one(q: &Queue, c: &mut Conn, consumer: &str) -> Delivery {
     let mut got = q
         .read(c, consumer, 1, Duration::from_millis(100), &ReadFrom::New)
         .await
@@ -34,7 +34,7 @@ async fn read_one(q: &Queue, c: &mut ConnectionManager, consumer: &str) -> Deliv
 
 async fn fail(
     q: &Queue,
-    c: &mut ConnectionManager,
+    c: &mut Conn,
     consumer: &str,
     entry: &str,
     failure: Failure,
@@ -49,7 +49,7 @@ fn again(next_attempt: u32) -> Failure {
     Failure::Again { next_attempt }
 }
 
-async fn tries_len(c: &mut ConnectionManager) -> u64 {
+async fn tries_len(c: &mut Conn) -> u64 {
     millrace_core::redis::cmd("HLEN")
         .arg("millrace:{default}:tries")
         .query_async(c)
@@ -57,7 +57,7 @@ async fn tries_len(c: &mut ConnectionManager) -> u64 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn setup(url: &str) -> (Queue, ConnectionManager) {
+async fn setup(url: &str) -> (Queue, Conn) {
     let mut c = conn(url).await;
     let q = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
     q.declare(&mut c).await.unwrap_or_else(|e| panic!("{e}"));

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use millrace::{Client, EnqueueOptions};
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{Envelope, Job, JobContext, JobError, JobId, Queue, QueueError};
 use millrace_jobs::{Noop, Sleep};
 use millrace_tests::Proxy;
@@ -22,7 +22,7 @@ use crate::processes::{read_runs, sigterm, start_worker};
 /// The `default` queue's stream key.
 const STREAM: &str = "millrace:{default}:stream";
 
-async fn group_consumers(c: &mut ConnectionManager) -> Vec<String> {
+async fn group_consumers(c: &mut Conn) -> Vec<String> {
     let infos: Vec<HashMap<String, millrace_core::redis::Value>> =
         millrace_core::redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -42,7 +42,7 @@ async fn group_consumers(c: &mut ConnectionManager) -> Vec<String> {
 
 /// Where a job that never ran is: a line per missing id, for the failure
 /// message (pending under which consumer, or still in the stream).
-async fn whereabouts(c: &mut ConnectionManager, missing: &[String]) -> String {
+async fn whereabouts(c: &mut Conn, missing: &[String]) -> String {
     let pending: Vec<(String, String, u64, u64)> = millrace_core::redis::cmd("XPENDING")
         .arg(STREAM)
         .arg("millrace")
@@ -218,7 +218,7 @@ async fn reader_reconnects_do_not_count_as_deliveries() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
-    let deliveries = |c: ConnectionManager| async move {
+    let deliveries = |c: Conn| async move {
         let mut c = c;
         let rows: Vec<(String, String, u64, u64)> = millrace_core::redis::cmd("XPENDING")
             .arg(STREAM)
@@ -263,7 +263,7 @@ async fn reader_reconnects_do_not_count_as_deliveries() {
 }
 
 /// `XADD` of `fields` plus `extra` filler fields to the default stream.
-async fn xadd_wide(c: &mut ConnectionManager, fields: &[(&str, &str)], extra: usize) {
+async fn xadd_wide(c: &mut Conn, fields: &[(&str, &str)], extra: usize) {
     let mut cmd = millrace_core::redis::cmd("XADD");
     cmd.arg(STREAM).arg("*");
     for (k, v) in fields {
@@ -680,7 +680,7 @@ async fn unknown_job_names_wait_for_a_worker_that_knows_them() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut c = conn(&url).await;
-    let stored = |c: ConnectionManager, id: String| async move {
+    let stored = |c: Conn, id: String| async move {
         let mut c = c;
         millrace_core::redis::cmd("HGET")
             .arg("millrace:{default}:jobs")
@@ -902,7 +902,7 @@ async fn pruning_checks_pending_idle_and_heartbeat_in_one_step() {
         min_idle: Duration::from_millis(300),
         min_silence: Duration::from_millis(300),
     };
-    let prune = |c: ConnectionManager, name: &'static str| {
+    let prune = |c: Conn, name: &'static str| {
         let queue = queue.clone();
         async move {
             let mut c = c;

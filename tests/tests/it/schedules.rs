@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::Queue;
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::schedule::store::{self, Claimed};
 use millrace_core::schedule::{Missed, Plan, Schedule, Timing, plan};
 use millrace_worker::{Job, JobContext, JobError, Worker};
@@ -47,7 +47,7 @@ fn every_second(test: &str) -> Schedule {
 }
 
 /// The entries of `queue`'s ready stream, as field maps.
-async fn entries(conn: &mut ConnectionManager, queue: &str) -> Vec<HashMap<String, String>> {
+async fn entries(conn: &mut Conn, queue: &str) -> Vec<HashMap<String, String>> {
     let k = millrace_core::Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<(String, HashMap<String, String>)> = millrace_core::redis::cmd("XRANGE")
         .arg(&k.stream)
@@ -60,7 +60,7 @@ async fn entries(conn: &mut ConnectionManager, queue: &str) -> Vec<HashMap<Strin
 }
 
 /// How many entries of `queue` there are per fire time.
-async fn fires(conn: &mut ConnectionManager, queue: &str) -> BTreeMap<u64, u32> {
+async fn fires(conn: &mut Conn, queue: &str) -> BTreeMap<u64, u32> {
     let mut out = BTreeMap::new();
     for e in entries(conn, queue).await {
         let fire: u64 = e
@@ -74,7 +74,7 @@ async fn fires(conn: &mut ConnectionManager, queue: &str) -> BTreeMap<u64, u32> 
     out
 }
 
-async fn hget(conn: &mut ConnectionManager, queue: &str, field: &str) -> Option<String> {
+async fn hget(conn: &mut Conn, queue: &str, field: &str) -> Option<String> {
     let k = millrace_core::Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     millrace_core::redis::cmd("HGET")
         .arg(&k.schedules)
@@ -84,7 +84,7 @@ async fn hget(conn: &mut ConnectionManager, queue: &str, field: &str) -> Option<
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn hset(conn: &mut ConnectionManager, queue: &str, field: &str, value: u64) {
+async fn hset(conn: &mut Conn, queue: &str, field: &str, value: u64) {
     let k = millrace_core::Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     millrace_core::redis::cmd("HSET")
         .arg(&k.schedules)
@@ -95,7 +95,7 @@ async fn hset(conn: &mut ConnectionManager, queue: &str, field: &str, value: u64
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn live_workers(conn: &mut ConnectionManager, queue: &str) -> u64 {
+async fn live_workers(conn: &mut Conn, queue: &str) -> u64 {
     let k = millrace_core::Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));
     millrace_core::redis::cmd("ZCARD")
         .arg(&k.workers)
@@ -106,7 +106,7 @@ async fn live_workers(conn: &mut ConnectionManager, queue: &str) -> u64 {
 
 /// A ten-second window of whole seconds starting a second or two from now
 /// (server time), once `n` workers are up.
-async fn window_after_workers(conn: &ConnectionManager, n: u64) -> (u64, u64) {
+async fn window_after_workers(conn: &Conn, n: u64) -> (u64, u64) {
     eventually("every worker to be up", || {
         let mut c = conn.clone();
         async move { live_workers(&mut c, "default").await == n }
@@ -116,7 +116,7 @@ async fn window_after_workers(conn: &ConnectionManager, n: u64) -> (u64, u64) {
     (start, start + 10_000)
 }
 
-async fn wait_server_time(conn: &ConnectionManager, at: u64) {
+async fn wait_server_time(conn: &Conn, at: u64) {
     loop {
         let now = server_ms(&mut conn.clone()).await;
         if now >= at {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use millrace::{Client, EnqueueOptions, EnqueueStatus, Enqueued, Unique};
-use millrace_core::redis::aio::ConnectionManager;
+use millrace_core::Conn;
 use millrace_core::{Job, Keys, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ pub async fn client(url: &str) -> Client {
 }
 
 /// The unique locks of queue `default`: key → `<mode>|<job id>`.
-pub async fn locks(c: &mut ConnectionManager) -> Vec<(String, String)> {
+pub async fn locks(c: &mut Conn) -> Vec<(String, String)> {
     let k = Keys::new("millrace", "default").unwrap_or_else(|e| panic!("{e}"));
     let mut v: Vec<(String, String)> = millrace_core::redis::cmd("HGETALL")
         .arg(&k.unique)
@@ -211,7 +211,7 @@ async fn a_debounce_enqueue_replaces_the_payload_and_pushes_the_job_back() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(first.is_new());
-    let due = |c: &mut ConnectionManager, id: String| {
+    let due = |c: &mut Conn, id: String| {
         let mut c = c.clone();
         let key = k.delayed.clone();
         async move {

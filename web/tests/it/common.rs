@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use millrace_core::Conn;
 use millrace_core::queue::When;
-use millrace_core::redis::aio::ConnectionManager;
 use millrace_core::{DeadRetention, Envelope, Failure, JobId, Queue, ReadFrom};
 use millrace_tests::RedisServer;
 use millrace_web::{Server, WebConfig};
@@ -32,7 +32,7 @@ impl Env {
     }
 
     /// Runs async protocol operations (setup and checks).
-    pub fn with<T>(&self, f: impl AsyncFnOnce(&mut ConnectionManager) -> T) -> T {
+    pub fn with<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> T) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -76,7 +76,7 @@ pub fn job(name: &str, payload: &str) -> Envelope {
 }
 
 /// Enqueues `e`, reads it as `consumer` and returns its entry id.
-async fn claim(conn: &mut ConnectionManager, q: &Queue, consumer: &str, e: Envelope) -> String {
+async fn claim(conn: &mut Conn, q: &Queue, consumer: &str, e: Envelope) -> String {
     q.enqueue(conn, &[e]).await.unwrap_or_else(|e| fail(e));
     let read = q
         .read(conn, consumer, 1, Duration::from_millis(50), &ReadFrom::New)
@@ -86,13 +86,7 @@ async fn claim(conn: &mut ConnectionManager, q: &Queue, consumer: &str, e: Envel
 }
 
 /// Fails entry `entry` of `consumer` with `outcome` and `error`.
-async fn fail_entry(
-    conn: &mut ConnectionManager,
-    q: &Queue,
-    entry: &str,
-    outcome: Failure,
-    error: &str,
-) {
+async fn fail_entry(conn: &mut Conn, q: &Queue, entry: &str, outcome: Failure, error: &str) {
     q.fail(conn, "w1", entry, outcome, error, DeadRetention::default())
         .await
         .unwrap_or_else(|e| fail(e));

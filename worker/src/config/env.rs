@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use millrace_core::connect::TlsConfig;
+use millrace_core::connect::{Durability, TlsConfig};
 use millrace_core::{ConfigError, DeadRetention, HistoryRetention};
 
 use super::WorkerConfig;
@@ -13,6 +13,9 @@ use super::WorkerConfig;
 /// The variables [`WorkerConfig::from_env`] reads, with what they set.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("MILLRACE_REDIS_URL", "redis_url"),
+    ("MILLRACE_REDIS_CLUSTER", "redis_cluster (1 or true)"),
+    ("MILLRACE_WAIT_REPLICAS", "durability.replicas (0: none)"),
+    ("MILLRACE_WAIT_TIMEOUT", "durability.timeout (default 1s)"),
     ("MILLRACE_TLS_CA_FILE", "tls.ca_file"),
     ("MILLRACE_TLS_CERT_FILE", "tls.cert_file"),
     ("MILLRACE_TLS_KEY_FILE", "tls.key_file"),
@@ -74,6 +77,15 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
+/// A yes/no variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
+fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 fn bad(name: &str, value: &str, e: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid(format!("{name}={value:?}: {e}"))
 }
@@ -95,6 +107,19 @@ impl WorkerConfig {
         let mut c = Self::default();
         if let Some(url) = v.raw("MILLRACE_REDIS_URL") {
             c.redis_url = url;
+        }
+        if let Some(on) = v.raw("MILLRACE_REDIS_CLUSTER") {
+            c.redis_cluster = parse_flag(&on).ok_or_else(|| {
+                bad(
+                    "MILLRACE_REDIS_CLUSTER",
+                    &on,
+                    "expected 1, true, 0 or false",
+                )
+            })?;
+        }
+        if let Some(n) = v.parse::<u32>("MILLRACE_WAIT_REPLICAS")? {
+            let timeout = v.duration("MILLRACE_WAIT_TIMEOUT")?;
+            c.durability = Durability::new(n, timeout.unwrap_or(Duration::from_secs(1)));
         }
         c.tls = TlsConfig::from_lookup(|name| v.raw(name));
         if let Some(prefix) = v.raw("MILLRACE_PREFIX") {
@@ -205,6 +230,9 @@ mod tests {
     fn every_variable_is_read() {
         let c = ok(&[
             ("MILLRACE_REDIS_URL", "redis://:pw@h:1/2"),
+            ("MILLRACE_REDIS_CLUSTER", "1"),
+            ("MILLRACE_WAIT_REPLICAS", "1"),
+            ("MILLRACE_WAIT_TIMEOUT", "250ms"),
             ("MILLRACE_PREFIX", "mr"),
             ("MILLRACE_QUEUES", "billing, email"),
             ("MILLRACE_CONCURRENCY", "8"),
@@ -225,6 +253,8 @@ mod tests {
         ]);
         let s = Duration::from_secs;
         assert_eq!(c.redis_url, "redis://:pw@h:1/2");
+        assert!(c.redis_cluster);
+        assert_eq!(c.durability, Durability::new(1, Duration::from_millis(250)));
         assert_eq!(c.prefix, "mr");
         assert_eq!(c.queues, ["billing", "email"]);
         assert_eq!(c.concurrency, 8);
@@ -262,6 +292,10 @@ mod tests {
         );
         let e = err(&[("MILLRACE_DEAD_MAX_LEN", "-1")]);
         assert!(e.starts_with("MILLRACE_DEAD_MAX_LEN=\"-1\""), "{e}");
+        assert_eq!(
+            err(&[("MILLRACE_REDIS_CLUSTER", "maybe")]),
+            "MILLRACE_REDIS_CLUSTER=\"maybe\": expected 1, true, 0 or false"
+        );
     }
 
     #[test]

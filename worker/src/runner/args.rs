@@ -23,6 +23,16 @@ pub(crate) struct Args {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub(crate) redis_url: String,
+    /// The URL names Redis Cluster nodes (seed URLs, comma-separated).
+    #[arg(long, env = "MILLRACE_REDIS_CLUSTER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) redis_cluster: bool,
+    /// Replicas that must confirm each batch of acks and failed attempts
+    /// (WAIT); 0 waits for none. A shortfall is logged, never fatal.
+    #[arg(long, env = "MILLRACE_WAIT_REPLICAS", default_value_t = 0)]
+    pub(crate) wait_replicas: u32,
+    /// How long --wait-replicas waits.
+    #[arg(long, env = "MILLRACE_WAIT_TIMEOUT", default_value = "1s", value_parser = crate::config::parse_duration)]
+    pub(crate) wait_timeout: Duration,
     /// TLS for a rediss:// URL: a private CA, a client certificate.
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
@@ -128,6 +138,9 @@ impl Args {
     /// `WorkerBuilder::build`).
     pub(crate) fn config(&self) -> WorkerConfig {
         let mut config = WorkerConfig::new(self.redis_url.clone());
+        config.redis_cluster = self.redis_cluster;
+        config.durability =
+            millrace_core::connect::Durability::new(self.wait_replicas, self.wait_timeout);
         config.tls = self.tls.config();
         config.prefix.clone_from(&self.prefix);
         config.queues.clone_from(&self.queues);

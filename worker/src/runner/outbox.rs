@@ -38,6 +38,7 @@ pub(crate) struct OutboxArgs {
 pub(crate) async fn start(
     args: &OutboxArgs,
     redis_url: &str,
+    redis_cluster: bool,
     tls: millrace_core::connect::TlsConfig,
     prefix: &str,
     shutdown: CancellationToken,
@@ -48,6 +49,7 @@ pub(crate) async fn start(
     let mut config = RelayConfig::default();
     config.prefix = prefix.to_owned();
     config.tls = tls;
+    config.redis_cluster = redis_cluster;
     config.batch = args.relay_batch;
     config.poll_every = args.relay_poll;
     config.processed_retention =

@@ -1,0 +1,247 @@
+//! A private Redis Cluster on loopback: six `redis-server`s with
+//! `cluster-enabled yes` (three masters, three replicas), joined by
+//! `redis-cli --cluster create ... --cluster-replicas 1`, ready once every
+//! node says `cluster_state:ok` and every replica's link is up; killed on
+//! drop. A test can SIGKILL the master serving a key and wait for its
+//! replica to take over.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use millrace_core::connect::Endpoint;
+
+use crate::{HarnessError, RedisOptions, RedisServer, free_port};
+
+/// How long a node may be unreachable before the cluster fails it over, in
+/// ms (`cluster-node-timeout`). Short, so a failover test is quick.
+pub const NODE_TIMEOUT_MS: u64 = 1000;
+/// How long the cluster gets to form, or to recover from a failover.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Six cluster nodes (three masters with a replica each), killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts six nodes on free loopback ports, creates the cluster and
+    /// waits until it serves every slot with every replica in sync.
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut nodes = Vec::with_capacity(6);
+        for _ in 0..6 {
+            let bus = free_port()?;
+            let options = RedisOptions {
+                args: [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    &NODE_TIMEOUT_MS.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                    // A replica takes over however long its link was down.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                ..RedisOptions::default()
+            };
+            nodes.push(RedisServer::start_options(options)?);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => HarnessError::NotStarted {
+                    port: nodes[0].port(),
+                    reason: "redis-cli not found on PATH (it comes with redis-server)".into(),
+                    log: String::new(),
+                },
+                _ => e.into(),
+            })?;
+        let cluster = Self { nodes };
+        if !out.status.success() {
+            return Err(cluster.failed(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        cluster.wait_settled()?;
+        Ok(cluster)
+    }
+
+    fn failed(&self, reason: String) -> HarnessError {
+        HarnessError::NotStarted {
+            port: self.nodes.first().map_or(0, RedisServer::port),
+            reason,
+            log: self.nodes.iter().map(RedisServer::log).collect(),
+        }
+    }
+
+    /// Waits until every running node says `cluster_state:ok`, knows the
+    /// same three masters, and every running replica's link is up.
+    fn wait_settled(&self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + SETTLE;
+        while !self.settled() {
+            if Instant::now() > deadline {
+                return Err(self.failed(format!("cluster not settled within {SETTLE:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again (after [`fail_over`](Self::fail_over)) on
+    /// its port and directory: it rejoins as a replica of the master that
+    /// replaced it. Waits until every replica is in sync again.
+    pub fn rejoin(&mut self, i: usize) -> Result<(), HarnessError> {
+        self.nodes[i].restart()?;
+        let deadline = Instant::now() + SETTLE;
+        while !(self.settled() && self.replicas() == 3) {
+            if Instant::now() > deadline {
+                return Err(self.failed(format!("node {i} did not rejoin within {SETTLE:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn replicas(&self) -> usize {
+        self.running()
+            .filter(|n| {
+                query::<String>(n, &["INFO", "replication"])
+                    .is_some_and(|r| r.contains("role:slave"))
+            })
+            .count()
+    }
+
+    fn settled(&self) -> bool {
+        let mut masters = 0;
+        for n in self.running() {
+            let Some(info) = query::<String>(n, &["CLUSTER", "INFO"]) else {
+                return false;
+            };
+            if !info.contains("cluster_state:ok") {
+                return false;
+            }
+            let Some(repl) = query::<String>(n, &["INFO", "replication"]) else {
+                return false;
+            };
+            if repl.contains("role:master") {
+                masters += 1;
+            } else if !repl.contains("master_link_status:up") {
+                return false;
+            }
+        }
+        masters == 3
+    }
+
+    fn running(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.child_running())
+    }
+
+    /// The seed URLs, comma-separated (every node: a client needs one).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The cluster endpoint: the seed URLs with the cluster flag.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.url()).with_cluster(true)
+    }
+
+    /// The nodes, for a caller that keeps them running (each is killed
+    /// when dropped).
+    pub fn into_nodes(self) -> Vec<RedisServer> {
+        self.nodes
+    }
+
+    /// The nodes, masters and replicas in no particular order.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The index (in [`nodes`](Self::nodes)) of the running master
+    /// serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let slot: i64 = self
+            .running()
+            .find_map(|n| query(n, &["CLUSTER", "KEYSLOT", key]))?;
+        self.nodes
+            .iter()
+            .position(|n| n.child_running() && serves(n, slot))
+    }
+
+    /// Kills (SIGKILL) the master serving `key` and waits until its
+    /// replica has taken over and the cluster is whole again (three
+    /// masters, `cluster_state:ok` everywhere). Returns the killed node's
+    /// index.
+    pub fn fail_over(&mut self, key: &str) -> Result<usize, HarnessError> {
+        let Some(i) = self.master_of(key) else {
+            return Err(self.failed(format!("no master serves {key}")));
+        };
+        self.nodes[i].kill();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let promoted = self.master_of(key).is_some_and(|m| m != i);
+            if promoted && self.settled() {
+                return Ok(i);
+            }
+            if Instant::now() > deadline {
+                return Err(self.failed(format!("no failover of {key} within {SETTLE:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// True when node `n` serves `slot` itself (no MOVED for it).
+fn serves(n: &RedisServer, slot: i64) -> bool {
+    let Ok(mut conn) = n.connection() else {
+        return false;
+    };
+    let shards: redis::RedisResult<Vec<Vec<redis::Value>>> =
+        redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn);
+    let Ok(my_id) = redis::cmd("CLUSTER").arg("MYID").query::<String>(&mut conn) else {
+        return false;
+    };
+    let Ok(shards) = shards else { return false };
+    shards.iter().any(|range| {
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(i)) => Some(*i),
+            _ => None,
+        };
+        let (Some(lo), Some(hi)) = (int(range.first()), int(range.get(1))) else {
+            return false;
+        };
+        let master_id = match range.get(2) {
+            Some(redis::Value::Array(m)) => match m.get(2) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        (lo..=hi).contains(&slot) && master_id == my_id
+    })
+}
+
+fn query<T: redis::FromRedisValue>(n: &RedisServer, args: &[&str]) -> Option<T> {
+    let mut conn = n.connection().ok()?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut conn).ok()
+}
