@@ -13,12 +13,11 @@
 --     history), ARGV[5] history max age ms (0 = none), ARGV[6] result TTL
 --     ms, then one record of 7 per entry: entry id, job id, job name,
 --     attempts, run time ms, result ('' = none, else JSON stored in the
---     next result key with the TTL), unique key ('' = none). Each entry is
---     acknowledged on its own, and only an entry this call acknowledged
---     (still pending: not acked meanwhile by a worker that took it over)
---     gets its history entry and its result, so a job run twice is
---     recorded once. A record with an empty job id (an entry deleted while
---     pending) only acknowledges.
+--     next result key with the TTL), unique key ('' = none). Only an entry
+--     this call acknowledged (still pending: not acked meanwhile by a
+--     worker that took it over) gets its history entry and its result, so
+--     a job run twice is recorded once. A record with an empty job id (an
+--     entry deleted while pending) only acknowledges.
 -- Returns how many entries were pending.
 local stream, group = KEYS[1], ARGV[1]
 local n, ids = 0, nil
@@ -34,14 +33,24 @@ elseif ARGV[2] == 'full' then
   local consumer, cap, ttl = ARGV[3], tonumber(ARGV[4]) or 0, ARGV[6]
   if #ARGV < 13 or (#ARGV - 6) % 7 ~= 0 then return redis.error_reply('ERR ack: bad record list') end
   ids = {}
+  for i = 7, #ARGV, 7 do ids[#ids + 1] = ARGV[i] end
+  -- One XACK for the batch. When it acknowledged fewer entries than given
+  -- (rare: a worker that took an entry over finished it first), the ones
+  -- this call acknowledged are those still in the stream: every script
+  -- that acknowledges an entry deletes it in the same call.
+  n = redis.call('XACK', stream, group, unpack(ids))
+  local mine = nil
+  if n < #ids then
+    mine = {}
+    for _, id in ipairs(ids) do
+      if #redis.call('XRANGE', stream, id, id) == 1 then mine[id] = true end
+    end
+  end
   local k = 6
   for i = 7, #ARGV, 7 do
-    local entry, job, result = ARGV[i], ARGV[i + 1], ARGV[i + 5]
-    ids[#ids + 1] = entry
-    local acked = redis.call('XACK', stream, group, entry)
+    local job, result = ARGV[i + 1], ARGV[i + 5]
     if result ~= '' then k = k + 1 end
-    if acked == 1 then
-      n = n + 1
+    if not mine or mine[ARGV[i]] then
       if job ~= '' and cap > 0 then
         record_history(KEYS[6], cap, job, ARGV[i + 2], 'succeeded', ARGV[i + 3], ARGV[i + 4],
           consumer, nil)
