@@ -474,6 +474,10 @@ pub(crate) async fn record_failure(q: &QueueCtx, failed: FailedEntry) -> Option<
         );
         metrics::lease_lost(q.queue.name());
     }
+    if outcome == Some(FailOutcome::Cancelled) {
+        info!(queue = q.queue.name(), entry = %entry_id,
+            "cancelled while its attempt ran: ended as cancelled, not retried");
+    }
     if !(again && outcome == Some(FailOutcome::Retried)) {
         q.inflight().remove(&entry_id);
     }

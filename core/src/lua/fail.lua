@@ -7,7 +7,8 @@
 -- KEYS[5] stats hash, KEYS[6] tries hash (attempt records of entries retried
 -- in place: `<attempt>:<error>`), KEYS[7] unique hash, KEYS[8] unique ttl
 -- zset (a dead-lettered job's unique lock is released here), KEYS[9]
--- history stream
+-- history stream, KEYS[10] cancel zset (cancel marks: a marked entry whose
+-- attempt failed is not retried but ends as cancelled, code 4)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] dead max entries, ARGV[4] dead max age ms,
 -- ARGV[5] history cap (0 = no history), ARGV[6] history max age ms (0 = none),
 -- then one record per failed entry, its entry id and mode first:
@@ -36,7 +37,10 @@
 -- owns the entry, or it is no longer pending), 1 when a retry (or deferral)
 -- was scheduled, 2 when dead-lettered, 3 when the entry was gone (deleted
 -- while pending: acknowledged, nothing kept; told for the modes that read
--- the entry), then how many 'later' entries had been deleted while
+-- the entry), 4 when a retry (or deferral) was due but the entry carries a
+-- cancel mark (`cancel.lua` marked it while the attempt ran): it ends as
+-- cancelled instead (unique lock released, history, `cancelled` counter),
+-- then how many 'later' entries had been deleted while
 -- pending (written all the same, see below).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local tries = KEYS[6]
@@ -174,6 +178,35 @@ for k = 1, count do
     end
     store[#store + 1] = { k, field(r.fields, 'id') or entries[k], cjson.encode(f), r.delay }
   end
+end
+-- A cancel mark that landed while the attempt ran: the job ends here as
+-- cancelled rather than being stored for its next attempt.
+local cancelled = 0
+if #store > 0 and redis.call('EXISTS', KEYS[10]) == 1 then
+  local kept = {}
+  for s = 1, #store do
+    local k = store[s][1]
+    if redis.call('ZSCORE', KEYS[10], entries[k]) then
+      redis.call('ZREM', KEYS[10], entries[k])
+      local f = stored_fields(store[s][3])
+      if f then
+        release_unique_of(KEYS[7], KEYS[8], f)
+        if hcap > 0 then
+          record_history(KEYS[9], hcap, field(f, 'id') or store[s][2], field(f, 'name') or '',
+            'cancelled', field(f, 'attempt') or '1', '', consumer, nil)
+        end
+      end
+      codes[k] = 4
+      cancelled = cancelled + 1
+    else
+      kept[#kept + 1] = store[s]
+    end
+  end
+  store = kept
+end
+if cancelled > 0 then
+  redis.call('HINCRBY', KEYS[5], 'cancelled', cancelled)
+  if hcap > 0 then trim_history(KEYS[9], now, ARGV[6]) end
 end
 if #store > 0 then
   -- Another live job with the same id may be waiting already (ids are the

@@ -2,12 +2,13 @@
 -- number of workers may run it at once without duplicating or dropping a job.
 -- A stored envelope that cannot be re-added (missing, not JSON, not a flat
 -- list of strings, too many fields) is dead-lettered with the reason, so one
--- bad envelope never blocks the due jobs behind it.
+-- bad envelope never blocks the due jobs behind it (its unique lock is
+-- released when the envelope still decodes to a list that names one).
 -- The batch's envelopes are read with one HMGET and removed with one HDEL
 -- and one ZREM; each is checked (decoded, counted, typed) before the first
 -- write.
 -- KEYS[1] delayed zset, KEYS[2] jobs hash, KEYS[3] stream, KEYS[4] dead stream,
--- KEYS[5] stats hash
+-- KEYS[5] stats hash, KEYS[6] unique hash, KEYS[7] unique ttl zset
 -- ARGV[1] most jobs to move, ARGV[2] dead max entries, ARGV[3] dead max age ms
 -- Returns {moved, ms until the next due job or -1 when none, dead-lettered}.
 local now = now_ms()
@@ -17,7 +18,7 @@ if #ids > 0 then
   local envs = redis.call('HMGET', KEYS[2], unpack(ids))
   -- `stored_fields` inlined, with its functions in locals: this loop is
   -- most of a promoted job's cost.
-  local fields, why = {}, {}
+  local fields, why, listed = {}, {}, {}
   local decode, type = cjson.decode, type
   for k = 1, #ids do
     local env = envs[k]
@@ -33,7 +34,7 @@ if #ids > 0 then
             break
           end
         end
-        if bad then why[k] = bad else fields[k] = f end
+        if bad then why[k], listed[k] = bad, f else fields[k] = f end
       end
     end
   end
@@ -45,6 +46,8 @@ if #ids > 0 then
     elseif envs[k] then
       bury(KEYS[4], { 'id', id, 'envelope', string.sub(envs[k], 1, 4096) },
         'stored envelope cannot be promoted: ' .. why[k], '', now, ARGV[2], ARGV[3])
+      local key = listed[k] and field(listed[k], 'unique')
+      if type(key) == 'string' then release_unique(KEYS[6], KEYS[7], key, id) end
       buried = buried + 1
     end
   end

@@ -73,6 +73,9 @@ pub enum FailOutcome {
     Gone,
     /// Refused: this consumer no longer owns the entry (its lease was lost).
     LeaseLost,
+    /// A retry (or deferral) was due, but the job had been cancelled while
+    /// its attempt ran (a cancel mark): it ended as cancelled instead.
+    Cancelled,
 }
 
 /// What [`Queue::fail_many`] wrote.
@@ -305,6 +308,7 @@ impl Queue {
                 .key(&self.keys.unique)
                 .key(&self.keys.unique_ttl)
                 .key(&self.keys.history)
+                .key(&self.keys.cancel)
                 .arg(&self.group)
                 .arg(consumer)
                 .arg(retention.max_len)
@@ -333,6 +337,7 @@ impl Queue {
                     Value::Int(1) => FailOutcome::Retried,
                     Value::Int(2) => FailOutcome::Dead,
                     Value::Int(3) => FailOutcome::Gone,
+                    Value::Int(4) => FailOutcome::Cancelled,
                     Value::Int(0) => FailOutcome::LeaseLost,
                     _ => return Err(protocol("fail", "unexpected outcome")),
                 };

@@ -188,3 +188,68 @@ async fn cancel_of_finished_and_unknown_jobs_says_so() {
     wait_left(&c, "default", want).await;
     worker.shutdown().await;
 }
+
+/// A job that waits for a go, then fails with a retryable error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Flaky {
+    tag: String,
+}
+
+impl Job for Flaky {
+    const NAME: &'static str = "flaky";
+    fn retry() -> RetryPolicy {
+        RetryPolicy::exponential(5).base(Duration::from_millis(50))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_its_attempt_fails_is_not_retried() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let client = client(&url).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut cfg = fast_config(&url);
+    // No renewal sees the mark before the attempt fails: the failure write
+    // is what must see it.
+    cfg.lease = Duration::from_secs(60);
+    cfg.renew_every = Duration::from_secs(20);
+    let gate = go.clone();
+    let builder = Worker::builder(cfg).register(move |_job: Flaky, _ctx| {
+        let tx = tx.clone();
+        let gate = gate.clone();
+        async move {
+            let _ = tx.send("started");
+            gate.notified().await;
+            Err::<(), _>(JobError::retry("failed after the cancel"))
+        }
+    });
+    let worker = spawn(builder);
+    let id = client
+        .enqueue_with(
+            &Flaky { tag: "f".into() },
+            EnqueueOptions::new().unique(Unique::while_live("k-flaky")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten();
+    assert_eq!(got, Some("started"));
+    assert!(matches!(
+        cancel(&client, id.as_str()).await,
+        Cancel::Running { .. }
+    ));
+    go.notify_one();
+    // Ended as cancelled by the failure write: nothing stored for a retry.
+    wait_left(&c, "default", Left::default()).await;
+    assert!(locks(&mut c).await.is_empty(), "lock released");
+    assert_eq!(stat(&mut c, "cancelled").await, 1);
+    assert_eq!(stat(&mut c, "retried").await, 0);
+    match cancel(&client, id.as_str()).await {
+        Cancel::Finished(f) => assert_eq!(f.outcome, Some(Outcome::Cancelled)),
+        other => panic!("want finished (cancelled), got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "ran again");
+    worker.shutdown().await;
+}

@@ -483,3 +483,44 @@ async fn a_delayed_unique_job_whose_id_is_waiting_is_refused() {
         "no lock taken for the refused job"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_envelope_that_cannot_be_promoted_releases_its_lock() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let client = client(&url).await;
+    let id = client
+        .enqueue_with(
+            &probe_job("broken", 1),
+            with_key("k-broken").delay(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(locks(&mut c).await.len(), 1);
+    // Damage the stored envelope: still a list naming its key, but with a
+    // value that is not a string, so it cannot be re-added.
+    let k = Keys::new("millrace", "default").unwrap_or_else(|e| panic!("{e}"));
+    let bad = format!(
+        r#"["id","{}","unique","k-broken","attempt",1]"#,
+        id.as_str()
+    );
+    let _: () = millrace_core::redis::cmd("HSET")
+        .arg(&k.jobs)
+        .arg(id.as_str())
+        .arg(bad)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let q = millrace_core::Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
+    let p = q
+        .promote(&mut c, 10, millrace_core::DeadRetention::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.moved, p.dead), (0, 1), "{p:?}");
+    assert!(
+        locks(&mut c).await.is_empty(),
+        "lock released with the dead-letter"
+    );
+}
