@@ -277,14 +277,18 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             a.queue
         );
     }
-    // The history's record first: how the job finished. A dead job still
-    // in the dead-letter stream is shown from there (with its payload).
+    // Where the job is now first (a job replayed after it finished is
+    // waiting or running again), then the history's record of how it
+    // finished. A dead job still in the dead-letter stream is shown from
+    // there (with its payload), not twice.
     let in_dead = locations.iter().any(|l| matches!(l, Location::Dead(_)));
-    let records: Vec<Found> = done
-        .filter(|f| !(in_dead && f.outcome == Some(history::Outcome::Dead)))
+    let records: Vec<Found> = locations
         .into_iter()
-        .map(finished)
-        .chain(locations.into_iter().map(found))
+        .map(found)
+        .chain(
+            done.filter(|f| !(in_dead && f.outcome == Some(history::Outcome::Dead)))
+                .map(finished),
+        )
         .collect();
     if ctx.json {
         #[derive(Serialize)]
