@@ -284,15 +284,9 @@ impl Client {
         self.ensure_registered(&queue).await?;
         if unique.is_some() {
             let submit = [Submit::new(&env).unique(unique.as_ref()).when(when)];
-            let out = self
-                .with_retries_value(|mut conn| {
-                    let queue = &queue;
-                    let submit = &submit;
-                    async move { queue.enqueue_unique(&mut conn, submit).await }
-                })
-                .await?;
-            self.replicated(&queue).await?;
-            return out
+            return self
+                .submit_unique(&queue, &submit)
+                .await?
                 .into_iter()
                 .next()
                 .ok_or_else(|| QueueError::Protocol {
@@ -382,15 +376,7 @@ impl Client {
                     Submit::new(env).unique(u.as_ref()).when(when)
                 })
                 .collect();
-            let out = self
-                .with_retries_value(|mut conn| {
-                    let queue = &queue;
-                    let submit = &submit;
-                    async move { queue.enqueue_unique(&mut conn, submit).await }
-                })
-                .await?;
-            self.replicated(&queue).await?;
-            return Ok(out);
+            return self.submit_unique(&queue, &submit).await;
         }
         self.with_retries(|mut conn| {
             let queue = &queue;
@@ -461,6 +447,22 @@ impl Client {
 
     /// With durability on, waits until enough replicas of the master
     /// serving `queue` have every write made so far on this connection.
+    /// Runs `unique.lua` for `submit` (with the connection retries), then
+    /// waits for the replicas when durability is set.
+    async fn submit_unique(
+        &self,
+        queue: &Queue,
+        submit: &[Submit<'_>],
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
+        let out = self
+            .with_retries_value(
+                |mut conn| async move { queue.enqueue_unique(&mut conn, submit).await },
+            )
+            .await?;
+        self.replicated(queue).await?;
+        Ok(out)
+    }
+
     async fn replicated(&self, queue: &Queue) -> Result<(), EnqueueError> {
         let Some(d) = self.durability else {
             return Ok(());

@@ -39,18 +39,22 @@ pub(super) fn client(
             "rediss:// needs TLS support, which this build lacks (cargo feature `tls`)".into(),
         ));
     }
-    let mut builder = ClusterClientBuilder::new(seeds)
+    let builder = ClusterClientBuilder::new(seeds)
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(response)
         .overall_response_timeout(Some(response * 2))
         .retries(RETRIES);
     #[cfg(feature = "tls")]
-    if tls {
+    let builder = if tls {
         tls::install_crypto_provider();
-        if !endpoint.tls.is_empty() {
-            builder = builder.certs(endpoint.tls.certificates().map_err(fail)?);
+        if endpoint.tls.is_empty() {
+            builder
+        } else {
+            builder.certs(endpoint.tls.certificates().map_err(fail)?)
         }
-    }
+    } else {
+        builder
+    };
     builder.build().map_err(|e| endpoint.error(&e))
 }
 
