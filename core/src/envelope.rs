@@ -12,6 +12,7 @@
 //! | `enqueued_at` | no | enqueue time, unix ms |
 //! | `trace` | no | W3C `traceparent` of the producer |
 //! | `unique` | no | idempotency key |
+//! | `priority` | no (`default`) | the lane the job runs in: `high` or `low` (see `lane.rs`); an unknown value reads as `default` |
 //! | `error` | no | last error, on retries and dead entries |
 //!
 //! Compatibility rule: readers ignore fields they do not know, and writers
@@ -19,6 +20,7 @@
 //! would mis-read bumps `v`.
 
 use crate::error::DecodeError;
+use crate::lane::Priority;
 
 /// The wire version this build writes and the newest it reads.
 pub const WIRE_VERSION: u32 = 1;
@@ -58,6 +60,8 @@ pub struct Envelope {
     pub unique: Option<String>,
     /// Last error, on retried attempts.
     pub error: Option<String>,
+    /// The job's priority lane; `Default` is not written on the wire.
+    pub priority: Priority,
 }
 
 impl Envelope {
@@ -73,6 +77,7 @@ impl Envelope {
             trace: None,
             unique: None,
             error: None,
+            priority: Priority::Default,
         }
     }
 
@@ -99,6 +104,9 @@ impl Envelope {
                 f.push((k, v.clone()));
             }
         }
+        if self.priority != Priority::Default {
+            f.push(("priority", self.priority.as_str().to_owned()));
+        }
         f
     }
 
@@ -123,6 +131,9 @@ impl Envelope {
             if let Some(v) = v {
                 cmd.arg(k).arg(v);
             }
+        }
+        if self.priority != Priority::Default {
+            cmd.arg("priority").arg(self.priority.as_str());
         }
     }
 
@@ -151,6 +162,7 @@ impl Envelope {
         let mut trace = None;
         let mut unique = None;
         let mut error = None;
+        let mut priority = None;
         let mut version = None;
         for (k, v) in fields {
             let slot = match k.as_slice() {
@@ -164,6 +176,7 @@ impl Envelope {
                 b"trace" => &mut trace,
                 b"unique" => &mut unique,
                 b"error" => &mut error,
+                b"priority" => &mut priority,
                 _ => continue,
             };
             let text = String::from_utf8(v)
@@ -215,6 +228,10 @@ impl Envelope {
             trace,
             unique,
             error,
+            priority: priority
+                .as_deref()
+                .and_then(Priority::from_wire)
+                .unwrap_or_default(),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! multi-key scripts run on one Redis Cluster slot.
 
 use crate::error::ConfigError;
+use crate::lane::Priority;
 
 /// Default key prefix (`millrace:{queue}:...`).
 pub const DEFAULT_PREFIX: &str = "millrace";
@@ -60,6 +61,13 @@ pub struct Keys {
     /// Prefix of the per-job result keys: `<result_prefix><job id>`, a
     /// string with a TTL (see [`Keys::result`]).
     pub result_prefix: String,
+    /// Set of the queue's lanes other than `default` that producers have
+    /// written to (`high`, `low`): what workers read.
+    pub lanes: String,
+    /// The lane these keys are of: [`stream`](Self::stream),
+    /// [`delayed`](Self::delayed) and [`tries`](Self::tries) are that
+    /// lane's; every other key is the queue's.
+    pub lane: Priority,
 }
 
 impl Keys {
@@ -85,12 +93,58 @@ impl Keys {
             cancel: format!("{base}:cancel"),
             history: format!("{base}:history"),
             result_prefix: format!("{base}:result:"),
+            lanes: format!("{base}:lanes"),
+            lane: Priority::Default,
         })
+    }
+
+    /// The keys of lane `lane` of this queue: its own ready stream, delayed
+    /// set and retry counts (`millrace:{q}:high:stream`, ...), the queue's
+    /// other keys unchanged. The default lane's keys are the queue's own.
+    #[must_use]
+    pub fn for_lane(&self, lane: Priority) -> Keys {
+        let mut k = self.clone();
+        let default = self.for_default_lane();
+        k.lane = lane;
+        k.stream = lane_key(&default.stream, lane);
+        k.delayed = lane_key(&default.delayed, lane);
+        k.tries = lane_key(&default.tries, lane);
+        k
+    }
+
+    /// The keys of the queue's default lane.
+    fn for_default_lane(&self) -> Keys {
+        if self.lane == Priority::Default {
+            return self.clone();
+        }
+        let mut k = self.clone();
+        k.lane = Priority::Default;
+        k.stream = default_key(&self.stream, self.lane);
+        k.delayed = default_key(&self.delayed, self.lane);
+        k.tries = default_key(&self.tries, self.lane);
+        k
     }
 
     /// The key of job `job_id`'s stored result (`millrace:{q}:result:<id>`).
     pub fn result(&self, job_id: &str) -> String {
         format!("{}{job_id}", self.result_prefix)
+    }
+}
+
+/// `millrace:{q}:stream` → `millrace:{q}:<lane>:stream` (unchanged for
+/// the default lane).
+fn lane_key(key: &str, lane: Priority) -> String {
+    match (lane.segment(), key.rsplit_once(':')) {
+        (Some(seg), Some((base, last))) => format!("{base}:{seg}:{last}"),
+        _ => key.to_owned(),
+    }
+}
+
+/// The inverse of [`lane_key`].
+fn default_key(key: &str, lane: Priority) -> String {
+    match lane.segment() {
+        Some(seg) => key.replacen(&format!(":{seg}:"), ":", 1),
+        None => key.to_owned(),
     }
 }
 
@@ -128,6 +182,21 @@ mod tests {
         assert_eq!(k.registry, "millrace:queues");
         assert_eq!(k.history, "millrace:{billing}:history");
         assert_eq!(k.result("j1"), "millrace:{billing}:result:j1");
+        assert_eq!(k.lanes, "millrace:{billing}:lanes");
+    }
+
+    #[test]
+    fn lanes_have_their_own_stream_delayed_and_tries() {
+        let k = Keys::new("millrace", "billing").unwrap();
+        let high = k.for_lane(Priority::High);
+        assert_eq!(high.stream, "millrace:{billing}:high:stream");
+        assert_eq!(high.delayed, "millrace:{billing}:high:delayed");
+        assert_eq!(high.tries, "millrace:{billing}:high:tries");
+        assert_eq!(high.dead, k.dead);
+        assert_eq!(high.stats, k.stats);
+        let low = high.for_lane(Priority::Low);
+        assert_eq!(low.stream, "millrace:{billing}:low:stream");
+        assert_eq!(low.for_lane(Priority::Default), k);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod history;
 pub mod inspect;
 pub mod job;
 pub mod keys;
+pub mod lane;
 pub mod outbox;
 pub mod queue;
 mod reply;
@@ -51,6 +52,7 @@ pub use error::{ConfigError, ConnectError, DecodeError, QueueError, Redacted};
 pub use history::HistoryRetention;
 pub use job::{Job, JobContext, JobError, JobId};
 pub use keys::Keys;
+pub use lane::Priority;
 pub use queue::{
     Acked, Cancel, DeadRetention, Delivery, FailOutcome, Failure, PauseInfo, Promoted, Queue,
     ReadFrom, Reclaimed, Renewal, Submit, When,

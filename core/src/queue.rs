@@ -15,10 +15,12 @@ use crate::scripts;
 mod ack;
 mod cancel;
 mod fail;
+mod lanes;
 mod unique;
 pub use ack::Acked;
 pub use cancel::{CANCEL_MARK_LIFE, Cancel};
 pub use fail::{FAIL_BATCH, FailOutcome, FailReport, FailedEntry, Failure};
+pub use lanes::Taken;
 pub use unique::Submit;
 
 use crate::history::HistoryRetention;
@@ -168,8 +170,19 @@ impl Queue {
         self.register(conn).await
     }
 
-    /// Adds the queue to the registry of known queues.
+    /// Adds the queue to the registry of known queues, and a lane view's
+    /// lane to the queue's lanes (so workers read it). Two commands, not a
+    /// pipeline: on a cluster the registry and the queue's keys live on
+    /// different slots.
     pub async fn register<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<(), QueueError> {
+        if let Some(lane) = self.keys.lane.segment() {
+            redis::cmd("SADD")
+                .arg(&self.keys.lanes)
+                .arg(lane)
+                .query_async::<()>(conn)
+                .await
+                .map_err(QueueError::redis("register"))?;
+        }
         redis::cmd("SADD")
             .arg(&self.keys.registry)
             .arg(&self.keys.queue)
@@ -178,8 +191,9 @@ impl Queue {
             .map_err(QueueError::redis("register"))
     }
 
-    /// Appends jobs to the ready stream, pipelined: one round trip for the
-    /// whole batch. Never trims. Returns the entry ids.
+    /// Appends jobs to the ready stream (of this view's lane, recording the
+    /// lane in the queue's lanes), pipelined: one round trip for the whole
+    /// batch. Never trims. Returns the entry ids.
     pub async fn enqueue<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -188,7 +202,11 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::Pipeline::with_capacity(jobs.len());
+        let mut pipe = redis::Pipeline::with_capacity(jobs.len() + 1);
+        if let Some(lane) = self.keys.lane.segment() {
+            // Workers learn a lane from this set: record it with the jobs.
+            pipe.cmd("SADD").arg(&self.keys.lanes).arg(lane).ignore();
+        }
         for job in jobs {
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&self.keys.stream).arg("*");
@@ -208,6 +226,7 @@ impl Queue {
         job: &Envelope,
         when: When,
     ) -> Result<u64, QueueError> {
+        self.note_lane(conn).await?;
         let (mode, ms) = match when {
             When::In(d) => ("in", duration_ms(d)),
             When::At(t) => ("at", unix_ms(t)),

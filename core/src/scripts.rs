@@ -60,3 +60,6 @@ pub static UNIQUE: LazyLock<Script> = script!("unique.lua");
 pub static CANCEL: LazyLock<Script> = script!("cancel.lua");
 /// End a cancelled attempt: fenced ack, its mark and unique lock dropped.
 pub static CANCELLED: LazyLock<Script> = script!("cancelled.lua");
+/// Read new entries across the lanes of a queue, highest lane first, up to
+/// a count (the non-blocking half of a multi-lane fetch).
+pub static TAKE: LazyLock<Script> = script!("take.lua");

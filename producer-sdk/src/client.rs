@@ -411,7 +411,7 @@ impl Client {
 
     fn queue_for<J: Job>(&self, options: &EnqueueOptions) -> Result<Queue, EnqueueError> {
         let name = options.queue.as_deref().unwrap_or(J::QUEUE);
-        Ok(Queue::with_prefix(&self.prefix, name)?)
+        Ok(Queue::with_prefix(&self.prefix, name)?.lane(options.priority))
     }
 
     fn envelope<J: Job>(
@@ -424,6 +424,7 @@ impl Client {
         env.max_attempts = Some(p.max_attempts);
         env.enqueued_at = Some(unix_ms(SystemTime::now()));
         env.trace = p.trace;
+        env.priority = options.priority;
         Ok((p.id, env))
     }
 
@@ -432,7 +433,7 @@ impl Client {
             .registered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(queue.name());
+            .contains(&registered_as(queue));
         if known {
             return Ok(());
         }
@@ -441,7 +442,7 @@ impl Client {
         self.registered
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(queue.name().to_owned());
+            .insert(registered_as(queue));
         Ok(())
     }
 
@@ -514,6 +515,15 @@ impl Client {
 }
 
 /// The job's unique key: the options' or the job type's, checked.
+/// The name a queue (lane view) is remembered under once registered:
+/// `orders`, `orders/high`.
+fn registered_as(queue: &Queue) -> String {
+    match queue.priority() {
+        millrace_core::Priority::Default => queue.name().to_owned(),
+        p => format!("{}/{p}", queue.name()),
+    }
+}
+
 fn unique_of<J: Job>(job: &J, options: &EnqueueOptions) -> Result<Option<Unique>, EnqueueError> {
     let unique = options.unique.clone().or_else(|| job.unique());
     if let Some(u) = &unique {

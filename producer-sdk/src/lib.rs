@@ -56,7 +56,7 @@ pub use millrace_core::connect::TlsConfig;
 pub use millrace_core::{Cancel, EnqueueStatus, Enqueued, Unique, UniqueMode};
 pub use millrace_core::{ConfigError, ConnectError, QueueError};
 /// The job contract, re-exported so a producer depends on this crate alone.
-pub use millrace_core::{Job, JobId, RetryPolicy};
+pub use millrace_core::{Job, JobId, Priority, RetryPolicy};
 /// A job's status ([`Client::status`]) and a finished job's history record.
 pub use millrace_core::{
     JobStatus,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use millrace_core::{JobId, Unique};
+use millrace_core::{JobId, Priority, Unique};
 
 /// Options of one enqueue: everything defaults to the job type's settings.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,9 @@ pub struct EnqueueOptions {
     /// The job's unique key and mode (see [`Unique`]); wins over the job
     /// type's [`Job::unique`](millrace_core::Job::unique).
     pub unique: Option<Unique>,
+    /// The lane the job waits in: workers serve `High` before `Default`
+    /// before `Low` (see the worker's lane order).
+    pub priority: Priority,
 }
 
 impl EnqueueOptions {
@@ -80,6 +83,14 @@ impl EnqueueOptions {
     /// [`Client::submit`](crate::Client::submit)).
     pub fn unique(mut self, unique: impl Into<Unique>) -> Self {
         self.unique = Some(unique.into());
+        self
+    }
+
+    /// Puts the job in the `priority` lane of its queue: a `High` job is
+    /// taken before any `Default` or `Low` one waiting, whatever their
+    /// number (at most one read later).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 

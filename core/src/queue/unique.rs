@@ -67,6 +67,7 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.note_lane(conn).await?;
         let mut inv = scripts::UNIQUE.prepare_invoke();
         inv.key(&self.keys.stream)
             .key(&self.keys.jobs)
