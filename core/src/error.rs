@@ -45,6 +45,9 @@ pub enum QueueError {
         /// The queue.
         queue: String,
     },
+    /// An argument was rejected before anything was sent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Redis answered with something the protocol does not expect.
     #[error("unexpected reply to {op}: {detail}")]
     Protocol {
@@ -65,7 +68,7 @@ impl QueueError {
     pub fn redis_error(&self) -> Option<&redis::RedisError> {
         match self {
             Self::Redis { error, .. } => Some(error),
-            Self::Protocol { .. } | Self::DuplicateId { .. } => None,
+            Self::Protocol { .. } | Self::DuplicateId { .. } | Self::Config(_) => None,
         }
     }
 

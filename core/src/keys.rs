@@ -64,6 +64,9 @@ pub struct Keys {
     /// Set of the queue's lanes other than `default` that producers have
     /// written to (`high`, `low`): what workers read.
     pub lanes: String,
+    /// String: the queue's partition count (see `partition.rs`); absent
+    /// means 1.
+    pub partitions: String,
     /// The lane these keys are of: [`stream`](Self::stream),
     /// [`delayed`](Self::delayed) and [`tries`](Self::tries) are that
     /// lane's; every other key is the queue's.
@@ -94,6 +97,7 @@ impl Keys {
             history: format!("{base}:history"),
             result_prefix: format!("{base}:result:"),
             lanes: format!("{base}:lanes"),
+            partitions: format!("{base}:partitions"),
             lane: Priority::Default,
         })
     }

@@ -35,6 +35,7 @@ pub mod job;
 pub mod keys;
 pub mod lane;
 pub mod outbox;
+pub mod partition;
 pub mod queue;
 mod reply;
 pub mod retry;

@@ -1,13 +1,15 @@
 //! The producer client.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use millrace_core::Conn;
 use millrace_core::connect::{Durability, Endpoint, TlsConfig};
 use millrace_core::keys::DEFAULT_PREFIX;
+use millrace_core::partition;
 use millrace_core::queue::unix_ms;
 use millrace_core::{
     Cancel, ConfigError, ConnectError, EnqueueStatus, Enqueued, Envelope, Job, JobId, Queue,
@@ -180,6 +182,8 @@ impl ClientBuilder {
             max_payload: self.max_payload,
             durability: self.durability,
             registered: Arc::default(),
+            partitions: Arc::default(),
+            round_robin: Arc::default(),
         })
     }
 }
@@ -198,6 +202,10 @@ pub struct Client {
     durability: Option<Durability>,
     /// Queues already added to the registry by this client and its clones.
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Partition counts read from Redis, with when they were read.
+    partitions: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    /// The next partition of jobs enqueued without a key.
+    round_robin: Arc<AtomicU32>,
 }
 
 impl fmt::Debug for Client {
@@ -271,8 +279,10 @@ impl Client {
         job: &J,
         options: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
-        let queue = self.queue_for::<J>(&options)?;
         let unique = unique_of(job, &options)?;
+        let queue = self
+            .queue_for::<J>(&options, unique.as_ref().map(|u| u.key.as_str()))
+            .await?;
         let (id, env) = self.envelope(job, &options)?;
         let when = match (options.delay, options.at, &unique) {
             (Some(d), _, _) => Some(When::In(d)),
@@ -353,7 +363,7 @@ impl Client {
             )
             .into());
         }
-        let queue = self.queue_for::<J>(&options)?;
+        let queue = self.queue_for::<J>(&options, None).await?;
         let mut ids = Vec::with_capacity(jobs.len());
         let mut envs = Vec::with_capacity(jobs.len());
         let mut uniques = Vec::with_capacity(jobs.len());
@@ -365,6 +375,14 @@ impl Client {
         }
         self.ensure_registered(&queue).await?;
         if uniques.iter().any(Option::is_some) {
+            if partition::split_name(queue.name()).1.is_some() && options.key.is_none() {
+                // A unique key is only unique within one partition.
+                return Err(ConfigError::Invalid(format!(
+                    "{} is partitioned: enqueue jobs with unique keys one by one (each goes to its key's partition), or give the batch one key",
+                    partition::split_name(queue.name()).0
+                ))
+                .into());
+            }
             let submit: Vec<Submit<'_>> = envs
                 .iter()
                 .zip(&uniques)
@@ -409,9 +427,54 @@ impl Client {
         .await
     }
 
-    fn queue_for<J: Job>(&self, options: &EnqueueOptions) -> Result<Queue, EnqueueError> {
+    /// The queue (partition and lane) a job goes to: on a partitioned
+    /// queue the partition of its key (`options.key`, else its unique
+    /// key), or the next one round-robin.
+    async fn queue_for<J: Job>(
+        &self,
+        options: &EnqueueOptions,
+        unique_key: Option<&str>,
+    ) -> Result<Queue, EnqueueError> {
         let name = options.queue.as_deref().unwrap_or(J::QUEUE);
-        Ok(Queue::with_prefix(&self.prefix, name)?.lane(options.priority))
+        let base = Queue::with_prefix(&self.prefix, name)?;
+        let n = self.partition_count(&base).await?;
+        let queue = if n > 1 {
+            let i = match options.key.as_deref().or(unique_key) {
+                Some(key) => partition::partition_of(key, n),
+                None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+            };
+            base.partition(i)?
+        } else {
+            base
+        };
+        Ok(queue.lane(options.priority))
+    }
+
+    /// The queue's partition count, read from Redis at most every
+    /// [`PARTITIONS_TTL`]. A partition (`orders#3`, named directly) is
+    /// never partitioned again.
+    async fn partition_count(&self, queue: &Queue) -> Result<u32, EnqueueError> {
+        if partition::split_name(queue.name()).1.is_some() {
+            return Ok(1);
+        }
+        let cached = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(queue.name())
+            .filter(|(_, at)| at.elapsed() < PARTITIONS_TTL)
+            .map(|(n, _)| *n);
+        if let Some(n) = cached {
+            return Ok(n);
+        }
+        let n = self
+            .with_retries_value(|mut conn| async move { queue.partitions(&mut conn).await })
+            .await?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(queue.name().to_owned(), (n, Instant::now()));
+        Ok(n)
     }
 
     fn envelope<J: Job>(
@@ -523,6 +586,9 @@ fn registered_as(queue: &Queue) -> String {
         p => format!("{}/{p}", queue.name()),
     }
 }
+
+/// How long a client trusts a partition count it read.
+pub const PARTITIONS_TTL: Duration = Duration::from_secs(5);
 
 fn unique_of<J: Job>(job: &J, options: &EnqueueOptions) -> Result<Option<Unique>, EnqueueError> {
     let unique = options.unique.clone().or_else(|| job.unique());

@@ -29,6 +29,10 @@ pub struct EnqueueOptions {
     /// The lane the job waits in: workers serve `High` before `Default`
     /// before `Low` (see the worker's lane order).
     pub priority: Priority,
+    /// On a partitioned queue, the key that picks the job's partition:
+    /// jobs with one key go to one partition, in order. Without it a
+    /// unique job goes by its unique key, any other round-robin.
+    pub key: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -91,6 +95,16 @@ impl EnqueueOptions {
     /// number (at most one read later).
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Places the job by `key` on a partitioned queue (see
+    /// `millrace partitions`): every job with this key goes to the same
+    /// partition, so they run in the order they were enqueued (with one
+    /// worker slot per key's partition, or `max_attempts(1)`, for a strict
+    /// order). No effect on a queue that is not partitioned.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
         self
     }
 

@@ -76,6 +76,8 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
     // worker (or one in a fast rolling deploy) takes over expired leases at
     // once instead of after its first interval.
     let mut next_reclaim = Instant::now();
+    // The last read found nothing.
+    let mut idle = false;
     q.progress.beat();
     while !q.stop.is_cancelled() {
         if q.paused.load(Ordering::Relaxed) {
@@ -84,7 +86,14 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
             continue;
         }
         q.progress.waiting(true);
-        let Some(mut permits) = reserve(&q).await else {
+        // Slots shared with the queue's other partitions: a read that
+        // found nothing last time blocks holding one slot, not all of them.
+        let cap = if idle && set.shares_slots() {
+            1
+        } else {
+            usize::MAX
+        };
+        let Some(mut permits) = reserve(&q, cap).await else {
             break;
         };
         q.progress.waiting(false);
@@ -127,6 +136,7 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
         let end = if lanes.len() > 1 {
             match take(&q, &lanes, &mut permits).await {
                 Taking::Started => {
+                    idle = false;
                     backoff.reset();
                     q.progress.beat();
                     continue;
@@ -134,6 +144,7 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
                 Taking::Stopped => break,
                 Taking::Failed(e) => ReadEnd::Failed(e),
                 Taking::Empty(positions) => {
+                    idle = true;
                     let Some(r) = reader_or_connect(&q, &pool, &mut reader).await else {
                         drop(permits);
                         pause(&q, backoff.next()).await;
@@ -163,6 +174,7 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
             );
             match blocking(&q, r.id, block, read).await {
                 ReadEnd::Entries(deliveries) => {
+                    idle = deliveries.is_empty();
                     backoff.reset();
                     q.progress.beat();
                     if q.stop.is_cancelled() {
@@ -523,16 +535,18 @@ async fn own_sweep(
     true
 }
 
-/// Waits for at least one free slot and takes every free slot, up to the
-/// concurrency. `None` when stopping.
-async fn reserve(q: &QueueCtx) -> Option<Vec<OwnedSemaphorePermit>> {
+/// Waits for at least one free slot and takes every free slot, up to
+/// `cap`. `None` when stopping.
+async fn reserve(q: &QueueCtx, cap: usize) -> Option<Vec<OwnedSemaphorePermit>> {
     let first = tokio::select! {
         p = q.slots.clone().acquire_owned() => p.ok()?,
         () = q.stop.cancelled() => return None,
     };
-    let mut permits = Vec::with_capacity(q.slots.available_permits() + 1);
+    let mut permits = Vec::with_capacity(q.slots.available_permits().min(cap) + 1);
     permits.push(first);
-    while let Ok(p) = q.slots.clone().try_acquire_owned() {
+    while permits.len() < cap
+        && let Ok(p) = q.slots.clone().try_acquire_owned()
+    {
         permits.push(p);
     }
     Some(permits)

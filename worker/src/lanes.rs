@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use millrace_core::{ConfigError, Conn, Priority, Queue, QueueError};
@@ -161,14 +162,20 @@ pub(crate) struct LaneSet {
     pub base: Arc<QueueCtx>,
     lanes: Mutex<Vec<Arc<QueueCtx>>>,
     spawner: Arc<Spawner>,
+    /// The job slots are shared with other partitions of the queue.
+    shared: AtomicBool,
 }
 
 impl LaneSet {
-    /// Starts the contexts of `queue`'s lanes in use now.
-    pub async fn start(queue: Queue, spawner: Arc<Spawner>) -> Result<Arc<Self>, QueueError> {
+    /// Starts the contexts of `queue`'s lanes in use now, on the job slots
+    /// `slots` (the queue's, shared by its partitions).
+    pub async fn start(
+        queue: Queue,
+        slots: Arc<Semaphore>,
+        spawner: Arc<Spawner>,
+    ) -> Result<Arc<Self>, QueueError> {
         let mut conn = spawner.conn.clone();
         let in_use = queue.lanes(&mut conn).await?;
-        let slots = Arc::new(Semaphore::new(spawner.cfg.concurrency));
         let progress = Arc::new(Progress::new(queue.name()));
         let mut lanes = Vec::with_capacity(in_use.len());
         let mut base = None;
@@ -197,7 +204,18 @@ impl LaneSet {
             base,
             lanes: Mutex::new(lanes),
             spawner,
+            shared: AtomicBool::new(false),
         }))
+    }
+
+    /// Marks the job slots as shared with other partitions of the queue.
+    pub fn share_slots(&self) {
+        self.shared.store(true, Ordering::Relaxed);
+    }
+
+    /// True when the job slots are shared with other partitions.
+    pub fn shares_slots(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
     }
 
     /// Every lane's context, in serving order.

@@ -61,6 +61,7 @@ mod maintain;
 pub mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
+mod partitions;
 mod promote;
 mod registry;
 mod run;
@@ -75,7 +76,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use millrace_core::Queue;
-use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -339,14 +339,16 @@ impl Worker {
         let cfg = self.config.clone();
         let redis = cfg.endpoint();
         let conn = redis.command_connection().await?;
-        let pool = redis.reader_pool(cfg.block, cfg.queues.len() + 1)?;
+        // One reader per queue and per partition read (connections are made
+        // when a fetch loop first needs one: this is only a bound).
+        let readers = cfg.queues.len() * (1 + millrace_core::partition::MAX_PARTITIONS as usize);
+        let pool = redis.reader_pool(cfg.block, readers + 1)?;
         check_server_settings(&mut conn.clone()).await;
 
         let stop = shutdown.child_token();
         let hard = CancellationToken::new();
         let jobs_done = CancellationToken::new();
-        let mut sets = Vec::new();
-        let mut fetchers = JoinSet::new();
+        let fetchers = TaskTracker::new();
         let spawner = Arc::new(lanes::Spawner {
             consumer: self.consumer.clone(),
             conn: conn.clone(),
@@ -362,12 +364,18 @@ impl Worker {
         // Schedules first: a failure there leaves no fetch loop started.
         #[cfg(feature = "schedule")]
         schedule::start(&self.schedules, &cfg.prefix, &conn, background, &stop).await?;
+        let mut groups = Vec::new();
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?.with_history(cfg.history);
-            let set = LaneSet::start(queue, spawner.clone()).await?;
-            fetchers.spawn(fetch::fetch_loop(set.clone(), pool.clone()));
-            sets.push(set);
+            groups.push(partitions::start_group(queue, &spawner, &fetchers, &pool).await?);
         }
+        fetchers.spawn(partitions::partitions_loop(
+            groups.clone(),
+            spawner.clone(),
+            fetchers.clone(),
+            pool.clone(),
+        ));
+        let sets: Vec<Arc<LaneSet>> = groups.iter().flat_map(|g| g.sets()).collect();
         // A fetch loop without progress for about two reads is stalled.
         self.health.watch(
             sets.iter().map(|s| s.base.progress.clone()).collect(),
@@ -389,9 +397,15 @@ impl Worker {
         stop.cancelled().await;
         self.health.shutting_down();
         info!(grace = ?cfg.grace, "shutting down: no new jobs; waiting for running ones");
-        fetchers.join_all().await;
-        // The fetch loops have ended: no lane is added from here on.
-        let queues: Vec<Arc<QueueCtx>> = sets.iter().flat_map(|s| s.all()).collect();
+        fetchers.close();
+        fetchers.wait().await;
+        // The fetch loops have ended: no lane nor partition is added from
+        // here on.
+        let queues: Vec<Arc<QueueCtx>> = groups
+            .iter()
+            .flat_map(|g| g.sets())
+            .flat_map(|s| s.all())
+            .collect();
         for q in &queues {
             q.jobs.close();
         }

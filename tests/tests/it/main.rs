@@ -14,6 +14,7 @@ mod lanes;
 mod library;
 mod metrics;
 mod otel;
+mod partitions;
 mod processes;
 mod producer;
 mod reliability;
