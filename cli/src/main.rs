@@ -22,6 +22,7 @@ mod enqueue;
 mod history;
 mod outbox;
 mod output;
+mod partitions;
 mod pause;
 mod pending;
 mod queues;
@@ -131,6 +132,9 @@ Columns:
     Pause(pause::Args),
     /// Resume a paused queue.
     Resume(pause::Args),
+    /// A queue's partitions: the count and what each holds; --set N
+    /// partitions it (one hot queue over several Redis Cluster masters).
+    Partitions(partitions::Args),
     /// Periodic jobs that workers registered: cron, time zone, job, last
     /// and next fire, paused; `pause|resume NAME` stops and restarts one.
     Schedules(schedules::Args),
@@ -255,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consumers(a) => consumers::run(&mut ctx, a).await?,
         Command::Pause(a) => pause::run(&mut ctx, a, true).await?,
         Command::Resume(a) => pause::run(&mut ctx, a, false).await?,
+        Command::Partitions(a) => partitions::run(&mut ctx, a).await?,
         Command::Enqueue(a) => enqueue::run(&mut ctx, a).await?,
         Command::Top(a) => top::run(&mut ctx, a).await?,
         Command::Outbox(_) | Command::Relay(_) | Command::Web(_) => {} // handled above

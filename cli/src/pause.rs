@@ -1,7 +1,8 @@
 //! `millrace pause|resume <queue>`: workers read the flag twice a second,
 //! end a blocked read at once and stop claiming while it is set; running
 //! jobs finish. A pause records when (server time) and, with `--reason`,
-//! why: `queues` and `top` show both.
+//! why: `queues` and `top` show both. A partitioned queue is paused and
+//! resumed with all its partitions.
 
 use serde::Serialize;
 
@@ -32,10 +33,26 @@ pub async fn run(ctx: &mut Ctx, a: Args, pause: bool) -> anyhow::Result<()> {
     if a.reason.is_some() && !pause {
         anyhow::bail!("--reason goes with `millrace pause`, not resume");
     }
-    if pause {
-        queue.pause(&mut ctx.conn, a.reason.as_deref()).await?;
-    } else {
-        queue.set_paused(&mut ctx.conn, false).await?;
+    // A partitioned queue is paused and resumed as one: itself and every
+    // partition.
+    let mut all = vec![queue.clone()];
+    for i in queue.partitions_in_use(&mut ctx.conn).await? {
+        all.push(queue.partition(i)?);
+    }
+    for q in &all {
+        if pause {
+            q.pause(&mut ctx.conn, a.reason.as_deref()).await?;
+        } else {
+            q.set_paused(&mut ctx.conn, false).await?;
+        }
+    }
+    if all.len() > 1 && !ctx.json {
+        println!(
+            "{} {} partition(s) of {:?} with it",
+            if pause { "paused" } else { "resumed" },
+            all.len() - 1,
+            a.queue
+        );
     }
     let out = Out {
         queue: &a.queue,

@@ -100,6 +100,31 @@ impl Queue {
             .map_err(QueueError::redis("partitions"))
     }
 
+    /// The partitions of this queue that may hold jobs: `0..N` for its
+    /// count `N` (none when 1), and every partition in the registry (a
+    /// count lowered leaves its old partitions there).
+    pub async fn partitions_in_use<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+    ) -> Result<Vec<u32>, QueueError> {
+        let n = self.partitions(conn).await?;
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&self.keys().registry)
+            .query_async(conn)
+            .await
+            .map_err(QueueError::redis("partitions"))?;
+        let mut found: std::collections::BTreeSet<u32> = if n > 1 {
+            (0..n).collect()
+        } else {
+            Default::default()
+        };
+        found.extend(names.iter().filter_map(|name| match split_name(name) {
+            (base, Some(i)) if base == self.name() => Some(i),
+            _ => None,
+        }));
+        Ok(found.into_iter().collect())
+    }
+
     /// Partition `i` of this queue, with the same prefix and history
     /// settings.
     pub fn partition(&self, i: u32) -> Result<Queue, ConfigError> {

@@ -10,6 +10,7 @@ mod destructive;
 mod errors;
 mod history;
 mod outbox;
+mod partitions;
 mod read;
 mod schedules;
 mod tls;

@@ -1,0 +1,116 @@
+//! `millrace partitions <queue> [--set N]`: a queue's partition count and
+//! what each partition holds; `--set` changes the count. Producers use a
+//! new count within 5 s, workers at their next reclaim round. Lowering it
+//! strands nothing: workers keep reading every partition the registry
+//! knows. Jobs of one key keep their order only while the count stays.
+
+use millrace_core::inspect;
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::output;
+
+/// Flags of `millrace partitions`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The queue.
+    queue: String,
+    /// Set the partition count (1 to 256; 1 stops partitioning new jobs).
+    #[arg(long)]
+    set: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Part {
+    partition: u32,
+    name: String,
+    ready: u64,
+    in_flight: u64,
+    delayed: u64,
+    dead: u64,
+    consumers: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Out {
+    queue: String,
+    count: u32,
+    partitions: Vec<Part>,
+}
+
+/// Runs `millrace partitions`.
+pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
+    let queue = ctx.queue(&a.queue).await?;
+    let before = queue.partitions(&mut ctx.conn).await?;
+    if let Some(n) = a.set {
+        queue.set_partitions(&mut ctx.conn, n).await?;
+        if !ctx.json {
+            println!(
+                "queue {:?}: {before} → {n} partition(s); producers use it within 5 s, workers within a reclaim round",
+                a.queue
+            );
+            if before > 1 && n != before {
+                println!(
+                    "note: keys now map to other partitions; jobs already queued under a key may run beside newer ones of that key"
+                );
+            }
+        }
+    }
+    let count = queue.partitions(&mut ctx.conn).await?;
+    let mut parts = Vec::new();
+    for i in queue.partitions_in_use(&mut ctx.conn).await? {
+        let p = queue.partition(i)?;
+        let s = inspect::stats(&mut ctx.conn, &p).await?;
+        parts.push(Part {
+            partition: i,
+            name: s.name.clone(),
+            ready: s.ready,
+            in_flight: s.in_flight,
+            delayed: s.scheduled + s.retrying.unwrap_or(0),
+            dead: s.dead,
+            consumers: s.consumers,
+        });
+    }
+    if ctx.json {
+        return output::print_json(&Out {
+            queue: a.queue,
+            count,
+            partitions: parts,
+        });
+    }
+    if a.set.is_some() {
+        return Ok(());
+    }
+    if parts.is_empty() {
+        println!("queue {:?} is not partitioned", a.queue);
+        return Ok(());
+    }
+    println!("queue {:?}: {count} partition(s)", a.queue);
+    let mut t = output::table(&[
+        "PARTITION",
+        "QUEUE",
+        "READY",
+        "IN FLIGHT",
+        "DELAYED",
+        "DEAD",
+        "CONSUMERS",
+    ]);
+    for p in &parts {
+        let retired = if p.partition >= count {
+            " (retired)"
+        } else {
+            ""
+        };
+        t.add_row(vec![
+            format!("{}{retired}", p.partition),
+            p.name.clone(),
+            p.ready.to_string(),
+            p.in_flight.to_string(),
+            p.delayed.to_string(),
+            p.dead.to_string(),
+            p.consumers.to_string(),
+        ]);
+    }
+    output::print_table(&t);
+    Ok(())
+}

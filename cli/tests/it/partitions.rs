@@ -1,0 +1,93 @@
+//! `millrace partitions`: show and set a queue's partition count; `pause`
+//! and `resume` of a partitioned queue reach every partition.
+
+use millrace_core::Queue;
+
+use crate::common::*;
+
+fn declared(env: &Env) {
+    env.setup(async |c| {
+        let q = Queue::new(Q).unwrap_or_else(|e| panic!("{e}"));
+        q.declare(c).await.unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+fn exists(env: &Env, key: &str) -> bool {
+    let mut c = env.conn();
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query::<bool>(&mut c)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn partitions_are_set_shown_paused_and_retired() {
+    let env = Env::new();
+    declared(&env);
+    let out = env.run(&["partitions", Q]).ok();
+    assert!(out.stdout.contains("is not partitioned"), "{out:#?}");
+    let out = env.run(&["partitions", Q, "--set", "3"]).ok();
+    assert!(out.stdout.contains("1 → 3 partition(s)"), "{out:#?}");
+    // A job in partition 1, as a producer would place it.
+    env.setup(async |c| {
+        let p = Queue::new(Q)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .partition(1)
+            .unwrap_or_else(|e| panic!("{e}"));
+        p.declare(c).await.unwrap_or_else(|e| panic!("{e}"));
+        let job = millrace_core::Envelope::new("j1".into(), "noop", "{}".into());
+        p.enqueue(c, &[job]).await.unwrap_or_else(|e| panic!("{e}"));
+    });
+    let v = env.json(&["partitions", Q]);
+    assert_eq!(v["count"], 3, "{v}");
+    let parts = v["partitions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(parts.len(), 3, "{v}");
+    assert_eq!(parts[1]["name"], format!("{Q}#1"));
+    assert_eq!(parts[1]["ready"], 1, "{v}");
+    let table = env.run(&["partitions", Q]).ok();
+    assert!(table.stdout.contains(&format!("{Q}#2")), "{table:#?}");
+
+    // Pause and resume reach every partition.
+    let out = env.run(&["pause", Q, "--reason", "deploy"]).ok();
+    assert!(out.stdout.contains("paused 3 partition(s)"), "{out:#?}");
+    for i in 0..3 {
+        assert!(
+            exists(&env, &format!("millrace:{{{Q}#{i}}}:paused")),
+            "partition {i}"
+        );
+    }
+    env.run(&["resume", Q]).ok();
+    for i in 0..3 {
+        assert!(
+            !exists(&env, &format!("millrace:{{{Q}#{i}}}:paused")),
+            "partition {i}"
+        );
+    }
+
+    // Lowered to 1: the partition that holds a job (registered) is still
+    // listed, as retired, and still read by workers.
+    env.run(&["partitions", Q, "--set", "1"]).ok();
+    let table = env.run(&["partitions", Q]).ok();
+    assert!(table.stdout.contains("1 (retired)"), "{table:#?}");
+}
+
+#[test]
+fn bad_counts_and_partitions_of_partitions_are_refused() {
+    let env = Env::new();
+    declared(&env);
+    for bad in ["0", "257"] {
+        let line = env.run(&["partitions", Q, "--set", bad]).err();
+        assert!(line.contains("invalid partition count"), "{line}");
+    }
+    let line = env.run(&["partitions", "nope", "--set", "2"]).err();
+    assert!(line.contains("unknown queue"), "{line}");
+    env.run(&["partitions", Q, "--set", "2"]).ok();
+    env.setup(async |c| {
+        let p = Queue::new(&format!("{Q}#0")).unwrap_or_else(|e| panic!("{e}"));
+        p.declare(c).await.unwrap_or_else(|e| panic!("{e}"));
+    });
+    let line = env
+        .run(&["partitions", &format!("{Q}#0"), "--set", "2"])
+        .err();
+    assert!(line.contains("is a partition"), "{line}");
+}
