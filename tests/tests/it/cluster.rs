@@ -411,3 +411,55 @@ async fn lanes_serve_high_first_on_a_cluster() {
     assert_eq!(s.tag, "late");
     worker.shutdown().await;
 }
+
+/// A partitioned queue on a cluster: its partitions land on several
+/// masters, the producer spreads jobs over them and one worker reads them
+/// all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_queue_spreads_over_masters_and_is_read_whole() {
+    let cluster = cluster();
+    let url = cluster.url();
+    let mut c = cluster_conn(&cluster).await;
+    millrace_core::Queue::new("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .set_partitions(&mut c, 6)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let masters: HashSet<usize> = (0..6)
+        .filter_map(|i| cluster.master_of(&stream(&format!("default#{i}"))))
+        .collect();
+    assert!(
+        masters.len() >= 2,
+        "6 partitions on one master: {masters:?}"
+    );
+    let client = cluster_client(&cluster).await;
+    for i in 0..60 {
+        client
+            .enqueue(&probe_job(&format!("p{i}"), 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for i in 0..6 {
+        let len: u64 = millrace_core::redis::cmd("XLEN")
+            .arg(stream(&format!("default#{i}")))
+            .query_async(&mut c)
+            .await
+            .unwrap_or(0);
+        assert_eq!(len, 10, "partition {i}");
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&url);
+    config.redis_cluster = true;
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let mut seen = HashSet::new();
+    while seen.len() < 60 {
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {} of 60 ran", seen.len()));
+        seen.insert(s.tag);
+    }
+    worker.shutdown().await;
+}
