@@ -419,12 +419,34 @@ impl Client {
     /// [`Cancel::NotFound`]. Looks for the job with a scan of the queue's
     /// streams: meant for occasional use, not for every job.
     pub async fn cancel(&self, queue: &str, job_id: &str) -> Result<Cancel, EnqueueError> {
-        let queue = Queue::with_prefix(&self.prefix, queue)?;
-        self.with_retries_value(|mut conn| {
-            let queue = &queue;
-            async move { queue.cancel(&mut conn, job_id).await }
-        })
-        .await
+        let mut last = Cancel::NotFound;
+        for queue in self.with_partitions(queue).await? {
+            last = self
+                .with_retries_value(|mut conn| {
+                    let queue = &queue;
+                    async move { queue.cancel(&mut conn, job_id).await }
+                })
+                .await?;
+            if !matches!(last, Cancel::NotFound) {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// `queue` and, when it is partitioned, each of its partitions (by
+    /// the count this client uses): where one of its jobs may be.
+    pub(crate) async fn with_partitions(&self, queue: &str) -> Result<Vec<Queue>, EnqueueError> {
+        let base = Queue::with_prefix(&self.prefix, queue)?;
+        let n = self.partition_count(&base).await?;
+        let mut all = Vec::with_capacity(n as usize + 1);
+        if n > 1 {
+            for i in 0..n {
+                all.push(base.partition(i)?);
+            }
+        }
+        all.insert(0, base);
+        Ok(all)
     }
 
     /// The queue (partition and lane) a job goes to: on a partitioned
@@ -453,7 +475,7 @@ impl Client {
     /// The queue's partition count, read from Redis at most every
     /// [`PARTITIONS_TTL`]. A partition (`orders#3`, named directly) is
     /// never partitioned again.
-    async fn partition_count(&self, queue: &Queue) -> Result<u32, EnqueueError> {
+    pub(crate) async fn partition_count(&self, queue: &Queue) -> Result<u32, EnqueueError> {
         if partition::split_name(queue.name()).1.is_some() {
             return Ok(1);
         }

@@ -65,8 +65,22 @@ pub enum ResultError {
 }
 
 impl Client {
-    fn queue(&self, queue: &str) -> Result<Queue, ResultError> {
-        Ok(Queue::with_prefix(&self.prefix, queue)?)
+    /// `queue` and its partitions, if it has some: where one of its jobs
+    /// may be.
+    async fn partitions_of(&self, queue: &str) -> Result<Vec<Queue>, ResultError> {
+        let base = Queue::with_prefix(&self.prefix, queue)?;
+        let n = if millrace_core::partition::split_name(queue).1.is_some() {
+            1
+        } else {
+            base.partitions(&mut self.conn.clone()).await?
+        };
+        let mut all = vec![base.clone()];
+        if n > 1 {
+            for i in 0..n {
+                all.push(base.partition(i)?);
+            }
+        }
+        Ok(all)
     }
 
     /// Where job `job_id` of `queue` is: queued, scheduled, running,
@@ -75,8 +89,14 @@ impl Client {
     /// count and age, see the README); a running or queued one costs a scan
     /// of the queue's unfinished entries (`millrace_core::status`).
     pub async fn status(&self, queue: &str, job_id: &str) -> Result<JobStatus, ResultError> {
-        let q = self.queue(queue)?;
-        Ok(status(&mut self.conn.clone(), &q, job_id).await?)
+        let mut found = JobStatus::Unknown;
+        for q in self.partitions_of(queue).await? {
+            found = status(&mut self.conn.clone(), &q, job_id).await?;
+            if !matches!(found, JobStatus::Unknown) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// The result of job `job_id` of `queue` (job types a worker registers
@@ -88,9 +108,12 @@ impl Client {
         queue: &str,
         job_id: &str,
     ) -> Result<Option<T>, ResultError> {
-        let q = self.queue(queue)?;
-        let json = result_json(&mut self.conn.clone(), &q, job_id).await?;
-        json.map(|j| decode::<T>(job_id, &j)).transpose()
+        for q in self.partitions_of(queue).await? {
+            if let Some(j) = result_json(&mut self.conn.clone(), &q, job_id).await? {
+                return decode::<T>(job_id, &j).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     /// Waits up to `timeout` for job `job_id` of `queue` to finish and
@@ -108,15 +131,22 @@ impl Client {
         job_id: &str,
         timeout: Duration,
     ) -> Result<Option<T>, ResultError> {
-        let q = self.queue(queue)?;
+        let queues = self.partitions_of(queue).await?;
         let mut conn = self.conn.clone();
         let deadline = Instant::now() + timeout;
         let mut pause = WAIT_POLL_FIRST;
         loop {
-            if let Some(json) = result_json(&mut conn, &q, job_id).await? {
-                return decode::<T>(job_id, &json).map(Some);
+            let mut finished = None;
+            for q in &queues {
+                if let Some(json) = result_json(&mut conn, q, job_id).await? {
+                    return decode::<T>(job_id, &json).map(Some);
+                }
+                if let Some(f) = find_finished(&mut conn, q, job_id).await? {
+                    finished = Some((q, f));
+                    break;
+                }
             }
-            if let Some(f) = find_finished(&mut conn, &q, job_id).await? {
+            if let Some((q, f)) = finished {
                 match JobStatus::from_finished(f) {
                     JobStatus::Dead { error, .. } => {
                         return Err(ResultError::Dead {
@@ -131,14 +161,14 @@ impl Client {
                     }
                     // Succeeded: its result, if any, was written with it.
                     _ => {
-                        let json = result_json(&mut conn, &q, job_id).await?;
+                        let json = result_json(&mut conn, q, job_id).await?;
                         return json.map(|j| decode::<T>(job_id, &j)).transpose();
                     }
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let status = status(&mut conn, &q, job_id).await?;
+                let status = self.status(queue, job_id).await?;
                 return Err(ResultError::Timeout {
                     job_id: job_id.to_owned(),
                     timeout,

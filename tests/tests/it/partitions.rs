@@ -267,3 +267,51 @@ async fn bad_partition_counts_and_unique_batches_are_refused() {
     assert_eq!(first.id, again.id, "the duplicate was not seen");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_cancel_and_wait_find_a_job_in_its_partition() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    partition(&mut c, 4).await;
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = key_for(2, 4, "k");
+    let on = || EnqueueOptions::new().key(key.clone());
+    let a = client
+        .enqueue_with(&probe_job("a", 1), on())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = client
+        .enqueue_with(&probe_job("b", 1), on())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(xlen(&mut c, "default#2").await, 2);
+    let st = client
+        .status("default", &a.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "queued", "{st:?}");
+    let cancelled = client
+        .cancel("default", &a.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(cancelled, millrace::Cancel::Ready { .. }),
+        "{cancelled:?}"
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = spawn(probe_worker(&url, tx));
+    let done: Option<()> = client
+        .wait("default", &b.0, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done, None, "a probe has no result");
+    let st = client
+        .status("default", &b.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "succeeded", "{st:?}");
+    worker.shutdown().await;
+}
