@@ -143,14 +143,13 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
                 }
                 Taking::Stopped => break,
                 Taking::Failed(e) => ReadEnd::Failed(e),
-                Taking::Empty(positions) => {
+                Taking::Empty(order, positions) => {
                     idle = true;
                     let Some(r) = reader_or_connect(&q, &pool, &mut reader).await else {
                         drop(permits);
                         pause(&q, backoff.next()).await;
                         continue;
                     };
-                    let order: Vec<Priority> = lanes.iter().map(|l| l.queue.priority()).collect();
                     // The wait claims nothing: what it saw is taken at the
                     // next turn.
                     let wait = q.queue.wait_lanes(&mut r.conn, &order, &positions, block);
@@ -260,8 +259,9 @@ enum Taking {
     Started,
     /// Entries were found after shutdown began and handed back: stop.
     Stopped,
-    /// Nothing new in any lane: the lanes' group positions, to wait after.
-    Empty(Vec<String>),
+    /// Nothing new in any lane: the lanes as read and their group
+    /// positions (in that order), to wait after.
+    Empty(Vec<Priority>, Vec<String>),
     Failed(QueueError),
 }
 
@@ -287,7 +287,7 @@ async fn take(
         Err(e) => return Taking::Failed(e),
     };
     if taken.entries.is_empty() {
-        return Taking::Empty(taken.positions);
+        return Taking::Empty(order, taken.positions);
     }
     let lane_of = |p: Priority| lanes.iter().find(|l| l.queue.priority() == p);
     if q.stop.is_cancelled() {

@@ -294,3 +294,55 @@ async fn an_expired_lease_in_a_lane_is_reclaimed_there() {
     lanes_empty(&c, "default").await;
     worker.shutdown().await;
 }
+
+async fn xread_calls(c: &mut Conn) -> u64 {
+    let info: String = millrace_core::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xread:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An idle worker's wait across lanes blocks: a job running in one lane
+/// (its entry still in the stream) must not make the wait return at once
+/// over and over, in strict or weighted order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_wait_across_lanes_blocks_while_a_job_runs() {
+    for weights in [None, Some("1,1,1")] {
+        let redis = redis();
+        let url = redis.url();
+        let client = Client::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Three lanes in use; one long job in `high`.
+        // (Apart in time: entry ids of different streams differ.)
+        enqueue_lane(&client, Priority::Low, 1, 0).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        enqueue_lane(&client, Priority::Default, 1, 0).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        enqueue_lane(&client, Priority::High, 1, 2_500).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut cfg = fast_config(&url);
+        cfg.lane_weights = weights.map(|w| w.parse().unwrap_or_else(|e| panic!("{e}")));
+        let worker = spawn(
+            Worker::builder(cfg).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())),
+        );
+        recv_tags(&mut rx, 3).await;
+        let mut c = conn(&url).await;
+        let before = xread_calls(&mut c).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let calls = xread_calls(&mut c).await - before;
+        // BLOCK is 500 ms here (and a reclaim round every 300 ms ends a
+        // wait early): a handful of waits a second, not a spin.
+        assert!(
+            calls <= 8,
+            "{calls} waits in 1 s with weights {weights:?}: the wait spins"
+        );
+        worker.shutdown().await;
+    }
+}
