@@ -1,5 +1,5 @@
-//! What the queue holds at the end of the run, job by job: entries of the
-//! ready stream (split into pending, ready, and "behind": neither pending
+//! What the queue holds at the end of the run, job by job, over all its
+//! lanes: entries of the ready streams (split into pending, ready, and "behind": neither pending
 //! nor after the group's last-delivered id, so no read will ever deliver
 //! them), delayed jobs, and dead-lettered jobs.
 
@@ -65,6 +65,24 @@ pub async fn audit(conn: &mut Conn, queue: &Queue) -> anyhow::Result<Audit> {
 }
 
 async fn read(conn: &mut Conn, queue: &Queue) -> redis::RedisResult<Audit> {
+    let mut a = Audit::default();
+    let names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&queue.keys().lanes)
+        .query_async(conn)
+        .await?;
+    for lane in millrace_core::lane::lanes_from_names(&names) {
+        read_lane(conn, &queue.lane(lane), &mut a).await?;
+    }
+    for (_, job, error) in scan(conn, &queue.keys().dead).await? {
+        a.dead_entries += 1;
+        a.dead.extend(job);
+        *a.dead_errors.entry(error.unwrap_or_default()).or_default() += 1;
+    }
+    Ok(a)
+}
+
+/// Adds one lane's stream, pending list and delayed set to `a`.
+async fn read_lane(conn: &mut Conn, queue: &Queue, a: &mut Audit) -> redis::RedisResult<()> {
     let k = queue.keys();
     let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
@@ -91,10 +109,7 @@ async fn read(conn: &mut Conn, queue: &Queue) -> redis::RedisResult<Audit> {
         .await?;
     let pel: HashSet<String> = pel.into_iter().map(|r| r.0).collect();
 
-    let mut a = Audit {
-        pending_entries: pel.len(),
-        ..Audit::default()
-    };
+    a.pending_entries += pel.len();
     for (entry, job, _) in scan(conn, &k.stream).await? {
         a.stream_entries += 1;
         let set = if pel.contains(&entry) {
@@ -113,12 +128,7 @@ async fn read(conn: &mut Conn, queue: &Queue) -> redis::RedisResult<Audit> {
         .query_async(conn)
         .await?;
     a.delayed.extend(delayed);
-    for (_, job, error) in scan(conn, &k.dead).await? {
-        a.dead_entries += 1;
-        a.dead.extend(job);
-        *a.dead_errors.entry(error.unwrap_or_default()).or_default() += 1;
-    }
-    Ok(a)
+    Ok(())
 }
 
 /// An entry id with the job id (field `id`) and error (field `error`) of

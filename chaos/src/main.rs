@@ -128,6 +128,11 @@ struct Args {
     /// replicated.
     #[arg(long, default_value_t = 0)]
     wait_replicas: u32,
+    /// Spread the jobs over the queue's three priority lanes (high,
+    /// default, low, batch by batch): the workers read across lanes, and
+    /// the audit looks in every lane.
+    #[arg(long)]
+    lanes: bool,
     /// Give up after this long.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     deadline: Duration,
@@ -246,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         job_ms,
         rate,
         millrace_core::connect::Durability::new(args.wait_replicas, Duration::from_secs(1)),
+        args.lanes,
     ));
     let mut net = if args.net_drops {
         Some(NetDrops::start(
@@ -452,6 +458,9 @@ fn faults_line(args: &Args) -> String {
             "SIGTERM"
         };
         f.push(format!("Redis restarted ({how}) at half the jobs"));
+    }
+    if args.lanes {
+        f.push("jobs spread over 3 priority lanes".to_owned());
     }
     if args.deploys {
         f.push(format!(

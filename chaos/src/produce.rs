@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use millrace_core::Conn;
 use millrace_core::connect::Durability;
-use millrace_core::{Envelope, Queue};
+use millrace_core::{Envelope, Priority, Queue};
 
 /// Largest batch in one enqueue call.
 const BATCH: usize = 500;
@@ -27,7 +27,8 @@ pub struct Produced {
 
 /// Enqueues every job of `ids`: all at once when `rate` is 0, else `rate`
 /// jobs a second in a batch every 5 ms (catching up after a stall, e.g. a
-/// Redis restart). Each batch is retried until Redis takes it.
+/// Redis restart), each batch in the next priority lane with `lanes`. Each
+/// batch is retried until Redis takes it.
 pub async fn produce(
     mut conn: Conn,
     queue: Queue,
@@ -35,11 +36,13 @@ pub async fn produce(
     job_ms: u64,
     rate: u64,
     durability: Option<Durability>,
+    lanes: bool,
 ) -> anyhow::Result<Produced> {
     let payload = serde_json::to_string(&millrace_jobs::Sleep { ms: job_ms })?;
     let started = Instant::now();
     let mut times = Vec::with_capacity(ids.len());
     let mut resent = 0;
+    let mut batches = 0usize;
     while times.len() < ids.len() {
         let due = if rate == 0 {
             ids.len()
@@ -50,8 +53,15 @@ pub async fn produce(
         while times.len() < due {
             let end = due.min(times.len() + BATCH);
             let batch = &ids[times.len()..end];
+            // With lanes, batch by batch: high, default, low, high, ...
+            let lane = if lanes {
+                queue.lane(Priority::ALL[batches % Priority::ALL.len()])
+            } else {
+                queue.clone()
+            };
+            batches += 1;
             let (at, retried) =
-                enqueue_batch(&mut conn, &queue, batch, &payload, durability).await?;
+                enqueue_batch(&mut conn, &lane, batch, &payload, durability).await?;
             if retried {
                 resent += end - times.len();
             }
@@ -81,6 +91,7 @@ async fn enqueue_batch(
         .map(|id| {
             let mut e = Envelope::new(id.clone(), "sleep", payload.to_owned());
             e.max_attempts = Some(5);
+            e.priority = queue.priority();
             e.enqueued_at = Some(millrace_core::queue::unix_ms(std::time::SystemTime::now()));
             e
         })
