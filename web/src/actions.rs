@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
+use millrace_core::Priority;
 use millrace_core::admin::{self, DeadAction};
 use millrace_core::inspect::{self, DeadFilter};
 use serde::Deserialize;
@@ -89,6 +90,10 @@ pub(crate) struct RequeueForm {
     /// a lease renewed since means a live worker runs it.
     #[serde(default)]
     min_idle_ms: u64,
+    /// The lane whose stream holds the entry (high, default, low; empty
+    /// for default).
+    #[serde(default)]
+    lane: String,
 }
 
 /// `POST /queues/{q}/requeue` with one entry (`millrace requeue <q>
@@ -100,7 +105,12 @@ pub(crate) async fn requeue(
 ) -> PageResult<Redirect> {
     app.writable()?;
     entry_id(&f.id)?;
-    let queue = app.queue(&name).await?;
+    let lane = match f.lane.as_str() {
+        "" => Priority::Default,
+        l => Priority::from_wire(l)
+            .ok_or_else(|| PageError::BadRequest(format!("unknown lane {l:?}")))?,
+    };
+    let queue = app.queue(&name).await?.lane(lane);
     let r = admin::requeue(
         &mut app.conn(),
         &queue,

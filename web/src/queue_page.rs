@@ -177,6 +177,19 @@ fn counts(s: &QueueStats, now: u64) -> Markup {
                 div data-col=(key) { dt { (label) } dd { (value) } }
             }
         }
+        @if s.lanes.len() > 1 {
+            // A queue with priority lanes: each lane's share of the counts.
+            table.lanes {
+                thead { tr { th { "Lane" } th { "Ready" } th { "In flight" } th { "Delayed" } th { "Lag" } } }
+                tbody {
+                    @for l in &s.lanes {
+                        tr data-lane=(l.lane.as_str()) {
+                            td { (l.lane) } td { (l.ready) } td { (l.in_flight) } td { (l.delayed) } td { (fmt::opt_age(l.lag_ms)) }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
