@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
-use millrace_core::Priority;
 use millrace_core::admin::{self, DeadAction};
 use millrace_core::inspect::{self, DeadFilter};
 use serde::Deserialize;
@@ -105,11 +104,7 @@ pub(crate) async fn requeue(
 ) -> PageResult<Redirect> {
     app.writable()?;
     entry_id(&f.id)?;
-    let lane = match f.lane.as_str() {
-        "" => Priority::Default,
-        l => Priority::from_wire(l)
-            .ok_or_else(|| PageError::BadRequest(format!("unknown lane {l:?}")))?,
-    };
+    let lane = crate::lanes::parse_lane(Some(&f.lane))?;
     let queue = app.queue(&name).await?.lane(lane);
     let r = admin::requeue(
         &mut app.conn(),

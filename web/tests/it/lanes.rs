@@ -58,8 +58,38 @@ fn the_queue_page_breaks_a_queue_with_lanes_down_by_lane() {
         !page.contains("data-lane=\"low\""),
         "low is not used: {page}"
     );
+    assert!(page.contains("href=\"/queues/orders?lane=high\""), "{page}");
     let plain = web.get("/queues/emails").ok();
     assert!(!plain.contains("data-lane="), "no lanes, no breakdown");
+    assert!(!plain.contains("Lane: "), "no lanes, no lane links");
+}
+
+#[test]
+fn the_tabs_list_the_lane_asked_for() {
+    let env = Env::new();
+    let entry = seed_lanes(&env);
+    let web = Dashboard::start(&env, Dashboard::config(&env));
+    let ready = web.get("/queues/orders").ok();
+    assert!(
+        ready.contains("noop") && ready.contains("Lane: "),
+        "{ready}"
+    );
+    let high = web.get("/queues/orders?lane=high").ok();
+    assert!(
+        high.contains("No ready jobs"),
+        "the high job is in flight: {high}"
+    );
+    let pending = web.get("/queues/orders/pending?lane=high").ok();
+    assert!(pending.contains(&entry), "{pending}");
+    assert!(
+        pending.contains("name=\"lane\" value=\"high\""),
+        "{pending}"
+    );
+    let plain = web.get("/queues/orders/pending").ok();
+    assert!(plain.contains("Nothing in flight."), "{plain}");
+    let bad = web.get("/queues/orders/delayed?lane=urgent");
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("unknown lane"), "{}", bad.body);
 }
 
 #[test]
