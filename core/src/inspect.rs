@@ -6,6 +6,13 @@
 //! Every listing works in bounded pages (`XPENDING`/`XRANGE ... COUNT`,
 //! `HSCAN`), so inspecting a queue with a million jobs neither blocks Redis
 //! nor loads everything into memory.
+//!
+//! A queue with lanes (see `lane.rs`) is one queue here: [`stats`] totals
+//! the lanes and breaks them down, and [`find`], [`pending`], [`ready`],
+//! [`delayed_count`], [`delayed_job`] and [`consumers`] span every lane,
+//! whichever lane view they are given; the cursor pages ([`pending_page`],
+//! [`ready_page`], [`delayed_page`]) read the lane of the view they are
+//! given. Every entry, pending entry and delayed job says its lane.
 
 use std::collections::HashMap;
 

@@ -197,6 +197,18 @@ async fn listings_and_find_span_the_lanes_and_tell_each_entry_lane() {
         "{found:?}"
     );
     assert_eq!(found[0].lane(), Priority::High);
+    let st = millrace_core::status::status(&mut c, &q, &running.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "running");
+    let st = millrace_core::status::status(&mut c, &q, &high.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "queued");
+    let st = millrace_core::status::status(&mut c, &q, &later.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "scheduled");
     let found = inspect::find(&mut c, &q, &low_entry)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
