@@ -307,3 +307,32 @@ fn run_now_all_moves_delayed_jobs_of_every_lane() {
     assert_eq!(v["found"][0]["lane"], "low", "{v}");
     assert_eq!(env.stats(L)["scheduled"], 0);
 }
+
+#[test]
+fn lanes_work_on_a_cluster() {
+    let env = Env::cluster();
+    let s = seed_lanes(&env);
+    let (_, rows) = table(&env.run(&["queues"]).ok().stdout);
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        ["orders", "orders:high", "orders:default", "orders:low"]
+    );
+    // The replay script names every lane's stream and the lanes set: one
+    // slot, by the queue's hash tag.
+    let v = env.json(&["dead", "replay", L, &s.high_dead]);
+    assert_eq!(v["done"], 1, "{v}");
+    let v = env.json(&["show", L, &s.high_dead]);
+    assert_eq!(v["found"][0]["lane"], "high", "{v}");
+    let v = env.json(&["delayed", "run-now", L, &s.low_later]);
+    assert_eq!(v["done"], 1, "{v}");
+    let v = env.json(&["cancel", L, &s.low_later, "--yes"]);
+    assert_eq!(v["was"], "ready", "{v}");
+    let v = env.json(&["requeue", L, "--min-idle", "0s", "--yes"]);
+    assert_eq!(v["done"], 1, "{v}");
+    let v = env.json(&["enqueue", L, "noop", "{}", "--priority", "low"]);
+    assert_eq!(v["lane"], "low", "{v}");
+    let st = env.stats(L);
+    assert_eq!(st["lanes"][0]["ready"], 3, "{st}");
+    assert_eq!(st["lanes"][2]["ready"], 1, "{st}");
+}
