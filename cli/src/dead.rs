@@ -142,6 +142,8 @@ pub struct DeadRow {
     error: Option<String>,
     dead_at_ms: u64,
     original_entry_id: Option<String>,
+    /// The lane a replay puts it in: high, default or low.
+    lane: &'static str,
 }
 
 impl From<&RawEntry> for DeadRow {
@@ -157,6 +159,7 @@ impl From<&RawEntry> for DeadRow {
                 .and_then(|t| t.parse().ok())
                 .unwrap_or_else(|| e.added_ms()),
             original_entry_id: get("entry"),
+            lane: e.lane.as_str(),
         }
     }
 }
@@ -287,7 +290,10 @@ pub fn say(ctx: &Ctx, text: &str) {
 async fn bulk(ctx: &mut Ctx, a: BulkArgs, action: Action) -> anyhow::Result<()> {
     let queue = ctx.queue(&a.queue).await?;
     if action == Action::Replay {
-        queue.declare(&mut ctx.conn).await?;
+        // Each job goes back to its own lane's stream.
+        for lane in queue.lanes(&mut ctx.conn).await? {
+            queue.lane(lane).declare(&mut ctx.conn).await?;
+        }
     }
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
     let mut result = BulkResult {

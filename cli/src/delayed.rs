@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 use comfy_table::{Cell, Color};
-use millrace_core::admin;
 use millrace_core::inspect::{self, DelayedJob};
+use millrace_core::{Queue, admin};
 use serde::Serialize;
 
 use crate::Ctx;
@@ -86,6 +86,8 @@ pub struct DelayedRow {
     attempt: Option<u32>,
     due_at_ms: u64,
     error: Option<String>,
+    /// The lane: high, default or low.
+    lane: &'static str,
 }
 
 impl From<&DelayedJob> for DelayedRow {
@@ -101,6 +103,7 @@ impl From<&DelayedJob> for DelayedRow {
             attempt: d.get("attempt").and_then(|a| a.parse().ok()),
             due_at_ms: d.due_ms,
             error: d.get("error").map(str::to_owned),
+            lane: d.lane.as_str(),
         }
     }
 }
@@ -113,30 +116,42 @@ pub async fn run(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Up to `limit` delayed jobs that pass `filter`, soonest first, read in
-/// pages.
+/// Up to `limit` delayed jobs that pass `filter`, over every lane the
+/// queue uses, soonest first, read in pages.
 async fn matching(
     ctx: &mut Ctx,
-    queue: &millrace_core::Queue,
+    queue: &Queue,
     filter: &FilterArgs,
     limit: usize,
 ) -> anyhow::Result<Vec<DelayedJob>> {
     let mut out = Vec::new();
-    let mut offset = 0;
-    while out.len() < limit {
-        let page = inspect::delayed_page(&mut ctx.conn, queue, offset, inspect::PAGE).await?;
-        if page.is_empty() {
-            break;
+    for lane in queue.lanes(&mut ctx.conn).await? {
+        let lane_q = queue.lane(lane);
+        let mut found = 0;
+        let mut offset = 0;
+        while found < limit {
+            let page = inspect::delayed_page(&mut ctx.conn, &lane_q, offset, inspect::PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len();
+            let before = out.len();
+            out.extend(page.into_iter().filter(|d| filter.keeps(d)));
+            found += out.len() - before;
         }
-        offset += page.len();
-        out.extend(page.into_iter().filter(|d| filter.keeps(d)));
     }
+    out.sort_by_key(|d| d.due_ms);
     out.truncate(limit);
     Ok(out)
 }
 
-fn table(rows: &[DelayedJob], now: u64) -> comfy_table::Table {
-    let mut t = output::table(&["JOB ID", "JOB", "STATE", "ATTEMPT", "RUNS IN", "ERROR"]);
+fn table(rows: &[DelayedJob], now: u64, lanes: bool) -> comfy_table::Table {
+    let mut headers = vec!["JOB ID"];
+    if lanes {
+        headers.push("LANE");
+    }
+    headers.extend(["JOB", "STATE", "ATTEMPT", "RUNS IN", "ERROR"]);
+    let mut t = output::table(&headers);
     for d in rows {
         let r = DelayedRow::from(d);
         let runs = if r.due_at_ms > now {
@@ -144,14 +159,18 @@ fn table(rows: &[DelayedJob], now: u64) -> comfy_table::Table {
         } else {
             "now".to_owned()
         };
-        t.add_row(vec![
-            Cell::new(&r.job_id),
+        let mut row = vec![Cell::new(&r.job_id)];
+        if lanes {
+            row.push(Cell::new(r.lane));
+        }
+        row.extend([
             Cell::new(r.job.as_deref().unwrap_or("-")),
             cell(r.state, r.state == "retrying", Color::Yellow),
             Cell::new(r.attempt.map_or_else(|| "-".into(), |a| a.to_string())),
             Cell::new(runs),
             Cell::new(output::clip(r.error.as_deref().unwrap_or(""), 60)),
         ]);
+        t.add_row(row);
     }
     t
 }
@@ -172,7 +191,8 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
-    output::print_table(&table(&rows, now));
+    let lanes = ctx.has_lanes(&queue).await?;
+    output::print_table(&table(&rows, now, lanes));
     if (rows.len() as u64) < total {
         println!("({} shown of {total} delayed)", rows.len());
     }
@@ -228,21 +248,29 @@ async fn run_now(ctx: &mut Ctx, a: RunNowArgs) -> anyhow::Result<()> {
             "say which delayed jobs to run now: job ids, or --all (with --job, --retrying or --scheduled to narrow it)"
         );
     }
-    // Count (bounded memory), then move in batches.
-    let mut offset = 0;
+    // Count (bounded memory), then move in batches, lane by lane.
+    let lanes = queue.lanes(&mut ctx.conn).await?;
+    let mut matched = Vec::with_capacity(lanes.len());
     let mut sample = Vec::new();
-    loop {
-        let page = inspect::delayed_page(&mut ctx.conn, &queue, offset, inspect::PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len();
-        for d in page.into_iter().filter(|d| a.filter.keeps(d)) {
-            r.matched += 1;
-            if sample.len() < 5 {
-                sample.push(d);
+    for lane in &lanes {
+        let lane_q = queue.lane(*lane);
+        let mut offset = 0;
+        let mut n = 0;
+        loop {
+            let page = inspect::delayed_page(&mut ctx.conn, &lane_q, offset, inspect::PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len();
+            for d in page.into_iter().filter(|d| a.filter.keeps(d)) {
+                n += 1;
+                if sample.len() < 5 {
+                    sample.push(d);
+                }
             }
         }
+        r.matched += n;
+        matched.push((lane_q, n));
     }
     if r.matched == 0 {
         say(
@@ -260,7 +288,7 @@ async fn run_now(ctx: &mut Ctx, a: RunNowArgs) -> anyhow::Result<()> {
         ),
     );
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
-    for line in table(&sample, now).lines() {
+    for line in table(&sample, now, lanes.len() > 1).lines() {
         say(ctx, &format!("  {}", line.trim_end()));
     }
     let question = format!(
@@ -276,28 +304,45 @@ async fn run_now(ctx: &mut Ctx, a: RunNowArgs) -> anyhow::Result<()> {
         }
     }
     let bar = output::progress(r.matched, "moved");
+    for (lane_q, matched) in &matched {
+        r.done += move_lane(ctx, lane_q, &a.filter, *matched, &bar).await?;
+    }
+    bar.finish_and_clear();
+    finish(ctx, &r)
+}
+
+/// Moves up to `matched` delayed jobs of the lane of lane view `lane_q`
+/// that pass `filter` to the ready stream, in batches; returns how many
+/// were moved.
+async fn move_lane(
+    ctx: &mut Ctx,
+    lane_q: &Queue,
+    filter: &FilterArgs,
+    matched: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
     // Moved jobs leave the set, so the offset counts only the jobs skipped.
+    let mut done = 0;
     let mut skipped = 0;
     let mut seen = 0;
-    while seen < r.matched {
-        let page = inspect::delayed_page(&mut ctx.conn, &queue, skipped, admin::BATCH).await?;
+    while seen < matched {
+        let page = inspect::delayed_page(&mut ctx.conn, lane_q, skipped, admin::BATCH).await?;
         if page.is_empty() {
             break;
         }
         let mut ids = Vec::new();
         for d in page {
-            if a.filter.keeps(&d) && seen < r.matched {
+            if filter.keeps(&d) && seen < matched {
                 seen += 1;
                 ids.push(d.id);
             } else {
                 skipped += 1;
             }
         }
-        r.done += admin::run_now(&mut ctx.conn, &queue, &ids).await?;
+        done += admin::run_now(&mut ctx.conn, lane_q, &ids).await?;
         bar.inc(ids.len() as u64);
     }
-    bar.finish_and_clear();
-    finish(ctx, &r)
+    Ok(done)
 }
 
 fn finish(ctx: &Ctx, r: &RunNowResult<'_>) -> anyhow::Result<()> {

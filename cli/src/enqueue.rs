@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use millrace_core::{EnqueueStatus, Envelope, JobId, Queue, Submit, Unique, UniqueMode, When};
+use millrace_core::{
+    EnqueueStatus, Envelope, JobId, Priority, Queue, Submit, Unique, UniqueMode, When,
+};
 use serde::Serialize;
 
 use crate::output;
@@ -41,6 +43,10 @@ pub struct Args {
     /// The lock's TTL (while-live), window (throttle, debounce), e.g. 10m.
     #[arg(long, value_parser = duration, value_name = "DUR", requires = "unique")]
     unique_ttl: Option<Duration>,
+    /// The lane to enqueue into: high, default or low (workers serve high
+    /// before default before low).
+    #[arg(long, value_name = "LANE")]
+    priority: Option<String>,
 }
 
 /// `--unique-mode`.
@@ -88,6 +94,8 @@ struct Out<'a> {
     status: &'static str,
     /// For a duplicate or a debounce: the job that holds the key.
     existing_job_id: Option<String>,
+    /// The lane: high, default or low.
+    lane: &'static str,
 }
 
 /// Checks a JSON payload; the error gives the position of the fault.
@@ -118,15 +126,24 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         bail!("the job name is empty");
     }
     let unique = unique_of(&a)?;
+    let priority = match &a.priority {
+        Some(p) => p.parse::<Priority>()?,
+        None => Priority::Default,
+    };
     let queue = if a.create {
         Queue::with_prefix(&ctx.prefix, &a.queue)?
     } else {
         ctx.queue(&a.queue).await?
     };
+    // The queue's default lane first (the queue's own stream and group),
+    // then the lane's.
+    queue.declare(&mut ctx.conn).await?;
+    let queue = queue.lane(priority);
     queue.declare(&mut ctx.conn).await?;
     let mut job = Envelope::new(JobId::new().0, &a.job, payload);
     job.max_attempts = a.max_attempts;
     job.enqueued_at = Some(output::local_now_ms());
+    job.priority = priority;
     let mut out = Out {
         queue: &a.queue,
         job_id: &job.id,
@@ -135,6 +152,11 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         due_at_ms: None,
         status: "new",
         existing_job_id: None,
+        lane: priority.as_str(),
+    };
+    let where_ = match priority {
+        Priority::Default => format!("queue {:?}", a.queue),
+        p => format!("queue {:?} (lane {p})", a.queue),
     };
     if let Some(u) = &unique {
         let delay = match (a.delay, u.mode) {
@@ -163,20 +185,20 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         match (out.status, delay) {
             ("duplicate", _) => println!("duplicate of {}", done.id),
             ("debounced", Some(d)) => println!(
-                "debounced into job {} ({}) on queue {:?}: it runs in {}",
+                "debounced into job {} ({}) on {}: it runs in {}",
                 done.id,
                 a.job,
-                a.queue,
+                where_,
                 output::ms(millrace_core::queue::duration_ms(d))
             ),
             (_, Some(d)) => println!(
-                "scheduled job {} ({}) on queue {:?} in {}",
+                "scheduled job {} ({}) on {} in {}",
                 job.id,
                 a.job,
-                a.queue,
+                where_,
                 output::ms(millrace_core::queue::duration_ms(d))
             ),
-            (_, None) => println!("enqueued job {} ({}) on queue {:?}", job.id, a.job, a.queue),
+            (_, None) => println!("enqueued job {} ({}) on {}", job.id, a.job, where_),
         }
         return Ok(());
     }
@@ -191,17 +213,17 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     }
     match (&out.entry_id, out.due_at_ms) {
         (Some(e), _) => println!(
-            "enqueued job {} ({}) on queue {:?} as entry {e}",
-            job.id, a.job, a.queue
+            "enqueued job {} ({}) on {} as entry {e}",
+            job.id, a.job, where_
         ),
         (None, Some(due)) => println!(
-            "scheduled job {} ({}) on queue {:?} for {}",
+            "scheduled job {} ({}) on {} for {}",
             job.id,
             a.job,
-            a.queue,
+            where_,
             output::at(due)
         ),
-        (None, None) => println!("enqueued job {} ({}) on queue {:?}", job.id, a.job, a.queue),
+        (None, None) => println!("enqueued job {} ({}) on {}", job.id, a.job, where_),
     }
     Ok(())
 }

@@ -102,7 +102,12 @@ Columns:
   PAUSED     yes when workers stop claiming (millrace pause), with why and since when
   PROCESSED  jobs finished successfully, cumulative since the queue was created
   FAILED     failed attempts (retried + dead-lettered), cumulative since the queue was
-             created; never reset, so compare two readings (or use millrace top) for rates")]
+             created; never reset, so compare two readings (or use millrace top) for rates
+
+A queue with priority lanes (jobs enqueued with --priority high or low) gets one
+more row per lane, named <queue>:<lane> (high, default, low), with that lane's
+READY, IN FLIGHT, DELAYED (scheduled and retrying jobs of the lane) and LAG; the
+queue's own row holds the totals.")]
     Queues,
     /// Pending (in-flight) entries of a queue: who holds them and for how long.
     Pending(pending::Args),
@@ -167,6 +172,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// True when `queue` uses lanes other than `default`: listings then
+    /// show each entry's lane.
+    pub async fn has_lanes(&mut self, queue: &Queue) -> anyhow::Result<bool> {
+        Ok(queue.lanes(&mut self.conn).await?.len() > 1)
+    }
+
     /// The queue `name`, which must be registered; the error lists the
     /// known ones.
     pub async fn queue(&mut self, name: &str) -> anyhow::Result<Queue> {

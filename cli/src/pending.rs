@@ -40,6 +40,8 @@ pub struct PendingRow {
     idle_ms: u64,
     deliveries: u64,
     deleted: bool,
+    /// The lane: high, default or low.
+    lane: &'static str,
 }
 
 impl From<&PendingEntry> for PendingRow {
@@ -54,6 +56,7 @@ impl From<&PendingEntry> for PendingRow {
             idle_ms: p.idle_ms,
             deliveries: p.deliveries,
             deleted: p.entry.is_none(),
+            lane: p.lane.as_str(),
         }
     }
 }
@@ -75,19 +78,20 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let mut t = output::table(&[
-        "ENTRY",
-        "JOB ID",
-        "JOB",
-        "ATTEMPT",
-        "CONSUMER",
-        "IDLE",
-        "DELIVERIES",
-    ]);
+    let lanes = ctx.has_lanes(&queue).await?;
+    let mut headers = vec!["ENTRY"];
+    if lanes {
+        headers.push("LANE");
+    }
+    headers.extend(["JOB ID", "JOB", "ATTEMPT", "CONSUMER", "IDLE", "DELIVERIES"]);
+    let mut t = output::table(&headers);
     for p in &rows {
         let r = PendingRow::from(p);
-        t.add_row(vec![
-            Cell::new(&r.entry_id),
+        let mut row = vec![Cell::new(&r.entry_id)];
+        if lanes {
+            row.push(Cell::new(r.lane));
+        }
+        row.extend([
             Cell::new(r.job_id.as_deref().unwrap_or("(deleted)")),
             Cell::new(r.job.as_deref().unwrap_or("-")),
             Cell::new(r.attempt.map_or_else(|| "-".into(), |a| a.to_string())),
@@ -95,6 +99,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             cell(output::ms(r.idle_ms), r.idle_ms > 60_000, Color::Yellow),
             cell(r.deliveries, r.deliveries > 1, Color::Yellow),
         ]);
+        t.add_row(row);
     }
     output::print_table(&t);
     if (rows.len() as u64) < total {

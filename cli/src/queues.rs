@@ -2,7 +2,7 @@
 
 use comfy_table::Color;
 use millrace_core::Queue;
-use millrace_core::inspect::{self, QueueStats};
+use millrace_core::inspect::{self, LaneStats, QueueStats};
 use serde::Serialize;
 
 use crate::Ctx;
@@ -28,6 +28,32 @@ pub struct QueueRow {
     processed: u64,
     retried: u64,
     dead_lettered: u64,
+    /// Each lane the queue uses (only `default` without lanes).
+    lanes: Vec<LaneRow>,
+}
+
+/// One lane of a queue in `--json` output.
+#[derive(Debug, Serialize)]
+pub struct LaneRow {
+    /// high, default or low.
+    lane: &'static str,
+    ready: u64,
+    in_flight: u64,
+    /// Scheduled and retrying jobs of the lane.
+    delayed: u64,
+    lag_ms: Option<u64>,
+}
+
+impl From<&LaneStats> for LaneRow {
+    fn from(l: &LaneStats) -> Self {
+        Self {
+            lane: l.lane.as_str(),
+            ready: l.ready,
+            in_flight: l.in_flight,
+            delayed: l.delayed,
+            lag_ms: l.lag_ms,
+        }
+    }
 }
 
 impl From<&QueueStats> for QueueRow {
@@ -48,6 +74,7 @@ impl From<&QueueStats> for QueueRow {
             processed: s.processed,
             retried: s.retried,
             dead_lettered: s.dead_lettered,
+            lanes: s.lanes.iter().map(LaneRow::from).collect(),
         }
     }
 }
@@ -63,6 +90,30 @@ pub async fn all_stats(ctx: &mut Ctx) -> anyhow::Result<Vec<QueueStats>> {
         out.push(inspect::stats(&mut ctx.conn, &queue).await?);
     }
     Ok(out)
+}
+
+/// The row of one lane of a queue with lanes, under the queue's row:
+/// `<queue>:<lane>` (no queue name holds a `:`) with the lane's counts.
+fn lane_row(queue: &str, l: &LaneStats) -> Vec<comfy_table::Cell> {
+    let dash = || comfy_table::Cell::new("-");
+    vec![
+        comfy_table::Cell::new(format!("{queue}:{}", l.lane)),
+        comfy_table::Cell::new(l.ready),
+        comfy_table::Cell::new(l.in_flight),
+        comfy_table::Cell::new(l.delayed),
+        dash(),
+        dash(),
+        dash(),
+        cell(
+            output::opt_ms(l.lag_ms),
+            l.lag_ms.unwrap_or(0) > 60_000,
+            Color::Yellow,
+        ),
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+    ]
 }
 
 /// Runs `millrace queues`.
@@ -121,6 +172,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             comfy_table::Cell::new(s.processed),
             comfy_table::Cell::new(s.retried + s.dead_lettered),
         ]);
+        if s.lanes.len() > 1 {
+            for l in &s.lanes {
+                t.add_row(lane_row(&s.name, l));
+            }
+        }
     }
     output::print_table(&t);
     Ok(())

@@ -1,5 +1,6 @@
 //! `millrace ready list <queue>`: jobs waiting to run, i.e. entries in the
-//! stream that no worker has claimed yet, oldest first.
+//! stream that no worker has claimed yet, oldest first (lane by lane, high
+//! first, in a queue with lanes).
 
 use comfy_table::{Cell, Color};
 use millrace_core::inspect::{self, RawEntry};
@@ -11,7 +12,8 @@ use crate::output::{self, cell};
 /// `millrace ready ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Jobs waiting to run (not yet claimed by a worker), oldest first.
+    /// Jobs waiting to run (not yet claimed by a worker), oldest first
+    /// (lane by lane, high first, in a queue with lanes).
     List(ListArgs),
 }
 
@@ -38,6 +40,8 @@ pub struct ReadyRow {
     attempt: Option<u32>,
     /// How long it has waited since it became ready (its entry id's time).
     waiting_ms: u64,
+    /// The lane: high, default or low.
+    lane: &'static str,
 }
 
 impl ReadyRow {
@@ -49,6 +53,7 @@ impl ReadyRow {
             job: get("name"),
             attempt: e.get("attempt").and_then(|a| a.parse().ok()),
             waiting_ms: now_ms.saturating_sub(e.added_ms()),
+            lane: e.lane.as_str(),
         }
     }
 }
@@ -69,10 +74,19 @@ pub async fn run(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
             a.queue, page.total
         );
     } else {
-        let mut t = output::table(&["ENTRY", "JOB ID", "JOB", "ATTEMPT", "WAITING"]);
+        let lanes = ctx.has_lanes(&queue).await?;
+        let mut headers = vec!["ENTRY"];
+        if lanes {
+            headers.push("LANE");
+        }
+        headers.extend(["JOB ID", "JOB", "ATTEMPT", "WAITING"]);
+        let mut t = output::table(&headers);
         for r in &rows {
-            t.add_row(vec![
-                Cell::new(&r.entry_id),
+            let mut row = vec![Cell::new(&r.entry_id)];
+            if lanes {
+                row.push(Cell::new(r.lane));
+            }
+            row.extend([
                 Cell::new(r.job_id.as_deref().unwrap_or("-")),
                 Cell::new(r.job.as_deref().unwrap_or("-")),
                 Cell::new(r.attempt.map_or_else(|| "-".into(), |a| a.to_string())),
@@ -82,6 +96,7 @@ pub async fn run(ctx: &mut Ctx, cmd: Command) -> anyhow::Result<()> {
                     Color::Yellow,
                 ),
             ]);
+            t.add_row(row);
         }
         output::print_table(&t);
         if (rows.len() as u64) < page.total {

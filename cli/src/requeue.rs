@@ -86,28 +86,37 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         dry_run: a.confirm.dry_run,
         aborted: false,
     };
-    // Count (bounded: a count, the last id and a small sample).
-    let mut cursor = "-".to_owned();
-    let mut last = None;
+    // Count (bounded: a count, the last id and a small sample), lane by
+    // lane: each lane's stream has its own pending entries.
+    let mut lasts = Vec::new();
     let mut sample = Vec::new();
-    loop {
-        let page =
-            inspect::pending_page(&mut ctx.conn, &queue, &filter, &cursor, inspect::PAGE).await?;
-        let Some(tail) = page.last() else { break };
-        cursor = format!("({}", tail.entry_id);
-        let full = page.len() == inspect::PAGE;
-        for p in page.into_iter().filter(|p| keeps(&filter, p)) {
-            r.matched += 1;
-            last = Some(p.entry_id.clone());
-            if sample.len() < 5 {
-                sample.push(p);
+    for lane in queue.lanes(&mut ctx.conn).await? {
+        let lane_q = queue.lane(lane);
+        let mut cursor = "-".to_owned();
+        let mut last = None;
+        loop {
+            let page =
+                inspect::pending_page(&mut ctx.conn, &lane_q, &filter, &cursor, inspect::PAGE)
+                    .await?;
+            let Some(tail) = page.last() else { break };
+            cursor = format!("({}", tail.entry_id);
+            let full = page.len() == inspect::PAGE;
+            for p in page.into_iter().filter(|p| keeps(&filter, p)) {
+                r.matched += 1;
+                last = Some(p.entry_id.clone());
+                if sample.len() < 5 {
+                    sample.push(p);
+                }
+            }
+            if !full {
+                break;
             }
         }
-        if !full {
-            break;
+        if let Some(last) = last {
+            lasts.push((lane_q, last));
         }
     }
-    let Some(last) = last else {
+    if lasts.is_empty() {
         say(
             ctx,
             &format!(
@@ -120,7 +129,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             ),
         );
         return finish(ctx, &r);
-    };
+    }
     say(
         ctx,
         &format!(
@@ -149,42 +158,62 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         }
     }
     let bar = output::progress(r.matched, "requeued");
+    for (lane_q, last) in &lasts {
+        let done = requeue_lane(ctx, lane_q, &filter, last, &a, &bar).await?;
+        r.done += done.requeued;
+        r.dropped += done.dropped;
+        r.skipped += done.skipped;
+    }
+    bar.finish_and_clear();
+    finish(ctx, &r)
+}
+
+/// Requeues the matching pending entries of the lane of lane view
+/// `lane_q` up to entry `last`, in batches.
+async fn requeue_lane(
+    ctx: &mut Ctx,
+    lane_q: &millrace_core::Queue,
+    filter: &PendingFilter,
+    last: &str,
+    a: &Args,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<admin::Requeued> {
+    let mut total = admin::Requeued::default();
     let mut cursor = "-".to_owned();
-    'pages: loop {
+    loop {
         let page =
-            inspect::pending_page(&mut ctx.conn, &queue, &filter, &cursor, admin::BATCH).await?;
+            inspect::pending_page(&mut ctx.conn, lane_q, filter, &cursor, admin::BATCH).await?;
         let Some(tail) = page.last() else { break };
         cursor = format!("({}", tail.entry_id);
         let full = page.len() == admin::BATCH;
         let mut ids = Vec::with_capacity(page.len());
         let mut past_last = false;
         for p in page {
-            if inspect::compare_entry_ids(&p.entry_id, &last).is_gt() {
+            if inspect::compare_entry_ids(&p.entry_id, last).is_gt() {
                 past_last = true;
                 break;
             }
-            if keeps(&filter, &p) {
+            if keeps(filter, &p) {
                 ids.push(p.entry_id);
             }
         }
         let done = admin::requeue(
             &mut ctx.conn,
-            &queue,
+            lane_q,
             &ids,
             a.min_idle,
             a.consumer.as_deref(),
         )
         .await?;
-        r.done += done.requeued;
-        r.dropped += done.dropped;
-        r.skipped += done.skipped;
+        total.requeued += done.requeued;
+        total.dropped += done.dropped;
+        total.skipped += done.skipped;
         bar.inc(ids.len() as u64);
         if past_last || !full {
-            break 'pages;
+            break;
         }
     }
-    bar.finish_and_clear();
-    finish(ctx, &r)
+    Ok(total)
 }
 
 /// The job-name filter (consumer and idle are applied by XPENDING); entries

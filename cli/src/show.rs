@@ -40,6 +40,9 @@ pub struct Found {
     deliveries: Option<u64>,
     due_at_ms: Option<u64>,
     dead_at_ms: Option<u64>,
+    /// The lane it is in (high, default, low; for a dead job, the lane a
+    /// replay puts it in); null for a history record.
+    lane: Option<&'static str>,
     /// All raw fields, in wire order.
     fields: Vec<(String, String)>,
 }
@@ -70,6 +73,7 @@ impl Found {
             deliveries: None,
             due_at_ms: None,
             dead_at_ms: num("dead_at"),
+            lane: None,
             finished: None,
             fields,
         }
@@ -135,6 +139,13 @@ fn finished_line(f: &Found, h: &FinishedJson, now: u64) -> String {
 
 /// A location as the JSON/human record.
 pub fn found(loc: Location) -> Found {
+    let lane = loc.lane();
+    let mut f = at_location(loc);
+    f.lane = Some(lane.as_str());
+    f
+}
+
+fn at_location(loc: Location) -> Found {
     match loc {
         Location::Ready(e) => Found::new("ready", Some(e.id), e.fields),
         Location::InFlight {
@@ -149,7 +160,9 @@ pub fn found(loc: Location) -> Found {
             f.deliveries = Some(deliveries);
             f
         }
-        Location::PendingDeleted { entry_id, consumer } => {
+        Location::PendingDeleted {
+            entry_id, consumer, ..
+        } => {
             let mut f = Found::new("pending_deleted", Some(entry_id), Vec::new());
             f.consumer = Some(consumer);
             f.attempt = None;
@@ -215,6 +228,9 @@ pub fn print_human(records: &[Found], now: u64) {
         line("job", f.job_id.clone().unwrap_or_else(|| "-".into()));
         line("name", f.name.clone().unwrap_or_else(|| "-".into()));
         line("where", where_);
+        if let Some(l) = f.lane.filter(|l| *l != "default") {
+            line("lane", l.to_owned());
+        }
         if let Some(e) = &f.entry_id {
             line("entry", e.clone());
         }

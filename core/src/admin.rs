@@ -10,6 +10,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 
 use crate::error::QueueError;
+use crate::lane::Priority;
 use crate::queue::{Queue, duration_ms};
 use crate::scripts;
 
@@ -37,8 +38,10 @@ pub struct Requeued {
 
 /// Replays dead-lettered entries to the ready stream as fresh first
 /// attempts (attempt 1, error cleared) and deletes them from the
-/// dead-letter stream, atomically. Returns how many were replayed; ids no
-/// longer in the dead-letter stream are skipped.
+/// dead-letter stream, atomically. An entry goes back to the lane its
+/// `priority` field names (the default lane without one), whichever lane
+/// view `queue` is. Returns how many were replayed; ids no longer in the
+/// dead-letter stream are skipped.
 pub async fn replay_dead<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -49,8 +52,11 @@ pub async fn replay_dead<C: ConnectionLike + Send>(
     }
     let k = queue.keys();
     scripts::DEAD_REPLAY
-        .key(&k.stream)
+        .key(k.for_lane(Priority::Default).stream)
         .key(&k.dead)
+        .key(k.for_lane(Priority::High).stream)
+        .key(k.for_lane(Priority::Low).stream)
+        .key(&k.lanes)
         .arg(entry_ids)
         .invoke_async(conn)
         .await
@@ -74,7 +80,8 @@ pub async fn purge_dead<C: ConnectionLike + Send>(
         .map_err(QueueError::redis("purge dead"))
 }
 
-/// Makes stuck pending entries runnable now: each entry that is, when the
+/// Makes stuck pending entries of `queue`'s lane (the lane view's stream;
+/// entry ids are unique per stream only) runnable now: each entry that is, when the
 /// script runs, still pending, idle at least `min_idle` and (if given) held
 /// by `consumer`, is re-added to the ready stream and its old entry
 /// acknowledged and deleted, in one atomic script. Safe against live
@@ -108,8 +115,9 @@ pub async fn requeue<C: ConnectionLike + Send>(
 }
 
 /// Moves delayed jobs (scheduled or waiting for a retry) to the ready
-/// stream now. Returns how many were moved; ids no longer delayed are
-/// skipped.
+/// stream of their lane now, in whichever lane's delayed set each is
+/// (whichever lane view `queue` is): one script call per lane. Returns how
+/// many were moved; ids no longer delayed are skipped.
 pub async fn run_now<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -118,18 +126,22 @@ pub async fn run_now<C: ConnectionLike + Send>(
     if job_ids.is_empty() {
         return Ok(0);
     }
-    let k = queue.keys();
     let retention = crate::queue::DeadRetention::default();
-    scripts::RUN_NOW
-        .key(&k.delayed)
-        .key(&k.jobs)
-        .key(&k.stream)
-        .key(&k.dead)
-        .key(&k.stats)
-        .arg(retention.max_len)
-        .arg(duration_ms(retention.max_age))
-        .arg(job_ids)
-        .invoke_async(conn)
-        .await
-        .map_err(QueueError::redis("run now"))
+    let mut moved = 0;
+    for lane in Priority::ALL {
+        let k = queue.keys().for_lane(lane);
+        moved += scripts::RUN_NOW
+            .key(&k.delayed)
+            .key(&k.jobs)
+            .key(&k.stream)
+            .key(&k.dead)
+            .key(&k.stats)
+            .arg(retention.max_len)
+            .arg(duration_ms(retention.max_age))
+            .arg(job_ids)
+            .invoke_async::<u64>(conn)
+            .await
+            .map_err(QueueError::redis("run now"))?;
+    }
+    Ok(moved)
 }

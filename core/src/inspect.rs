@@ -6,6 +6,13 @@
 //! Every listing works in bounded pages (`XPENDING`/`XRANGE ... COUNT`,
 //! `HSCAN`), so inspecting a queue with a million jobs neither blocks Redis
 //! nor loads everything into memory.
+//!
+//! A queue with lanes (see `lane.rs`) is one queue here: [`stats`] totals
+//! the lanes and breaks them down, and [`find`], [`pending`], [`ready`],
+//! [`delayed_count`], [`delayed_job`] and [`consumers`] span every lane,
+//! whichever lane view they are given; the cursor pages ([`pending_page`],
+//! [`ready_page`], [`delayed_page`]) read the lane of the view they are
+//! given. Every entry, pending entry and delayed job says its lane.
 
 use std::collections::HashMap;
 
@@ -15,6 +22,7 @@ use redis::aio::ConnectionLike;
 use crate::envelope::Envelope;
 use crate::error::QueueError;
 use crate::keys::registry_key;
+use crate::lane::Priority;
 
 mod consumers;
 mod dead;
@@ -35,7 +43,7 @@ pub use find::{Location, find};
 pub use page::{DeadPage, compare_entry_ids, dead_page, ready_page};
 pub use pending::{PendingEntry, PendingFilter, pending, pending_count, pending_page};
 pub use ready::{READY_SCAN_LIMIT, ReadyPage, ready};
-pub use stats::{QueueStats, RETRYING_SCAN_LIMIT, stats};
+pub use stats::{LaneStats, QueueStats, RETRYING_SCAN_LIMIT, stats};
 
 /// Entries fetched per round trip when scanning a stream or a hash.
 pub const PAGE: usize = 500;
@@ -53,6 +61,7 @@ pub const LABELLED_FIELDS: &[&str] = &[
     "dead_at",
     "entry",
     "v",
+    "priority",
 ];
 
 /// One stream entry with its fields as text (lossy UTF-8), in wire order.
@@ -63,6 +72,9 @@ pub struct RawEntry {
     pub id: String,
     /// The entry's fields, in order.
     pub fields: Vec<(String, String)>,
+    /// The lane of the stream it was read from; for a dead entry, the lane
+    /// its `priority` field names (`default` without one).
+    pub lane: Priority,
 }
 
 impl RawEntry {
@@ -198,9 +210,29 @@ pub fn parse_range(v: Value) -> Vec<RawEntry> {
                     .collect(),
                 _ => Vec::new(),
             };
-            Some(RawEntry { id, fields })
+            let lane = lane_field(&fields);
+            Some(RawEntry { id, fields, lane })
         })
         .collect()
+}
+
+/// The lane a job's `priority` field names (`default` without one or for
+/// an unknown name).
+fn lane_field(fields: &[(String, String)]) -> Priority {
+    fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "priority")
+        .and_then(|(_, v)| Priority::from_wire(v))
+        .unwrap_or_default()
+}
+
+/// Marks `entries` as read from the stream of lane `lane`.
+pub(crate) fn in_lane(mut entries: Vec<RawEntry>, lane: Priority) -> Vec<RawEntry> {
+    for e in &mut entries {
+        e.lane = lane;
+    }
+    entries
 }
 
 /// `XRANGE key start end COUNT count` (or XREVRANGE when `rev`).

@@ -2,12 +2,13 @@
 //! `millrace::Client::status`, `result` and `wait` read.
 //!
 //! The look-up goes from cheap to costly and stops at the first answer:
-//! the delayed set (one `HGET` + `ZSCORE`: scheduled, or retrying after a
-//! backoff), the history stream ([`history::find_finished`]: succeeded,
-//! dead, cancelled; bounded), then the ready stream and the dead-letter
-//! stream ([`inspect::find`]: a scan in pages of 500 of the unfinished
-//! entries and the dead ones: running, queued, dead when the history is
-//! off or trimmed). A job found nowhere is [`JobStatus::Unknown`]: never
+//! the delayed sets of the queue's lanes (one pipeline of an `HGET` and a
+//! `ZSCORE` per lane: scheduled, or retrying after a backoff), the history
+//! stream ([`history::find_finished`]: succeeded, dead, cancelled;
+//! bounded), then the lanes' ready streams and the dead-letter stream
+//! ([`inspect::find`]: a scan in pages of 500 of the unfinished entries
+//! and the dead ones: running, queued, dead when the history is off or
+//! trimmed). A job found nowhere is [`JobStatus::Unknown`]: never
 //! enqueued, or finished and gone from a history that is off or trimmed.
 
 use redis::aio::ConnectionLike;

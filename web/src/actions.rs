@@ -89,6 +89,10 @@ pub(crate) struct RequeueForm {
     /// a lease renewed since means a live worker runs it.
     #[serde(default)]
     min_idle_ms: u64,
+    /// The lane whose stream holds the entry (high, default, low; empty
+    /// for default).
+    #[serde(default)]
+    lane: String,
 }
 
 /// `POST /queues/{q}/requeue` with one entry (`millrace requeue <q>
@@ -100,7 +104,8 @@ pub(crate) async fn requeue(
 ) -> PageResult<Redirect> {
     app.writable()?;
     entry_id(&f.id)?;
-    let queue = app.queue(&name).await?;
+    let lane = crate::lanes::parse_lane(Some(&f.lane))?;
+    let queue = app.queue(&name).await?.lane(lane);
     let r = admin::requeue(
         &mut app.conn(),
         &queue,

@@ -7,6 +7,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
 use maud::{Markup, html};
+use millrace_core::Priority;
 use millrace_core::inspect::{self, Location};
 use serde::Deserialize;
 
@@ -83,17 +84,31 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
                 &queue_url(name, "requeue"),
                 "Requeue",
                 "",
-                &[("id", &entry.id), ("min_idle_ms", &idle_ms.to_string())],
+                &[
+                    ("id", &entry.id),
+                    ("min_idle_ms", &idle_ms.to_string()),
+                    ("lane", entry.lane.as_str()),
+                ],
             ),
         },
-        Location::PendingDeleted { entry_id, consumer } => Card {
+        Location::PendingDeleted {
+            entry_id,
+            consumer,
+            lane,
+        } => Card {
             state: "pending (deleted)",
             entry: Some(entry_id),
             fields: &[],
             place: format!(
                 "pending for consumer {consumer} but its entry was deleted: nothing left to run (requeue drops it)"
             ),
-            action: one("requeue", "Requeue", entry_id),
+            action: layout::button(
+                app,
+                &queue_url(name, "requeue"),
+                "Requeue",
+                "",
+                &[("id", entry_id), ("lane", lane.as_str())],
+            ),
         },
         Location::Delayed(d) => Card {
             state: if d.is_retry() {
@@ -152,6 +167,7 @@ fn card(app: &App, name: &str, loc: &Location, now: u64) -> Option<Markup> {
             h2 { span.state { (c.state) } " " (get(f, "name").unwrap_or("")) }
             dl.fields {
                 dt { "where" } dd { (c.place) }
+                @if loc.lane() != Priority::Default { dt { "lane" } dd { (loc.lane()) } }
                 @if let Some(e) = c.entry { dt { "entry" } dd { code { (e) } } }
                 dt { "job id" } dd { code { (get(f, "id").or(match loc { Location::Delayed(d) => Some(d.id.as_str()), _ => None }).unwrap_or("–")) } }
                 dt { "attempt" } dd { (get(f, "attempt").unwrap_or("1")) @if let Some(m) = get(f, "max_attempts") { " of " (m) } }

@@ -39,6 +39,7 @@ mod error;
 mod fmt;
 mod history;
 mod job;
+mod lanes;
 mod layout;
 mod overview;
 mod queue_page;

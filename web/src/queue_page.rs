@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::error::{PageError, PageResult};
 use crate::fmt;
+use crate::lanes::{lane_pair, parse_lane, picker};
 use crate::layout::{self, queue_url};
 
 /// Rows per page.
@@ -26,6 +27,9 @@ pub(crate) struct TabQuery {
     /// Delayed: the rank to start at.
     offset: Option<usize>,
     flash: Option<String>,
+    /// Ready, pending, delayed: the lane listed (`high`, `default`, `low`;
+    /// default when absent).
+    lane: Option<String>,
 }
 
 /// The dead tab's filters and cursor.
@@ -150,6 +154,8 @@ pub(crate) async fn counts_fragment(
 }
 
 fn counts(s: &QueueStats, now: u64) -> Markup {
+    let ready_of =
+        |l: millrace_core::Priority| queue_url(&s.name, "") + &layout::query(&[lane_pair(l)]);
     let cells = [
         ("ready", "Ready", s.ready.to_string()),
         ("in_flight", "In flight", s.in_flight.to_string()),
@@ -175,6 +181,19 @@ fn counts(s: &QueueStats, now: u64) -> Markup {
         dl.counts {
             @for (key, label, value) in &cells {
                 div data-col=(key) { dt { (label) } dd { (value) } }
+            }
+        }
+        @if s.lanes.len() > 1 {
+            // A queue with priority lanes: each lane's share of the counts.
+            table.lanes {
+                thead { tr { th { "Lane" } th { "Ready" } th { "In flight" } th { "Delayed" } th { "Lag" } } }
+                tbody {
+                    @for l in &s.lanes {
+                        tr data-lane=(l.lane.as_str()) {
+                            td { a href=(ready_of(l.lane)) { (l.lane) } } td { (l.ready) } td { (l.in_flight) } td { (l.delayed) } td { (fmt::opt_age(l.lag_ms)) }
+                        }
+                    }
+                }
             }
         }
     }
@@ -208,14 +227,18 @@ pub(crate) async fn ready(
     Path(name): Path<String>,
     Query(q): Query<TabQuery>,
 ) -> PageResult<Markup> {
+    let lane = parse_lane(q.lane.as_deref())?;
     let queue = app.queue(&name).await?;
     let mut conn = app.conn();
+    let lanes = queue.lanes(&mut conn).await?;
+    let queue = queue.lane(lane);
     let rows = inspect::ready_page(&mut conn, &queue, q.after.as_deref(), ROWS).await?;
     let now = inspect::server_now_ms(&mut conn).await?;
     let next = (rows.len() == ROWS)
         .then(|| rows.last().map(|e| e.id.clone()))
         .flatten();
     let body = html! {
+        (picker(&name, "", &lanes, lane))
         @if rows.is_empty() { p.empty { "No ready jobs" @if q.after.is_some() { " after this point" } "." } }
         @else {
             table { thead { tr { th { "Entry" } th { "Job id" } th { "Job" } th.n { "Attempt" } th.n { "Ready for" } } }
@@ -226,7 +249,7 @@ pub(crate) async fn ready(
                 td.n { (fmt::age(now.saturating_sub(e.added_ms()))) }
             } } } }
         }
-        (pager(next.map(|n| queue_url(&name, "") + &layout::query(&[("after", &n)]))))
+        (pager(next.map(|n| queue_url(&name, "") + &layout::query(&[("after", &n), lane_pair(lane)]))))
     };
     shell(&app, &name, Tab::Ready, q.flash.as_deref(), body).await
 }
@@ -241,7 +264,10 @@ pub(crate) async fn pending(
     Path(name): Path<String>,
     Query(q): Query<TabQuery>,
 ) -> PageResult<Markup> {
+    let lane = parse_lane(q.lane.as_deref())?;
     let queue = app.queue(&name).await?;
+    let lanes = queue.lanes(&mut app.conn()).await?;
+    let queue = queue.lane(lane);
     let cursor = q
         .after
         .as_deref()
@@ -259,6 +285,7 @@ pub(crate) async fn pending(
         .flatten();
     let requeue = queue_url(&name, "requeue");
     let body = html! {
+        (picker(&name, "pending", &lanes, lane))
         @if rows.is_empty() { p.empty { "Nothing in flight." } }
         @else {
             p.muted { "Requeue puts an entry back in the ready stream now (attempt unchanged), as "
@@ -271,10 +298,10 @@ pub(crate) async fn pending(
                 td { (p.consumer) }
                 td.n { (fmt::age(p.idle_ms)) }
                 td.n { (p.deliveries) }
-                td { (layout::button(&app, &requeue, "Requeue", "", &[("id", &p.entry_id), ("min_idle_ms", &p.idle_ms.to_string())])) }
+                td { (layout::button(&app, &requeue, "Requeue", "", &[("id", &p.entry_id), ("min_idle_ms", &p.idle_ms.to_string()), ("lane", lane.as_str())])) }
             } } } }
         }
-        (pager(next.map(|n| queue_url(&name, "pending") + &layout::query(&[("after", &n)]))))
+        (pager(next.map(|n| queue_url(&name, "pending") + &layout::query(&[("after", &n), lane_pair(lane)]))))
     };
     shell(&app, &name, Tab::Pending, q.flash.as_deref(), body).await
 }
@@ -285,13 +312,17 @@ pub(crate) async fn delayed(
     Path(name): Path<String>,
     Query(q): Query<TabQuery>,
 ) -> PageResult<Markup> {
+    let lane = parse_lane(q.lane.as_deref())?;
     let queue = app.queue(&name).await?;
     let offset = q.offset.unwrap_or(0);
     let mut conn = app.conn();
+    let lanes = queue.lanes(&mut conn).await?;
+    let queue = queue.lane(lane);
     let rows = inspect::delayed_page(&mut conn, &queue, offset, ROWS).await?;
     let now = inspect::server_now_ms(&mut conn).await?;
     let run_now = queue_url(&name, "run-now");
     let body = html! {
+        (picker(&name, "delayed", &lanes, lane))
         @if rows.is_empty() { p.empty { "No delayed or retrying jobs." } }
         @else {
             table { thead { tr { th { "Job id" } th { "Job" } th { "State" } th.n { "Attempt" } th.n { "Runs in" } th { "Error" } th {} } }
@@ -306,7 +337,7 @@ pub(crate) async fn delayed(
             } } } }
         }
         @if rows.len() == ROWS {
-            (pager(Some(queue_url(&name, "delayed") + &layout::query(&[("offset", &(offset + ROWS).to_string())]))))
+            (pager(Some(queue_url(&name, "delayed") + &layout::query(&[("offset", &(offset + ROWS).to_string()), lane_pair(lane)]))))
         }
     };
     shell(&app, &name, Tab::Delayed, q.flash.as_deref(), body).await

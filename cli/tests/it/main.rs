@@ -9,6 +9,7 @@ mod common;
 mod destructive;
 mod errors;
 mod history;
+mod lanes;
 mod outbox;
 mod partitions;
 mod read;

@@ -33,24 +33,29 @@ impl ConsumerInfo {
     }
 }
 
-/// The group's consumers joined with the heartbeat set, by name.
+/// The group's consumers joined with the heartbeat set, by name. A
+/// consumer of several lanes is one row: its pending entries summed over
+/// the lanes, its idle time the shortest.
 pub async fn consumers<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<Vec<ConsumerInfo>, QueueError> {
     let k = queue.keys();
     let now = server_now_ms(conn).await?;
-    let reply: Result<Vec<Value>, redis::RedisError> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(&k.stream)
-        .arg(queue.group())
-        .query_async(conn)
-        .await;
-    let infos = match reply {
-        Ok(v) => v,
-        Err(e) if is_missing_key(&e) => Vec::new(),
-        Err(e) => return Err(QueueError::redis("xinfo consumers")(e)),
-    };
+    let mut infos = Vec::new();
+    for lane in queue.lanes(conn).await? {
+        let reply: Result<Vec<Value>, redis::RedisError> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&k.for_lane(lane).stream)
+            .arg(queue.group())
+            .query_async(conn)
+            .await;
+        match reply {
+            Ok(v) => infos.extend(v),
+            Err(e) if is_missing_key(&e) => {}
+            Err(e) => return Err(QueueError::redis("xinfo consumers")(e)),
+        }
+    }
     let beats: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(&k.workers)
         .arg(0)
@@ -60,17 +65,27 @@ pub async fn consumers<C: ConnectionLike + Send>(
         .await
         .map_err(QueueError::redis("workers"))?;
     let mut beats: HashMap<String, u64> = beats.into_iter().map(|(n, s)| (n, s as u64)).collect();
-    let mut out = Vec::new();
+    let mut out: Vec<ConsumerInfo> = Vec::new();
     for info in infos {
         let map = to_map(info);
         let Some(name) = map.get("name").cloned() else {
             continue;
         };
         let num = |k: &str| map.get(k).and_then(|v| v.parse::<u64>().ok());
+        let (pending, idle_ms) = (num("pending").unwrap_or(0), num("idle"));
+        if let Some(seen) = out.iter_mut().find(|c| c.name == name) {
+            // The same consumer in another lane's group.
+            seen.pending += pending;
+            seen.idle_ms = match (seen.idle_ms, idle_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            continue;
+        }
         let beat = beats.remove(&name);
         out.push(ConsumerInfo {
-            pending: num("pending").unwrap_or(0),
-            idle_ms: num("idle"),
+            pending,
+            idle_ms,
             heartbeat_age_ms: beat.map(|b| now.saturating_sub(b)),
             name,
         });

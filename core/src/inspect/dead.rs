@@ -182,6 +182,7 @@ mod tests {
                 ("error".into(), "HTTP 500 from upstream".into()),
                 ("dead_at".into(), "1000".into()),
             ],
+            lane: crate::Priority::Default,
         };
         assert!(DeadFilter::default().keeps(&e));
         assert!(DeadFilter::new(Some("send".into()), Some("http 500".into()), Some(900)).keeps(&e));

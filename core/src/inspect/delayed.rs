@@ -3,6 +3,7 @@
 use redis::aio::ConnectionLike;
 
 use crate::error::QueueError;
+use crate::lane::Priority;
 use crate::queue::Queue;
 
 /// A delayed job: scheduled for later, or waiting to be retried.
@@ -15,6 +16,8 @@ pub struct DelayedJob {
     pub due_ms: u64,
     /// Its stored fields; `None` when the envelope is missing.
     pub fields: Option<Vec<(String, String)>>,
+    /// The lane whose delayed set holds it.
+    pub lane: Priority,
 }
 
 impl DelayedJob {
@@ -53,7 +56,8 @@ pub(super) fn parse_stored(json: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One page of delayed jobs, by due time, starting at index `offset`.
+/// One page of the delayed jobs of `queue`'s lane (the lane view's delayed
+/// set), by due time, starting at index `offset`.
 pub async fn delayed_page<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -86,43 +90,53 @@ pub async fn delayed_page<C: ConnectionLike + Send>(
             id,
             due_ms: due as u64,
             fields: env.map(|e| parse_stored(&e)),
+            lane: queue.priority(),
         })
         .collect())
 }
 
-/// Number of jobs in the delayed set.
+/// Number of jobs in the delayed sets of every lane the queue uses.
 pub async fn delayed_count<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<u64, QueueError> {
-    redis::cmd("ZCARD")
-        .arg(&queue.keys().delayed)
+    let mut pipe = redis::pipe();
+    for lane in queue.lanes(conn).await? {
+        pipe.cmd("ZCARD").arg(&queue.keys().for_lane(lane).delayed);
+    }
+    let counts: Vec<u64> = pipe
         .query_async(conn)
         .await
-        .map_err(QueueError::redis("zcard"))
+        .map_err(QueueError::redis("zcard"))?;
+    Ok(counts.into_iter().sum())
 }
 
-/// One delayed job by id.
+/// One delayed job by id, in whichever lane's delayed set holds it (one
+/// round trip).
 pub async fn delayed_job<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
     id: &str,
 ) -> Result<Option<DelayedJob>, QueueError> {
     let k = queue.keys();
-    let (env, due): (Option<String>, Option<f64>) = redis::pipe()
-        .cmd("HGET")
-        .arg(&k.jobs)
-        .arg(id)
-        .cmd("ZSCORE")
-        .arg(&k.delayed)
-        .arg(id)
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGET").arg(&k.jobs).arg(id);
+    for lane in Priority::ALL {
+        pipe.cmd("ZSCORE").arg(&k.for_lane(lane).delayed).arg(id);
+    }
+    let (env, high, default, low): (Option<String>, Option<f64>, Option<f64>, Option<f64>) = pipe
         .query_async(conn)
         .await
         .map_err(QueueError::redis("delayed job"))?;
-    Ok(due.map(|due| DelayedJob {
+    let found = [high, default, low]
+        .into_iter()
+        .zip(Priority::ALL)
+        .find_map(|(due, lane)| due.map(|d| (d, lane)));
+    Ok(found.map(|(due, lane)| DelayedJob {
         id: id.to_owned(),
         due_ms: due as u64,
         fields: env.map(|e| parse_stored(&e)),
+        lane,
     }))
 }
 

@@ -4,8 +4,9 @@ use redis::aio::ConnectionLike;
 
 use super::delayed::{DelayedJob, delayed_job};
 use super::tries::with_tries;
-use super::{PAGE, RawEntry, entry, is_entry_id, is_missing_key, range};
+use super::{PAGE, RawEntry, entry, in_lane, is_entry_id, is_missing_key, range};
 use crate::error::QueueError;
+use crate::lane::Priority;
 use crate::queue::Queue;
 
 /// Where a job was found.
@@ -31,6 +32,8 @@ pub enum Location {
         entry_id: String,
         /// Its consumer.
         consumer: String,
+        /// The lane whose stream held it.
+        lane: Priority,
     },
     /// In the delayed set (scheduled or retrying).
     Delayed(DelayedJob),
@@ -38,11 +41,25 @@ pub enum Location {
     Dead(RawEntry),
 }
 
-/// Finds a job by job id or stream entry id: in the delayed set, the ready
-/// stream (ready or in flight) and the dead-letter stream. A job id needs a
-/// scan of both streams (in pages of [`PAGE`]); an entry id is a direct
+impl Location {
+    /// The lane the job was found in (for a dead entry, the lane it is
+    /// replayed to).
+    pub fn lane(&self) -> Priority {
+        match self {
+            Self::Ready(e) | Self::Dead(e) | Self::InFlight { entry: e, .. } => e.lane,
+            Self::PendingDeleted { lane, .. } => *lane,
+            Self::Delayed(d) => d.lane,
+        }
+    }
+}
+
+/// Finds a job by job id or stream entry id, in every lane of the queue
+/// (whichever lane view `queue` is): in the delayed sets, the ready
+/// streams (ready or in flight) and the dead-letter stream. A job id needs
+/// a scan of the streams (in pages of [`PAGE`]); an entry id is a direct
 /// look-up. Returns every place it was found (a replayed job may also have
-/// an older dead entry).
+/// an older dead entry; entry ids are unique per stream only, so one may
+/// name entries in two lanes).
 pub async fn find<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -51,13 +68,18 @@ pub async fn find<C: ConnectionLike + Send>(
     let k = queue.keys();
     let mut found = Vec::new();
     if is_entry_id(id) {
-        if let Some(e) = entry(conn, &k.stream, id).await? {
-            found.push(locate_stream_entry(conn, queue, e).await?);
-        } else if let Some(p) = pending_info(conn, queue, id).await? {
-            found.push(Location::PendingDeleted {
-                entry_id: id.to_owned(),
-                consumer: p.0,
-            });
+        for lane in Priority::ALL {
+            let lane_q = queue.lane(lane);
+            if let Some(mut e) = entry(conn, &lane_q.keys().stream, id).await? {
+                e.lane = lane;
+                found.push(locate_stream_entry(conn, &lane_q, e).await?);
+            } else if let Some(p) = pending_info(conn, &lane_q, id).await? {
+                found.push(Location::PendingDeleted {
+                    entry_id: id.to_owned(),
+                    consumer: p.0,
+                    lane,
+                });
+            }
         }
         if let Some(e) = entry(conn, &k.dead, id).await? {
             found.push(Location::Dead(e));
@@ -67,8 +89,12 @@ pub async fn find<C: ConnectionLike + Send>(
     if let Some(d) = delayed_job(conn, queue, id).await? {
         found.push(Location::Delayed(d));
     }
-    for e in scan_for_job(conn, &k.stream, id).await? {
-        found.push(locate_stream_entry(conn, queue, e).await?);
+    for lane in Priority::ALL {
+        let lane_q = queue.lane(lane);
+        let entries = scan_for_job(conn, &lane_q.keys().stream, id).await?;
+        for e in in_lane(entries, lane) {
+            found.push(locate_stream_entry(conn, &lane_q, e).await?);
+        }
     }
     for e in scan_for_job(conn, &k.dead, id).await? {
         found.push(Location::Dead(e));

@@ -6,7 +6,7 @@ use redis::aio::ConnectionLike;
 
 use super::dead::DeadFilter;
 use super::stats::group_info;
-use super::{PAGE, RawEntry, range};
+use super::{PAGE, RawEntry, in_lane, range};
 use crate::error::QueueError;
 use crate::queue::Queue;
 
@@ -22,8 +22,8 @@ pub fn compare_entry_ids(a: &str, b: &str) -> std::cmp::Ordering {
     split(a).cmp(&split(b))
 }
 
-/// Up to `count` ready entries (not yet delivered to any worker), oldest
-/// first, after entry `after` when given: two commands.
+/// Up to `count` ready entries of `queue`'s lane (not yet delivered to any
+/// worker), oldest first, after entry `after` when given: two commands.
 pub async fn ready_page<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -37,7 +37,7 @@ pub async fn ready_page<C: ConnectionLike + Send>(
         Some(a) if compare_entry_ids(a, &delivered).is_gt() => a.to_owned(),
         _ => delivered,
     };
-    range(
+    let entries = range(
         conn,
         &queue.keys().stream,
         &format!("({start}"),
@@ -45,7 +45,8 @@ pub async fn ready_page<C: ConnectionLike + Send>(
         count,
         false,
     )
-    .await
+    .await?;
+    Ok(in_lane(entries, queue.priority()))
 }
 
 /// One page of dead entries, newest first.

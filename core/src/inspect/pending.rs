@@ -7,8 +7,9 @@ use redis::aio::ConnectionLike;
 
 use super::stats::group_info;
 use super::tries::with_tries;
-use super::{PAGE, RawEntry, is_missing_key, parse_range};
+use super::{PAGE, RawEntry, compare_entry_ids, in_lane, is_missing_key, parse_range};
 use crate::error::QueueError;
+use crate::lane::Priority;
 use crate::queue::{Queue, duration_ms};
 
 /// One pending (in-flight) entry.
@@ -25,6 +26,8 @@ pub struct PendingEntry {
     pub deliveries: u64,
     /// The entry's fields; `None` when the entry was deleted while pending.
     pub entry: Option<RawEntry>,
+    /// The lane whose stream holds it.
+    pub lane: Priority,
 }
 
 /// Which pending entries to list.
@@ -61,8 +64,9 @@ impl PendingFilter {
     }
 }
 
-/// Up to `limit` pending entries matching `filter`, oldest entry first,
-/// read in pages of [`PAGE`].
+/// Up to `limit` pending entries matching `filter`, across every lane the
+/// queue uses (whichever lane view `queue` is), oldest entry first, read
+/// in pages of [`PAGE`].
 pub async fn pending<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -70,24 +74,32 @@ pub async fn pending<C: ConnectionLike + Send>(
     limit: usize,
 ) -> Result<Vec<PendingEntry>, QueueError> {
     let mut out = Vec::new();
-    let mut cursor = "-".to_owned();
-    while out.len() < limit {
-        let page = pending_page(conn, queue, filter, &cursor, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        cursor = format!("({}", last.entry_id);
-        let full = page.len() < PAGE;
-        out.extend(page.into_iter().filter(|p| filter.keeps(p)));
-        if full {
-            break;
+    for lane in queue.lanes(conn).await? {
+        let lane_q = queue.lane(lane);
+        let mut found = 0;
+        let mut cursor = "-".to_owned();
+        while found < limit {
+            let page = pending_page(conn, &lane_q, filter, &cursor, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            cursor = format!("({}", last.entry_id);
+            let full = page.len() < PAGE;
+            let before = out.len();
+            out.extend(page.into_iter().filter(|p| filter.keeps(p)));
+            found += out.len() - before;
+            if full {
+                break;
+            }
         }
     }
+    out.sort_by(|a, b| compare_entry_ids(&a.entry_id, &b.entry_id));
     out.truncate(limit);
     Ok(out)
 }
 
-/// One page of pending entries after `cursor` (an XPENDING start, e.g.
-/// `-` or `(1700-0`), filtered by consumer and idle time (not by job name:
-/// see [`PendingFilter`]), with their fields.
+/// One page of the pending entries of `queue`'s lane (the lane view's
+/// stream) after `cursor` (an XPENDING start, e.g. `-` or `(1700-0`),
+/// filtered by consumer and idle time (not by job name: see
+/// [`PendingFilter`]), with their fields.
 pub async fn pending_page<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
@@ -126,8 +138,11 @@ pub async fn pending_page<C: ConnectionLike + Send>(
         .await
         .map_err(QueueError::redis("xrange"))?;
     // Entries retried in place show their attempt record.
-    let mut parsed: Vec<Option<RawEntry>> =
-        entries.into_iter().map(|e| parse_range(e).pop()).collect();
+    let lane = queue.priority();
+    let mut parsed: Vec<Option<RawEntry>> = entries
+        .into_iter()
+        .map(|e| in_lane(parse_range(e), lane).pop())
+        .collect();
     let mut found: Vec<RawEntry> = parsed.iter_mut().filter_map(Option::take).collect();
     with_tries(conn, queue, &mut found).await?;
     let mut found = found.into_iter().peekable();
@@ -139,14 +154,22 @@ pub async fn pending_page<C: ConnectionLike + Send>(
             consumer,
             idle_ms,
             deliveries,
+            lane,
         })
         .collect())
 }
 
-/// Total pending entries of the queue's group (0 when it has no group).
+/// Total pending entries of the queue's group over every lane the queue
+/// uses (a lane without a group counts 0).
 pub async fn pending_count<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<u64, QueueError> {
-    Ok(group_info(conn, queue).await?.map_or(0, |g| g.pending))
+    let mut n = 0;
+    for lane in queue.lanes(conn).await? {
+        n += group_info(conn, &queue.lane(lane))
+            .await?
+            .map_or(0, |g| g.pending);
+    }
+    Ok(n)
 }

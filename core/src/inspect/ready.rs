@@ -4,7 +4,7 @@
 use redis::aio::ConnectionLike;
 
 use super::stats::group_info;
-use super::{PAGE, RawEntry, range};
+use super::{PAGE, RawEntry, in_lane, range};
 use crate::error::QueueError;
 use crate::queue::Queue;
 
@@ -15,20 +15,47 @@ pub const READY_SCAN_LIMIT: u64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReadyPage {
-    /// The matching entries, oldest first, at most the limit asked for.
+    /// The matching entries, lane by lane in serving order (high first),
+    /// oldest first in a lane, at most the limit asked for.
     pub entries: Vec<RawEntry>,
-    /// Ready entries in all (stream length less the group's pending ones).
+    /// Ready entries in all (stream lengths less the group's pending ones,
+    /// over the lanes).
     pub total: u64,
     /// Entries read to find them.
     pub scanned: u64,
-    /// The scan stopped at [`READY_SCAN_LIMIT`] before the stream's end.
+    /// The scan stopped at [`READY_SCAN_LIMIT`] before a stream's end.
     pub cut: bool,
 }
 
-/// Up to `limit` ready entries of `queue` (only jobs named `job`, when
-/// given), read with `XRANGE` in pages from the group's last-delivered id,
-/// reading at most [`READY_SCAN_LIMIT`] entries.
+/// Up to `limit` ready entries of `queue` over every lane it uses, in
+/// serving order (only jobs named `job`, when given), read with `XRANGE`
+/// in pages from each lane group's last-delivered id, reading at most
+/// [`READY_SCAN_LIMIT`] entries per lane.
 pub async fn ready<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    job: Option<&str>,
+    limit: usize,
+) -> Result<ReadyPage, QueueError> {
+    let mut out = ReadyPage {
+        entries: Vec::new(),
+        total: 0,
+        scanned: 0,
+        cut: false,
+    };
+    for lane in queue.lanes(conn).await? {
+        let left = limit.saturating_sub(out.entries.len());
+        let page = lane_ready(conn, &queue.lane(lane), job, left).await?;
+        out.entries.extend(in_lane(page.entries, lane));
+        out.total += page.total;
+        out.scanned += page.scanned;
+        out.cut |= page.cut;
+    }
+    Ok(out)
+}
+
+/// [`ready`] in the lane of the lane view `queue`.
+async fn lane_ready<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
     job: Option<&str>,

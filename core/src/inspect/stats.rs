@@ -8,6 +8,7 @@ use redis::aio::ConnectionLike;
 use super::delayed::{is_retry_fields, parse_stored};
 use super::{PAGE, first_entry, is_missing_key, server_now_ms, to_map};
 use crate::error::QueueError;
+use crate::lane::Priority;
 use crate::queue::Queue;
 
 /// The delayed set is split into scheduled and retrying jobs only up to
@@ -21,7 +22,7 @@ pub const RETRYING_SCAN_LIMIT: u64 = 100_000;
 pub struct QueueStats {
     /// The queue's name.
     pub name: String,
-    /// Entries waiting for a worker (in the stream, not yet delivered).
+    /// Entries waiting for a worker (in the streams, not yet delivered).
     pub ready: u64,
     /// Entries delivered and not yet acknowledged (the group's PEL).
     pub in_flight: u64,
@@ -50,28 +51,97 @@ pub struct QueueStats {
     pub retried: u64,
     /// Jobs dead-lettered (counter; the dead stream may have been trimmed).
     pub dead_lettered: u64,
+    /// The counts of each lane the queue uses, in serving order (only
+    /// `default` for a queue without lanes); the fields above are their
+    /// totals (lags and ages: the largest).
+    pub lanes: Vec<LaneStats>,
 }
 
-/// Counts and ages of `queue`, in a few round trips (plus a bounded scan of
-/// the delayed jobs to split scheduled from retrying).
+/// One lane's share of a queue's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LaneStats {
+    /// The lane.
+    pub lane: Priority,
+    /// Entries of its stream waiting for a worker.
+    pub ready: u64,
+    /// Entries of its stream delivered and not yet acknowledged.
+    pub in_flight: u64,
+    /// Jobs in its delayed set (scheduled or retrying).
+    pub delayed: u64,
+    /// How long its oldest ready entry has waited for a worker, in ms.
+    pub lag_ms: Option<u64>,
+}
+
+/// Counts and ages of `queue` (whichever lane view it is), totals over
+/// every lane it uses plus a per-lane breakdown, in a few round trips per
+/// lane (plus a bounded scan of the delayed jobs to split scheduled from
+/// retrying).
 pub async fn stats<C: ConnectionLike + Send>(
     conn: &mut C,
     queue: &Queue,
 ) -> Result<QueueStats, QueueError> {
     let k = queue.keys();
     let now = server_now_ms(conn).await?;
-    type Counts = (u64, u64, u64, Option<String>, HashMap<String, u64>);
-    let (xlen, delayed, dead, paused, counters): Counts = redis::pipe()
-        .cmd("XLEN")
-        .arg(&k.stream)
-        .cmd("ZCARD")
-        .arg(&k.delayed)
+    type Counts = (u64, Option<String>, HashMap<String, u64>);
+    let (dead, paused, counters): Counts = redis::pipe()
         .cmd("XLEN")
         .arg(&k.dead)
         .cmd("GET")
         .arg(&k.paused)
         .cmd("HGETALL")
         .arg(&k.stats)
+        .query_async(conn)
+        .await
+        .map_err(QueueError::redis("stats"))?;
+    let mut lanes = Vec::new();
+    let (mut consumers, mut oldest_ms) = (0, None);
+    for lane in queue.lanes(conn).await? {
+        let (l, c, oldest) = lane_stats(conn, &queue.lane(lane), now).await?;
+        consumers = consumers.max(c);
+        oldest_ms = oldest_ms.max(oldest);
+        lanes.push(l);
+    }
+    let delayed: u64 = lanes.iter().map(|l| l.delayed).sum();
+    // The jobs hash is the queue's: this counts the retries of every lane.
+    let retrying = if delayed <= RETRYING_SCAN_LIMIT {
+        Some(count_retrying(conn, &k.jobs).await?)
+    } else {
+        None
+    };
+    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+    Ok(QueueStats {
+        name: queue.name().to_owned(),
+        ready: lanes.iter().map(|l| l.ready).sum(),
+        in_flight: lanes.iter().map(|l| l.in_flight).sum(),
+        scheduled: delayed.saturating_sub(retrying.unwrap_or(0)),
+        retrying,
+        dead,
+        consumers,
+        lag_ms: lanes.iter().filter_map(|l| l.lag_ms).max(),
+        oldest_ms,
+        paused: paused.is_some(),
+        pause: paused.map(|v| crate::queue::PauseInfo::parse(&v)),
+        processed: counter("processed"),
+        retried: counter("retried"),
+        dead_lettered: counter("dead"),
+        lanes,
+    })
+}
+
+/// The counts of the lane of lane view `queue`, its group's consumer count
+/// and the age of its oldest unfinished entry.
+async fn lane_stats<C: ConnectionLike + Send>(
+    conn: &mut C,
+    queue: &Queue,
+    now: u64,
+) -> Result<(LaneStats, u64, Option<u64>), QueueError> {
+    let k = queue.keys();
+    let (xlen, delayed): (u64, u64) = redis::pipe()
+        .cmd("XLEN")
+        .arg(&k.stream)
+        .cmd("ZCARD")
+        .arg(&k.delayed)
         .query_async(conn)
         .await
         .map_err(QueueError::redis("stats"))?;
@@ -95,28 +165,14 @@ pub async fn stats<C: ConnectionLike + Send>(
             .unwrap_or_else(|| e.added_ms());
         now.saturating_sub(t)
     });
-    let retrying = if delayed <= RETRYING_SCAN_LIMIT {
-        Some(count_retrying(conn, &k.jobs).await?)
-    } else {
-        None
-    };
-    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
-    Ok(QueueStats {
-        name: queue.name().to_owned(),
+    let lane = LaneStats {
+        lane: queue.priority(),
         ready,
         in_flight,
-        scheduled: delayed.saturating_sub(retrying.unwrap_or(0)),
-        retrying,
-        dead,
-        consumers,
+        delayed,
         lag_ms,
-        oldest_ms,
-        paused: paused.is_some(),
-        pause: paused.map(|v| crate::queue::PauseInfo::parse(&v)),
-        processed: counter("processed"),
-        retried: counter("retried"),
-        dead_lettered: counter("dead"),
-    })
+    };
+    Ok((lane, consumers, oldest_ms))
 }
 
 pub(super) struct GroupInfo {

@@ -9,6 +9,7 @@ use super::{Acked, Queue, duration_ms};
 use crate::error::QueueError;
 use crate::history::{self, Finished};
 use crate::inspect::{self, Location};
+use crate::lane::Priority;
 use crate::reply::protocol;
 use crate::scripts;
 
@@ -50,25 +51,29 @@ pub enum Cancel {
 }
 
 impl Queue {
-    /// Cancels job `job_id` (or the job of a stream entry id): removes it
-    /// when it waits (delayed, or ready and not yet delivered), releasing
-    /// its unique lock; marks it when it runs, so its worker cancels it.
-    /// Finding a job in the stream is a scan of the stream and the
-    /// dead-letter stream in pages (like `millrace show`): bounded, and
-    /// fine for an operator's command, not for a hot path.
+    /// Cancels job `job_id` (or the job of a stream entry id), in whichever
+    /// lane it is (whichever lane view `self` is): removes it when it waits
+    /// (delayed, or ready and not yet delivered), releasing its unique
+    /// lock; marks it when it runs, so its worker cancels it. Finding a job
+    /// in a stream is a scan of the lanes' streams and the dead-letter
+    /// stream in pages (like `millrace show`): bounded, and fine for an
+    /// operator's command, not for a hot path.
     pub async fn cancel<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         job_id: &str,
     ) -> Result<Cancel, QueueError> {
         for _ in 0..CANCEL_TRIES {
-            if self.cancel_script(conn, job_id, "").await? == 1 {
-                return Ok(Cancel::Delayed);
+            for lane in Priority::ALL {
+                if self.lane(lane).cancel_script(conn, job_id, "").await? == 1 {
+                    return Ok(Cancel::Delayed);
+                }
             }
             let found = inspect::find(conn, self, job_id).await?;
             let mut dead = false;
             let mut moved = false;
             for loc in found {
+                let lane = self.lane(loc.lane());
                 let (entry, consumer) = match loc {
                     Location::Ready(e) => (e, None),
                     Location::InFlight {
@@ -86,7 +91,7 @@ impl Queue {
                     _ => continue,
                 };
                 let id = entry.get("id").unwrap_or(job_id).to_owned();
-                match self.cancel_script(conn, &id, &entry.id).await? {
+                match lane.cancel_script(conn, &id, &entry.id).await? {
                     2 => return Ok(Cancel::Ready { entry_id: entry.id }),
                     3 => {
                         return Ok(Cancel::Running {

@@ -5,6 +5,7 @@
 mod actions;
 mod browser;
 mod common;
+mod lanes;
 mod pages;
 mod schedules;
 mod security;
