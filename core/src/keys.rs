@@ -68,8 +68,9 @@ pub struct Keys {
     /// means 1.
     pub partitions: String,
     /// The lane these keys are of: [`stream`](Self::stream),
-    /// [`delayed`](Self::delayed) and [`tries`](Self::tries) are that
-    /// lane's; every other key is the queue's.
+    /// [`delayed`](Self::delayed), [`tries`](Self::tries) and
+    /// [`cancel`](Self::cancel) (all keyed by entry ids, unique per stream
+    /// only) are that lane's; every other key is the queue's.
     pub lane: Priority,
 }
 
@@ -113,6 +114,7 @@ impl Keys {
         k.stream = lane_key(&default.stream, lane);
         k.delayed = lane_key(&default.delayed, lane);
         k.tries = lane_key(&default.tries, lane);
+        k.cancel = lane_key(&default.cancel, lane);
         k
     }
 
@@ -126,6 +128,7 @@ impl Keys {
         k.stream = default_key(&self.stream, self.lane);
         k.delayed = default_key(&self.delayed, self.lane);
         k.tries = default_key(&self.tries, self.lane);
+        k.cancel = default_key(&self.cancel, self.lane);
         k
     }
 
@@ -196,6 +199,7 @@ mod tests {
         assert_eq!(high.stream, "millrace:{billing}:high:stream");
         assert_eq!(high.delayed, "millrace:{billing}:high:delayed");
         assert_eq!(high.tries, "millrace:{billing}:high:tries");
+        assert_eq!(high.cancel, "millrace:{billing}:high:cancel");
         assert_eq!(high.dead, k.dead);
         assert_eq!(high.stats, k.stats);
         let low = high.for_lane(Priority::Low);

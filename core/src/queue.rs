@@ -208,6 +208,7 @@ impl Queue {
             pipe.cmd("SADD").arg(&self.keys.lanes).arg(lane).ignore();
         }
         for job in jobs {
+            let job = self.in_lane(job);
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&self.keys.stream).arg("*");
             job.write_args(&mut cmd);
@@ -237,7 +238,7 @@ impl Queue {
             .arg(&job.id)
             .arg(mode)
             .arg(ms);
-        for (k, v) in job.fields() {
+        for (k, v) in self.in_lane(job).fields() {
             inv.arg(k).arg(v);
         }
         let due: i64 = inv

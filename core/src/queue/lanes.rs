@@ -2,12 +2,14 @@
 //! lanes a queue uses, and the two halves of a read across lanes
 //! (`lua/take.lua`, then a blocking XREAD that claims nothing).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::ConnectionLike;
 
 use super::{Delivery, Queue, duration_ms};
+use crate::envelope::Envelope;
 use crate::error::QueueError;
 use crate::lane::{Priority, lanes_from_names};
 use crate::reply::{parse_entries, protocol};
@@ -61,6 +63,19 @@ impl Queue {
             .query_async::<()>(conn)
             .await
             .map_err(QueueError::redis("register"))
+    }
+
+    /// `job` as written to this view's lane: its `priority` field names the
+    /// lane it is written to (so a dead-letter replay finds the lane again),
+    /// whatever the caller set.
+    pub(crate) fn in_lane<'a>(&self, job: &'a Envelope) -> Cow<'a, Envelope> {
+        if job.priority == self.keys.lane {
+            Cow::Borrowed(job)
+        } else {
+            let mut fixed = job.clone();
+            fixed.priority = self.keys.lane;
+            Cow::Owned(fixed)
+        }
     }
 
     /// The lanes the queue uses: `default` and every lane a producer has

@@ -85,8 +85,8 @@ impl Queue {
                 Some(When::In(d)) => ("in", duration_ms(d)),
                 Some(When::At(t)) => ("at", unix_ms(t)),
             };
-            let fields: Vec<(&str, String)> = s
-                .job
+            let fields: Vec<(&str, String)> = self
+                .in_lane(s.job)
                 .fields()
                 .into_iter()
                 .filter(|(k, _)| *k != "unique")

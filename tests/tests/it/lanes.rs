@@ -346,3 +346,106 @@ async fn an_idle_wait_across_lanes_blocks_while_a_job_runs() {
         worker.shutdown().await;
     }
 }
+
+/// Entry ids are unique per stream only: a cancel mark on an entry of one
+/// lane never cancels the entry with the same id in another lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_mark_stays_in_its_lane() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let base = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
+    for (p, job) in [(Priority::Default, "job-d"), (Priority::High, "job-h")] {
+        let lane = base.lane(p);
+        lane.declare(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+        let _: String = millrace_core::redis::cmd("XADD")
+            .arg(&lane.keys().stream)
+            .arg("1-1")
+            .arg("id")
+            .arg(job)
+            .arg("name")
+            .arg("probe")
+            .arg("payload")
+            .arg("{}")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = lane
+            .read(
+                &mut c,
+                "w",
+                1,
+                Duration::from_millis(10),
+                &millrace_core::ReadFrom::New,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.len(), 1);
+    }
+    let cancel = base
+        .cancel(&mut c, "job-h")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(cancel, millrace::Cancel::Running { .. }),
+        "{cancel:?}"
+    );
+    let ids = ["1-1".to_owned()];
+    let default = base
+        .lane(Priority::Default)
+        .renew_leases(&mut c, "w", &ids)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        default.cancel.is_empty(),
+        "the default lane's 1-1 was cancelled too"
+    );
+    let high = base
+        .lane(Priority::High)
+        .renew_leases(&mut c, "w", &ids)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(high.cancel, ids, "the high lane's 1-1 lost its mark");
+}
+
+/// A job written through a lane view carries that lane in its `priority`
+/// field, whatever the envelope said, so a dead-letter replay finds the
+/// lane again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_view_stamps_its_lane_on_the_job() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let low = Queue::new("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lane(Priority::Low);
+    let env = millrace_core::Envelope::new("j-low".into(), "probe", "{}".into());
+    low.enqueue(&mut c, &[env.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut later = env;
+    later.id = "j-later".into();
+    low.schedule(
+        &mut c,
+        &later,
+        millrace_core::When::In(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<(String, std::collections::HashMap<String, String>)> =
+        millrace_core::redis::cmd("XRANGE")
+            .arg(&low.keys().stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows[0].1.get("priority").map(String::as_str), Some("low"));
+    let stored: String = millrace_core::redis::cmd("HGET")
+        .arg(&low.keys().jobs)
+        .arg("j-later")
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored.contains("\"low\""), "{stored}");
+}
