@@ -420,7 +420,7 @@ async fn a_lane_view_stamps_its_lane_on_the_job() {
         .unwrap_or_else(|e| panic!("{e}"))
         .lane(Priority::Low);
     let env = millrace_core::Envelope::new("j-low".into(), "probe", "{}".into());
-    low.enqueue(&mut c, &[env.clone()])
+    low.enqueue(&mut c, std::slice::from_ref(&env))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut later = env;
