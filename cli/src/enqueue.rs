@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use millrace_core::partition;
 use millrace_core::{
     EnqueueStatus, Envelope, JobId, Priority, Queue, Submit, Unique, UniqueMode, When,
 };
@@ -47,6 +48,11 @@ pub struct Args {
     /// before default before low).
     #[arg(long, value_name = "LANE")]
     priority: Option<String>,
+    /// On a partitioned queue, the key that picks the partition (jobs of
+    /// one key share one, in order); default: the unique key, else a
+    /// partition chosen by the job id.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
 }
 
 /// `--unique-mode`.
@@ -96,6 +102,8 @@ struct Out<'a> {
     existing_job_id: Option<String>,
     /// The lane: high, default or low.
     lane: &'static str,
+    /// The partition, on a partitioned queue.
+    partition: Option<u32>,
 }
 
 /// Checks a JSON payload; the error gives the position of the fault.
@@ -135,12 +143,27 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     } else {
         ctx.queue(&a.queue).await?
     };
+    let mut job = Envelope::new(JobId::new().0, &a.job, payload);
+    // On a partitioned queue, the partition of the key (as the SDK places
+    // jobs; without a key, one picked by the job id).
+    let n = queue.partitions(&mut ctx.conn).await?;
+    let partition = (n > 1).then(|| {
+        let by = a
+            .key
+            .as_deref()
+            .or(unique.as_ref().map(|u| u.key.as_str()))
+            .unwrap_or(&job.id);
+        partition::partition_of(by, n)
+    });
+    let queue = match partition {
+        Some(i) => queue.partition(i)?,
+        None => queue,
+    };
     // The queue's default lane first (the queue's own stream and group),
     // then the lane's.
     queue.declare(&mut ctx.conn).await?;
     let queue = queue.lane(priority);
     queue.declare(&mut ctx.conn).await?;
-    let mut job = Envelope::new(JobId::new().0, &a.job, payload);
     job.max_attempts = a.max_attempts;
     job.enqueued_at = Some(output::local_now_ms());
     job.priority = priority;
@@ -153,10 +176,15 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         status: "new",
         existing_job_id: None,
         lane: priority.as_str(),
+        partition,
+    };
+    let place = match partition {
+        Some(i) => format!("{}#{i}", a.queue),
+        None => a.queue.clone(),
     };
     let where_ = match priority {
-        Priority::Default => format!("queue {:?}", a.queue),
-        p => format!("queue {:?} (lane {p})", a.queue),
+        Priority::Default => format!("queue {place:?}"),
+        p => format!("queue {place:?} (lane {p})"),
     };
     if let Some(u) = &unique {
         let delay = match (a.delay, u.mode) {

@@ -91,3 +91,38 @@ fn bad_counts_and_partitions_of_partitions_are_refused() {
         .err();
     assert!(line.contains("is a partition"), "{line}");
 }
+
+#[test]
+fn enqueue_places_a_job_in_its_keys_partition() {
+    let env = Env::new();
+    declared(&env);
+    env.run(&["partitions", Q, "--set", "4"]).ok();
+    let want = millrace_core::partition::partition_of("customer-1", 4);
+    for _ in 0..2 {
+        let v = env.json(&["enqueue", Q, "noop", "{}", "--key", "customer-1"]);
+        assert_eq!(v["partition"], want, "{v}");
+    }
+    let mut c = env.conn();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("millrace:{{{Q}#{want}}}:stream"))
+        .query(&mut c)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(len, 2);
+    let out = env
+        .run(&[
+            "enqueue",
+            Q,
+            "noop",
+            "{}",
+            "--key",
+            "customer-1",
+            "--priority",
+            "high",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .contains(&format!("queue \"{Q}#{want}\" (lane high)")),
+        "{out:#?}"
+    );
+}
