@@ -66,6 +66,7 @@ enum ReadEnd {
 /// Runs until the stop token fires.
 pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
     let q = set.base.clone();
+    let mut lanes_seen = set.version();
     let mut lanes = set.all();
     let mut reader: Option<Reader> = None;
     // At a start, entries pending for this consumer name were left by an
@@ -103,9 +104,11 @@ pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
             sweep = None;
         }
         if Instant::now() >= next_reclaim {
-            // Producers may have started a lane since the last round.
-            if let Some(now) = set.refresh().await {
-                lanes = now;
+            // A lane producers started using was added meanwhile (by the
+            // look-out task: no Redis call here).
+            if set.version() != lanes_seen {
+                lanes_seen = set.version();
+                lanes = set.all();
                 sweep = Some(false);
             }
             // A full round may have left expired entries behind (it had only

@@ -4,11 +4,13 @@
 //! one queue share its job slots (the concurrency is per queue, not per
 //! lane), its fetch progress and one fetch loop, which reads across the
 //! lanes highest first (`fetch.rs`). A lane a producer starts using while
-//! the worker runs is picked up at the fetch loop's next reclaim round.
+//! the worker runs is started by the worker's look-out task
+//! (`partitions.rs`) at its next round, and the fetch loop takes it at its
+//! next reclaim round.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use millrace_core::{ConfigError, Conn, Priority, Queue, QueueError};
@@ -164,6 +166,8 @@ pub(crate) struct LaneSet {
     spawner: Arc<Spawner>,
     /// The job slots are shared with other partitions of the queue.
     shared: AtomicBool,
+    /// Bumped when a lane is added: the fetch loop takes the new list.
+    version: AtomicU64,
 }
 
 impl LaneSet {
@@ -205,6 +209,7 @@ impl LaneSet {
             lanes: Mutex::new(lanes),
             spawner,
             shared: AtomicBool::new(false),
+            version: AtomicU64::new(0),
         }))
     }
 
@@ -218,6 +223,12 @@ impl LaneSet {
         self.shared.load(Ordering::Relaxed)
     }
 
+    /// How many times a lane was added: the fetch loop compares it at its
+    /// reclaim rounds, with no Redis call of its own.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     /// Every lane's context, in serving order.
     pub fn all(&self) -> Vec<Arc<QueueCtx>> {
         self.lanes
@@ -226,17 +237,18 @@ impl LaneSet {
             .clone()
     }
 
-    /// Starts the lanes producers began to use since the last look;
-    /// returns the new list when it changed. Errors are logged: the lanes
-    /// known so far go on.
-    pub async fn refresh(&self) -> Option<Vec<Arc<QueueCtx>>> {
+    /// Starts the lanes producers began to use since the last look (run by
+    /// the worker's look-out task at every reclaim round); bumps the
+    /// version when it added one. Errors are logged: the lanes known so
+    /// far go on.
+    pub async fn refresh(&self) {
         let base = &self.base;
         let mut conn = base.conn();
         let in_use = match base.queue.lanes(&mut conn).await {
             Ok(l) => l,
             Err(e) => {
                 warn!(queue = base.queue.name(), error = %e, "cannot read the queue's lanes");
-                return None;
+                return;
             }
         };
         let known: Vec<Priority> = self.all().iter().map(|l| l.queue.priority()).collect();
@@ -261,7 +273,7 @@ impl LaneSet {
             }
         }
         if added.is_empty() {
-            return None;
+            return;
         }
         let mut lanes = self
             .lanes
@@ -269,6 +281,6 @@ impl LaneSet {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         lanes.extend(added);
         lanes.sort_by_key(|l| l.queue.priority());
-        Some(lanes.clone())
+        self.version.fetch_add(1, Ordering::Release);
     }
 }

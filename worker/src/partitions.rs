@@ -4,8 +4,9 @@
 //! queue's job slots (the concurrency is per queue). The partitions read
 //! are `0..N` for the stored count `N`, plus any partition in the registry
 //! (a queue whose count was lowered keeps its old partitions read until
-//! they are empty and beyond: nothing is stranded). One task looks for new
-//! partitions at every reclaim round.
+//! they are empty and beyond: nothing is stranded). One task, the
+//! look-out, finds new partitions and new lanes at every reclaim round, so
+//! the fetch loops make no Redis call for it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -69,8 +70,9 @@ pub(crate) async fn start_group(
     Ok(group)
 }
 
-/// Looks for new partitions of every group at every reclaim round, until
-/// the worker stops claiming.
+/// The look-out: at every reclaim round, starts the lanes and partitions
+/// of every group that producers or an operator started using, until the
+/// worker stops claiming.
 pub(crate) async fn partitions_loop(
     groups: Vec<Arc<QueueGroup>>,
     spawner: Arc<Spawner>,
@@ -91,6 +93,10 @@ pub(crate) async fn partitions_loop(
             }
         };
         for group in &groups {
+            // Lanes producers started using, in the queue and each partition.
+            for set in group.sets() {
+                set.refresh().await;
+            }
             let found = match wanted(group, &spawner, &registry).await {
                 Ok(f) => f,
                 Err(e) => {

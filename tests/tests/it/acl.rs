@@ -1,7 +1,8 @@
 //! The README's least-privilege ACL users (its `acl-users` block, read by
 //! the harness): a producer enqueues, now and later, and cannot delete,
 //! trim or acknowledge; a worker runs, retries, dead-letters, promotes,
-//! reclaims, samples, prunes and shuts down without one denied command.
+//! reclaims, reads priority lanes, samples, prunes and shuts down without
+//! one denied command.
 
 use std::time::Duration;
 
@@ -155,10 +156,28 @@ async fn the_worker_does_everything_without_a_denied_command() {
         .enqueue_in(&probe_job("delayed", 1), Duration::from_millis(300))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Priority lanes: the worker reads across them (take.lua, XREAD).
+    for (tag, p) in [
+        ("high", millrace::Priority::High),
+        ("low", millrace::Priority::Low),
+    ] {
+        producer
+            .enqueue_with(&probe_job(tag, 1), EnqueueOptions::new().priority(p))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let mut seen = Vec::new();
-    while !["ok", "retried", "dead", "delayed", "reclaimed"]
-        .iter()
-        .all(|t| seen.iter().any(|(s, _)| s == t))
+    while ![
+        "ok",
+        "retried",
+        "dead",
+        "delayed",
+        "reclaimed",
+        "high",
+        "low",
+    ]
+    .iter()
+    .all(|t| seen.iter().any(|(s, _)| s == t))
         || !seen.contains(&("retried".to_owned(), 2))
     {
         let s = tokio::time::timeout(WAIT, rx.recv())
