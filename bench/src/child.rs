@@ -7,7 +7,8 @@
 //!   a file on exit;
 //! - [`FailOnce`] fails its first attempt and succeeds on the second, with
 //!   the backoff its payload asks for (zero by default), to drive the retry
-//!   and promote scripts.
+//!   and promote scripts;
+//! - `millrace_jobs::Sleep`, the priority scenario's backlog.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -118,6 +119,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         })
+        .register(millrace_jobs::sleep) // the priority scenario's low jobs
         .register(|job: FailOnce, ctx: JobContext| async move {
             if ctx.attempt >= 2 {
                 Ok(())

@@ -67,7 +67,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint, history, metrics, outbox.
+    /// process, e2e, latency, retry, footprint, history, metrics, outbox,
+    /// priority.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -398,6 +399,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if wants("outbox") {
         scenarios::outbox::run(&b, &mut figs, args.database_url.as_deref()).await?;
         report::section(&figs, "outbox");
+    }
+    if wants("priority") {
+        scenarios::priority::run(&b, &mut figs).await?;
+        report::section(&figs, "priority");
     }
     report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {

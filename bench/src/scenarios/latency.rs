@@ -54,7 +54,7 @@ async fn one(
     concurrency: usize,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let q = b.queue("latency")?;
-    let dir = tempfile_dir()?;
+    let dir = crate::procs::scratch_dir()?;
     let out = dir.join(format!("{}.txt", q.name()));
     let mut args = vec!["child-worker".to_owned()];
     args.extend(b.redis_args("--url"));
@@ -139,12 +139,4 @@ async fn one(
         ));
     }
     Ok(hist)
-}
-
-/// The benchmark's scratch directory (beside the worker logs).
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let log = crate::procs::log_path();
-    let dir = log.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    Ok(dir.to_path_buf())
 }
