@@ -84,6 +84,11 @@ pub struct WorkerConfig {
     pub prune_consumers_after: Duration,
     /// Consumer name; defaults to `host-pid-random`, unique per process.
     pub consumer: Option<String>,
+    /// How the lanes of a queue (priorities) are served: `None` (the
+    /// default) is strict, `high` before `default` before `low`; weights
+    /// give each lane a share of the first pick of every read, so `low`
+    /// never starves (see [`LaneWeights`](crate::LaneWeights)).
+    pub lane_weights: Option<crate::LaneWeights>,
     /// How often the per-queue gauges (ready, pending, delayed, dead,
     /// consumers, oldest ready age, backlog) are sampled from Redis, which
     /// also refreshes readiness. Defaults to 5 s.
@@ -119,6 +124,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("prune_consumers_after", &self.prune_consumers_after)
             .field("consumer", &self.consumer)
             .field("sample_every", &self.sample_every)
+            .field("lane_weights", &self.lane_weights)
             .finish()
     }
 }
@@ -149,6 +155,7 @@ impl Default for WorkerConfig {
             prune_consumers_after: Duration::from_secs(3600),
             consumer: None,
             sample_every: Duration::from_secs(5),
+            lane_weights: None,
         }
     }
 }

@@ -21,17 +21,19 @@
 //! nothing is skipped. The loop records its progress for readiness.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use millrace_core::connect::{ReaderConn, Readers};
-use millrace_core::{Delivery, QueueError, ReadFrom};
+use millrace_core::{Delivery, Priority, QueueError, ReadFrom};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
+use crate::lanes::{LaneSet, read_order};
 use crate::lease;
 use crate::metrics;
 use crate::run;
@@ -62,7 +64,9 @@ enum ReadEnd {
 }
 
 /// Runs until the stop token fires.
-pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
+pub(crate) async fn fetch_loop(set: Arc<LaneSet>, pool: Readers) {
+    let q = set.base.clone();
+    let mut lanes = set.all();
     let mut reader: Option<Reader> = None;
     // At a start, entries pending for this consumer name were left by an
     // earlier process (a fixed consumer name): claim them (a real restart).
@@ -85,15 +89,23 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
         };
         q.progress.waiting(false);
         if let Some(claim) = sweep
-            && own_sweep(&q, &mut permits, claim).await
+            && sweep_lanes(&lanes, &mut permits, claim).await
         {
             sweep = None;
         }
         if Instant::now() >= next_reclaim {
+            // Producers may have started a lane since the last round.
+            if let Some(now) = set.refresh().await {
+                lanes = now;
+                sweep = Some(false);
+            }
             // A full round may have left expired entries behind (it had only
             // the slots free at that moment): go again at the next turn.
-            let full = lease::reclaim_into(&q, &mut permits).await;
-            if !own_sweep(&q, &mut permits, false).await {
+            let mut full = false;
+            for lane in &lanes {
+                full |= lease::reclaim_into(lane, &mut permits).await;
+            }
+            if !sweep_lanes(&lanes, &mut permits, false).await {
                 sweep = Some(false);
             }
             next_reclaim = if full {
@@ -112,32 +124,67 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
             .block
             .min(next_reclaim.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
-        let r = match reader.as_mut() {
-            Some(r) => r,
-            None => match connect(&q, &pool).await {
-                Some(r) => reader.insert(r),
-                None => {
-                    drop(permits);
-                    pause(&q, backoff.next()).await;
+        let end = if lanes.len() > 1 {
+            match take(&q, &lanes, &mut permits).await {
+                Taking::Started => {
+                    backoff.reset();
+                    q.progress.beat();
                     continue;
                 }
-            },
+                Taking::Stopped => break,
+                Taking::Failed(e) => ReadEnd::Failed(e),
+                Taking::Empty(positions) => {
+                    let Some(r) = reader_or_connect(&q, &pool, &mut reader).await else {
+                        drop(permits);
+                        pause(&q, backoff.next()).await;
+                        continue;
+                    };
+                    let order: Vec<Priority> = lanes.iter().map(|l| l.queue.priority()).collect();
+                    // The wait claims nothing: what it saw is taken at the
+                    // next turn.
+                    let wait = q.queue.wait_lanes(&mut r.conn, &order, &positions, block);
+                    let wait = async { wait.await.map(|_| Vec::new()) };
+                    blocking(&q, r.id, block, wait).await
+                }
+            }
+        } else {
+            let Some(r) = reader_or_connect(&q, &pool, &mut reader).await else {
+                drop(permits);
+                pause(&q, backoff.next()).await;
+                continue;
+            };
+            let lane = &lanes[0];
+            let read = lane.queue.read(
+                &mut r.conn,
+                &q.consumer,
+                permits.len(),
+                block,
+                &ReadFrom::New,
+            );
+            match blocking(&q, r.id, block, read).await {
+                ReadEnd::Entries(deliveries) => {
+                    backoff.reset();
+                    q.progress.beat();
+                    if q.stop.is_cancelled() {
+                        hand_back(lane, deliveries).await;
+                        break;
+                    }
+                    for d in deliveries {
+                        let Some(permit) = permits.pop() else { break };
+                        // Already running here (seen again): skip.
+                        if let Err(permit) = run::start(lane, d, permit) {
+                            permits.push(permit);
+                        }
+                    }
+                    continue;
+                }
+                other => other,
+            }
         };
-        match read(&q, r, permits.len(), block).await {
-            ReadEnd::Entries(deliveries) => {
+        match end {
+            ReadEnd::Entries(_) => {
                 backoff.reset();
                 q.progress.beat();
-                if q.stop.is_cancelled() {
-                    hand_back(&q, deliveries).await;
-                    break;
-                }
-                for d in deliveries {
-                    let Some(permit) = permits.pop() else { break };
-                    // Already running here (seen again): skip.
-                    if let Err(permit) = run::start(&q, d, permit) {
-                        permits.push(permit);
-                    }
-                }
             }
             ReadEnd::Failed(e) if e.is_no_group() => {
                 warn!(
@@ -145,14 +192,17 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
                     "consumer group missing (Redis restarted?): recreating it"
                 );
                 let mut conn = q.conn();
-                let declared = match q.queue.declare(&mut conn).await {
-                    Ok(()) => q.queue.join(&mut conn, &q.consumer).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = declared {
-                    metrics::redis_error(q.queue.name(), "declare");
-                    warn!(queue = q.queue.name(), error = %e, "recreating the group failed");
-                    pause(&q, backoff.next()).await;
+                for lane in &lanes {
+                    let declared = match lane.queue.declare(&mut conn).await {
+                        Ok(()) => lane.queue.join(&mut conn, &q.consumer).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = declared {
+                        metrics::redis_error(q.queue.name(), "declare");
+                        warn!(queue = q.queue.name(), lane = %lane.queue.priority(), error = %e, "recreating the group failed");
+                        pause(&q, backoff.next()).await;
+                        break;
+                    }
                 }
                 sweep = Some(false);
             }
@@ -178,6 +228,90 @@ pub(crate) async fn fetch_loop(q: Arc<QueueCtx>, pool: Readers) {
     }
     q.progress.waiting(true);
     info!(queue = q.queue.name(), "stopped claiming");
+}
+
+/// The reader connection, taken from the pool when there is none.
+async fn reader_or_connect<'a>(
+    q: &QueueCtx,
+    pool: &Readers,
+    reader: &'a mut Option<Reader>,
+) -> Option<&'a mut Reader> {
+    if reader.is_none() {
+        *reader = Some(connect(q, pool).await?);
+    }
+    reader.as_mut()
+}
+
+/// How a take across lanes ended.
+enum Taking {
+    /// Entries were found and started (or handed back, seen again).
+    Started,
+    /// Entries were found after shutdown began and handed back: stop.
+    Stopped,
+    /// Nothing new in any lane: the lanes' group positions, to wait after.
+    Empty(Vec<String>),
+    Failed(QueueError),
+}
+
+/// The non-blocking read across lanes (`take.lua`, on the command
+/// connection), highest lane first or in the weighted order; starts what it
+/// finds on each entry's lane.
+async fn take(
+    q: &QueueCtx,
+    lanes: &[Arc<QueueCtx>],
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) -> Taking {
+    let order: Vec<Priority> = read_order(lanes, q.cfg.lane_weights)
+        .into_iter()
+        .map(|i| lanes[i].queue.priority())
+        .collect();
+    let mut conn = q.conn();
+    let taken = match q
+        .queue
+        .take(&mut conn, &q.consumer, &order, permits.len())
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return Taking::Failed(e),
+    };
+    if taken.entries.is_empty() {
+        return Taking::Empty(taken.positions);
+    }
+    let lane_of = |p: Priority| lanes.iter().find(|l| l.queue.priority() == p);
+    if q.stop.is_cancelled() {
+        for lane in lanes {
+            let mine: Vec<Delivery> = taken
+                .entries
+                .iter()
+                .filter(|(p, _)| *p == lane.queue.priority())
+                .map(|(_, d)| d.clone())
+                .collect();
+            hand_back(lane, mine).await;
+        }
+        return Taking::Stopped;
+    }
+    for (p, d) in taken.entries {
+        let (Some(lane), Some(permit)) = (lane_of(p), permits.pop()) else {
+            break;
+        };
+        if let Err(permit) = run::start(lane, d, permit) {
+            permits.push(permit);
+        }
+    }
+    Taking::Started
+}
+
+/// The own-pending sweep of every lane; false when one could not be done.
+async fn sweep_lanes(
+    lanes: &[Arc<QueueCtx>],
+    permits: &mut Vec<OwnedSemaphorePermit>,
+    claim: bool,
+) -> bool {
+    let mut all = true;
+    for lane in lanes {
+        all &= own_sweep(lane, permits, claim).await;
+    }
+    all
 }
 
 /// Takes a reader connection from the pool and asks for its client id.
@@ -234,16 +368,16 @@ fn discard(reader: &mut Option<Reader>) {
     }
 }
 
-/// One blocking read of up to `count` new entries. Shutdown and pause end
-/// it early through `CLIENT UNBLOCK`, and its reply is still awaited: the
-/// read future is never dropped while the server may deliver to it, except
-/// when it stalls (then its connection is closed by the caller).
-async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> ReadEnd {
-    let id = r.id;
-    let read = q
-        .queue
-        .read(&mut r.conn, &q.consumer, count, block, &ReadFrom::New);
-    tokio::pin!(read);
+/// One blocking call on the reader connection (a read of new entries, or
+/// the wait across lanes). Shutdown and pause end it early through
+/// `CLIENT UNBLOCK`, and its reply is still awaited: the call is never
+/// dropped while the server may deliver to it, except when it stalls (then
+/// its connection is closed by the caller).
+async fn blocking<F>(q: &QueueCtx, id: Option<i64>, block: Duration, call: F) -> ReadEnd
+where
+    F: Future<Output = Result<Vec<Delivery>, QueueError>>,
+{
+    tokio::pin!(call);
     let deadline = tokio::time::sleep(block + READ_MARGIN);
     tokio::pin!(deadline);
     // None: not interrupted; Some(true): keep asking the server to unblock.
@@ -251,7 +385,7 @@ async fn read(q: &QueueCtx, r: &mut Reader, count: usize, block: Duration) -> Re
     loop {
         tokio::select! {
             biased;
-            result = &mut read => {
+            result = &mut call => {
                 return match result {
                     Ok(d) => ReadEnd::Entries(d),
                     Err(e) => ReadEnd::Failed(e),

@@ -55,6 +55,7 @@ mod fetch;
 pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
+mod lanes;
 mod lease;
 mod maintain;
 pub mod metrics;
@@ -74,12 +75,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use millrace_core::Queue;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use config::WorkerConfig;
 pub use health::Health;
+use lanes::LaneSet;
+pub use lanes::LaneWeights;
 /// The types a [`WorkerConfig`] and a [`WorkerError`] carry.
 pub use millrace_core::connect::TlsConfig;
 /// Periodic jobs (feature `schedule`): [`WorkerBuilder::schedule`] takes a
@@ -342,48 +345,39 @@ impl Worker {
         let stop = shutdown.child_token();
         let hard = CancellationToken::new();
         let jobs_done = CancellationToken::new();
-        let mut queues = Vec::new();
+        let mut sets = Vec::new();
         let mut fetchers = JoinSet::new();
-        let mut background = JoinSet::new();
-        let mut ackers = JoinSet::new();
+        let spawner = Arc::new(lanes::Spawner {
+            consumer: self.consumer.clone(),
+            conn: conn.clone(),
+            handlers: self.handlers.clone(),
+            cfg: cfg.clone(),
+            stop: stop.clone(),
+            hard: hard.clone(),
+            jobs_done: jobs_done.clone(),
+            ackers: TaskTracker::new(),
+            background: TaskTracker::new(),
+        });
+        let background = &spawner.background;
         // Schedules first: a failure there leaves no fetch loop started.
         #[cfg(feature = "schedule")]
-        schedule::start(&self.schedules, &cfg.prefix, &conn, &mut background, &stop).await?;
+        schedule::start(&self.schedules, &cfg.prefix, &conn, background, &stop).await?;
         for name in &cfg.queues {
             let queue = Queue::with_prefix(&cfg.prefix, name)?.with_history(cfg.history);
-            declare_with_retries(&queue, &mut conn.clone()).await?;
-            queue.join(&mut conn.clone(), &self.consumer).await?;
-            let (tx, rx) = mpsc::unbounded_channel();
-            let (fail_tx, fail_rx) = mpsc::unbounded_channel();
-            let q = Arc::new(QueueCtx::new(
-                queue,
-                self.consumer.clone(),
-                conn.clone(),
-                self.handlers.clone(),
-                cfg.clone(),
-                tx,
-                fail_tx,
-                stop.clone(),
-                hard.clone(),
-            ));
-            fetchers.spawn(fetch::fetch_loop(q.clone(), pool.clone()));
-            ackers.spawn(ack::ack_loop(q.clone(), rx, jobs_done.clone()));
-            ackers.spawn(fail::fail_loop(q.clone(), fail_rx, jobs_done.clone()));
-            background.spawn(lease::renew_loop(q.clone(), jobs_done.clone()));
-            background.spawn(promote::promote_loop(q.clone()));
-            background.spawn(maintain::maintain_loop(q.clone()));
-            queues.push(q);
+            let set = LaneSet::start(queue, spawner.clone()).await?;
+            fetchers.spawn(fetch::fetch_loop(set.clone(), pool.clone()));
+            sets.push(set);
         }
         // A fetch loop without progress for about two reads is stalled.
         self.health.watch(
-            queues.iter().map(|q| q.progress.clone()).collect(),
+            sets.iter().map(|s| s.base.progress.clone()).collect(),
             cfg.block * 2 + fetch::READ_MARGIN,
         );
         let job_names: Vec<&str> = self.handlers.policies().map(|(name, _)| name).collect();
         metrics::init_series(&cfg.queues, &job_names, cfg.concurrency);
         background.spawn(sampler::sample_loop(
-            queues.iter().map(|q| q.queue.clone()).collect(),
-            queues.iter().map(|q| q.progress.clone()).collect(),
+            sets.iter().map(|s| s.base.queue.clone()).collect(),
+            sets.iter().map(|s| s.base.progress.clone()).collect(),
             cfg.prefix.clone(),
             conn.clone(),
             self.health.clone(),
@@ -396,6 +390,8 @@ impl Worker {
         self.health.shutting_down();
         info!(grace = ?cfg.grace, "shutting down: no new jobs; waiting for running ones");
         fetchers.join_all().await;
+        // The fetch loops have ended: no lane is added from here on.
+        let queues: Vec<Arc<QueueCtx>> = sets.iter().flat_map(|s| s.all()).collect();
         for q in &queues {
             q.jobs.close();
         }
@@ -416,8 +412,10 @@ impl Worker {
             }
         }
         jobs_done.cancel();
-        ackers.join_all().await;
-        background.join_all().await;
+        spawner.ackers.close();
+        spawner.ackers.wait().await;
+        spawner.background.close();
+        spawner.background.wait().await;
         for q in &queues {
             hand_back_and_leave(q).await;
         }

@@ -11,8 +11,8 @@ use millrace_core::Conn;
 use millrace_core::Queue;
 use millrace_core::schedule::store::{self, Claimed};
 use millrace_core::schedule::{Plan, Schedule, ScheduleDef, ScheduleError, Timing, plan};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
@@ -58,7 +58,7 @@ pub(crate) async fn start(
     defs: &[ScheduleDef],
     prefix: &str,
     conn: &Conn,
-    tasks: &mut JoinSet<()>,
+    tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> Result<(), WorkerError> {
     for def in defs {

@@ -24,7 +24,8 @@ use crate::registry::Handlers;
 pub(crate) type InFlight = HashMap<String, CancellationToken>;
 
 /// Shared by the fetch loop, the job tasks and the background tasks of one
-/// queue.
+/// lane of a queue (a queue without lanes has one: `default`). The job
+/// slots and the fetch progress are the queue's, shared by its lanes.
 pub(crate) struct QueueCtx {
     pub queue: Queue,
     pub consumer: Arc<str>,
@@ -71,16 +72,18 @@ impl QueueCtx {
         conn: Conn,
         handlers: Arc<Handlers>,
         cfg: Arc<WorkerConfig>,
-        acks: mpsc::UnboundedSender<Acked>,
-        fails: mpsc::UnboundedSender<FailRequest>,
+        (acks, fails): (
+            mpsc::UnboundedSender<Acked>,
+            mpsc::UnboundedSender<FailRequest>,
+        ),
+        (slots, progress): (Arc<Semaphore>, Arc<Progress>),
         stop: CancellationToken,
         hard: CancellationToken,
     ) -> Self {
         let metrics = QueueMetrics::new(queue.name(), &handlers.name_list());
-        let progress = Arc::new(Progress::new(queue.name()));
         Self {
             progress,
-            slots: Arc::new(Semaphore::new(cfg.concurrency)),
+            slots,
             queue,
             consumer,
             conn,

@@ -351,3 +351,63 @@ async fn durability_without_enough_replicas_says_so_and_keeps_the_job() {
     wait_left(&c, "default", Left::default()).await;
     worker.shutdown().await;
 }
+
+/// Priority lanes on a cluster: the lanes of a queue share its slot, so
+/// the take script and the blocking wait across them run on one master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_serve_high_first_on_a_cluster() {
+    let cluster = cluster();
+    let url = cluster.url();
+    let client = cluster_client(&cluster).await;
+    for (p, tag) in [
+        (millrace::Priority::Low, "low"),
+        (millrace::Priority::Default, "default"),
+        (millrace::Priority::High, "high"),
+    ] {
+        let jobs: Vec<Probe> = (0..5).map(|i| probe_job(&format!("{tag}{i}"), 1)).collect();
+        client
+            .enqueue_many_with(&jobs, EnqueueOptions::new().priority(p))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&url);
+    config.redis_cluster = true;
+    config.concurrency = 1;
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let mut order = Vec::new();
+    while order.len() < 15 {
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {order:?} ran"));
+        order.push(
+            s.tag
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .to_owned(),
+        );
+    }
+    let want: Vec<&str> = ["high"; 5]
+        .into_iter()
+        .chain(["default"; 5])
+        .chain(["low"; 5])
+        .collect();
+    assert_eq!(order, want);
+    // A new high job while the worker waits wakes its blocking wait.
+    client
+        .enqueue_with(
+            &probe_job("late", 1),
+            EnqueueOptions::new().priority(millrace::Priority::High),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the late high job never ran"));
+    assert_eq!(s.tag, "late");
+    worker.shutdown().await;
+}

@@ -10,6 +10,7 @@ mod demo;
 mod failures;
 mod flow;
 mod history;
+mod lanes;
 mod lanes_metrics;
 mod library;
 mod metrics;

@@ -45,6 +45,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     ("MILLRACE_HISTORY_MAX_AGE", "history.max_age"),
     ("MILLRACE_RESULT_TTL", "result_ttl"),
+    ("MILLRACE_LANE_WEIGHTS", "lane_weights (high,default,low)"),
 ];
 
 /// Parses a duration as the binary does (`30s`, `1m 30s`, `15min`, `30days`).
@@ -156,6 +157,9 @@ impl WorkerConfig {
             v.duration("MILLRACE_DEAD_MAX_AGE")?
                 .unwrap_or(c.dead_retention.max_age),
         );
+        if let Some(w) = v.parse("MILLRACE_LANE_WEIGHTS")? {
+            c.lane_weights = Some(w);
+        }
         if let Some(d) = v.duration("MILLRACE_SAMPLE_EVERY")? {
             c.sample_every = d;
         }

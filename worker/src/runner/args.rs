@@ -55,6 +55,11 @@ pub(crate) struct Args {
     /// How often expired leases are reclaimed.
     #[arg(long, env = "MILLRACE_RECLAIM_EVERY", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub(crate) reclaim_every: Duration,
+    /// Serve a queue's priority lanes by weight instead of strictly:
+    /// `high,default,low` weights of the first pick of each read (e.g.
+    /// 6,3,1), so low never starves.
+    #[arg(long, env = "MILLRACE_LANE_WEIGHTS")]
+    pub(crate) lane_weights: Option<crate::LaneWeights>,
     /// Deliveries without outcome before an entry is dead-lettered.
     #[arg(long, env = "MILLRACE_MAX_DELIVERIES", default_value_t = 5)]
     pub(crate) max_deliveries: u32,
@@ -159,6 +164,7 @@ impl Args {
             HistoryRetention::new(self.history_max_len, self.history_max_age)
         };
         config.result_ttl = self.result_ttl;
+        config.lane_weights = self.lane_weights;
         config
     }
 }
