@@ -79,6 +79,10 @@ pub struct ChildArgs {
     /// Jobs at once.
     #[arg(long)]
     concurrency: usize,
+    /// Weighted lane order (`high,default,low`, e.g. `6,3,1`); strict
+    /// priority without it.
+    #[arg(long)]
+    lane_weights: Option<millrace_worker::LaneWeights>,
     /// Where to write the probe latencies (µs, one a line) on exit.
     #[arg(long)]
     latencies: Option<PathBuf>,
@@ -104,6 +108,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     config.prefix = args.prefix;
     config.queues = vec![args.queue];
     config.concurrency = args.concurrency;
+    config.lane_weights = args.lane_weights;
     let seen: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
     let record = seen.clone();
     let worker = Worker::builder(config)

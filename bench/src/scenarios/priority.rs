@@ -11,6 +11,10 @@
 //! job is done: the backlog must still be there, or the run proves nothing
 //! (a failed check).
 //!
+//! Measured in strict order (the default) and with `--lane-weights 6,3,1`
+//! (a read serves a lane picked by weight first, so `low` is sometimes
+//! served before a waiting `high` job).
+//!
 //! Connections: one `millrace-worker` process on several queues that each
 //! use three lanes, counted in `CLIENT LIST` once it is ready (the
 //! difference with the count before it started; nothing else connects in
@@ -73,53 +77,47 @@ impl Plan {
     }
 }
 
-/// Runs the pickup measurement `b.runs` times, then the connections one
-/// once.
+/// The lane orders measured: figure prefix, `--lane-weights` (none:
+/// strict).
+const ORDERS: [(&str, Option<&str>); 2] =
+    [("priority", None), ("priority_weighted", Some(WEIGHTS))];
+/// The weighted order measured.
+const WEIGHTS: &str = "6,3,1";
+
+/// Runs the pickup measurement `b.runs` times in each lane order
+/// (alternating, so a noisy machine moves both alike), then the
+/// connections one once.
 pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
     let plan = Plan::new(b.quick);
     for run in 0..b.runs {
-        let r = pickup(b, plan).await?;
-        for (name, value) in [
-            ("priority_high_pickup_p50", quantile_ms(&r.hist, 0.5)),
-            ("priority_high_pickup_p99", quantile_ms(&r.hist, 0.99)),
-            ("priority_high_pickup_max", r.hist.max() as f64 / 1000.0),
-        ] {
-            figs.add(name, "ms", Better::Lower, None, value);
+        for (prefix, weights) in ORDERS {
+            let r = pickup(b, plan, weights).await?;
+            record(figs, prefix, &r);
+            b.progress(&format!(
+                "{prefix} run {}: high pickup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; low drained at {:.0} jobs/s, {} still ready at the end",
+                run + 1,
+                quantile_ms(&r.hist, 0.5),
+                quantile_ms(&r.hist, 0.99),
+                r.hist.max() as f64 / 1000.0,
+                r.low_rate,
+                r.low_left
+            ));
         }
-        figs.add(
-            "priority_low_rate",
-            "jobs/s",
-            Better::Higher,
-            None,
-            r.low_rate,
-        );
-        figs.add(
-            "priority_low_backlog_left",
-            "jobs",
-            Better::Higher,
-            None,
-            r.low_left as f64,
-        );
-        b.progress(&format!(
-            "priority run {}: high pickup p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; low drained at {:.0} jobs/s, {} still ready at the end",
-            run + 1,
-            quantile_ms(&r.hist, 0.5),
-            quantile_ms(&r.hist, 0.99),
-            r.hist.max() as f64 / 1000.0,
-            r.low_rate,
-            r.low_left
-        ));
     }
     figs.note(
         "priority_high_pickup_p99",
         format!(
-            "enqueue to handler start of {} high jobs, one every {} ms, behind {} low {} ms sleeps, concurrency {}",
+            "strict: enqueue to handler start of {} high jobs, one every {} ms, behind {} low {} ms sleeps, concurrency {}",
             plan.high,
             plan.every.as_millis(),
             plan.low,
             LOW_SLEEP_MS,
             plan.concurrency
         ),
+    );
+    figs.note(
+        "priority_weighted_high_pickup_p99",
+        format!("the same with --lane-weights {WEIGHTS}"),
     );
     figs.note(
         "priority_low_backlog_left",
@@ -152,6 +150,37 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds one pickup run's figures under `prefix`.
+fn record(figs: &mut Figures, prefix: &str, r: &Pickup) {
+    for (name, value) in [
+        ("high_pickup_p50", quantile_ms(&r.hist, 0.5)),
+        ("high_pickup_p99", quantile_ms(&r.hist, 0.99)),
+        ("high_pickup_max", r.hist.max() as f64 / 1000.0),
+    ] {
+        figs.add(
+            &format!("{prefix}_{name}"),
+            "ms",
+            Better::Lower,
+            None,
+            value,
+        );
+    }
+    figs.add(
+        &format!("{prefix}_low_rate"),
+        "jobs/s",
+        Better::Higher,
+        None,
+        r.low_rate,
+    );
+    figs.add(
+        &format!("{prefix}_low_backlog_left"),
+        "jobs",
+        Better::Higher,
+        None,
+        r.low_left as f64,
+    );
+}
+
 /// What one pickup run measured.
 struct Pickup {
     hist: hdrhistogram::Histogram<u64>,
@@ -159,7 +188,7 @@ struct Pickup {
     low_left: u64,
 }
 
-async fn pickup(b: &Bench, plan: Plan) -> anyhow::Result<Pickup> {
+async fn pickup(b: &Bench, plan: Plan, weights: Option<&str>) -> anyhow::Result<Pickup> {
     let q = b.queue("priority")?;
     let high = q.lane(Priority::High);
     let low = q.lane(Priority::Low);
@@ -182,6 +211,9 @@ async fn pickup(b: &Bench, plan: Plan) -> anyhow::Result<Pickup> {
         "--latencies".into(),
         out.display().to_string(),
     ]);
+    if let Some(w) = weights {
+        args.extend(["--lane-weights".into(), w.to_owned()]);
+    }
     let worker = WorkerProc::start(&b.self_exe, &args, &b.worker_log)?;
     b.wait_workers(&q, 1).await?;
     tokio::time::sleep(plan.warmup).await;
