@@ -210,6 +210,22 @@ impl Bench {
         args
     }
 
+    /// Arguments of this program's `child-worker` for `queue` at
+    /// `concurrency`.
+    pub fn child_args(&self, queue: &Queue, concurrency: usize) -> Vec<String> {
+        let mut args = vec!["child-worker".to_owned()];
+        args.extend(self.redis_args("--url"));
+        args.extend([
+            "--prefix".into(),
+            self.prefix.clone(),
+            "--queue".into(),
+            queue.name().to_owned(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ]);
+        args
+    }
+
     /// `url_flag` with the Redis URL, and the `--tls-*` flags, for a child
     /// process.
     pub fn redis_args(&self, url_flag: &str) -> Vec<String> {

@@ -56,18 +56,8 @@ async fn one(
     let q = b.queue("latency")?;
     let dir = crate::procs::scratch_dir()?;
     let out = dir.join(format!("{}.txt", q.name()));
-    let mut args = vec!["child-worker".to_owned()];
-    args.extend(b.redis_args("--url"));
-    args.extend([
-        "--prefix".into(),
-        b.prefix.clone(),
-        "--queue".into(),
-        q.name().to_owned(),
-        "--concurrency".into(),
-        concurrency.to_string(),
-        "--latencies".into(),
-        out.display().to_string(),
-    ]);
+    let mut args = b.child_args(&q, concurrency);
+    args.extend(["--latencies".into(), out.display().to_string()]);
     let worker = WorkerProc::start(&b.self_exe, &args, &b.worker_log)?;
     b.wait_workers(&q, 1).await?;
     let client = Arc::new(b.client().await?);

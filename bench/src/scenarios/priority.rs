@@ -199,18 +199,8 @@ async fn pickup(b: &Bench, plan: Plan, weights: Option<&str>) -> anyhow::Result<
     fill_lane(b, &q, Priority::Low, Sleep { ms: LOW_SLEEP_MS }, plan.low).await?;
 
     let out = crate::procs::scratch_dir()?.join(format!("{}.txt", q.name()));
-    let mut args = vec!["child-worker".to_owned()];
-    args.extend(b.redis_args("--url"));
-    args.extend([
-        "--prefix".into(),
-        b.prefix.clone(),
-        "--queue".into(),
-        q.name().to_owned(),
-        "--concurrency".into(),
-        plan.concurrency.to_string(),
-        "--latencies".into(),
-        out.display().to_string(),
-    ]);
+    let mut args = b.child_args(&q, plan.concurrency);
+    args.extend(["--latencies".into(), out.display().to_string()]);
     if let Some(w) = weights {
         args.extend(["--lane-weights".into(), w.to_owned()]);
     }
