@@ -88,6 +88,23 @@ pub struct ChildArgs {
     latencies: Option<PathBuf>,
 }
 
+/// Reads (and removes) the latencies a child worker wrote to `path` on
+/// exit: a µs histogram and how many there were.
+pub fn read_latencies(
+    path: &std::path::Path,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("the child worker wrote no {}", path.display()))?;
+    let _ = std::fs::remove_file(path);
+    let mut hist = crate::stats::latency_histogram()?;
+    let mut seen = 0u64;
+    for l in text.lines() {
+        hist.saturating_record(l.trim().parse::<u64>()?.max(1));
+        seen += 1;
+    }
+    Ok((hist, seen))
+}
+
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
     SystemTime::now()

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use millrace::EnqueueOptions;
 
 use crate::Bench;
-use crate::child::{Probe, now_us};
+use crate::child::{Probe, now_us, read_latencies};
 use crate::probe::Counters;
 use crate::procs::WorkerProc;
-use crate::stats::{Better, Figures, latency_histogram, quantile_ms};
+use crate::stats::{Better, Figures, quantile_ms};
 
 /// Runs 1,000 and 10,000 jobs/s, `b.runs` times each, with a child worker
 /// at `concurrency`.
@@ -115,14 +115,7 @@ async fn one(
     b.check_and_drop(&q, expected, &format!("latency at {rate}/s"))
         .await?;
 
-    let text = std::fs::read_to_string(&out)?;
-    let _ = std::fs::remove_file(&out);
-    let mut hist = latency_histogram()?;
-    let mut seen = 0u64;
-    for l in text.lines() {
-        hist.saturating_record(l.trim().parse::<u64>()?.max(1));
-        seen += 1;
-    }
+    let (hist, seen) = read_latencies(&out)?;
     if seen != total {
         b.fail(format!(
             "latency at {rate}/s: the worker recorded {seen} of {total} jobs"

@@ -22,16 +22,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use millrace::EnqueueOptions;
 use millrace_core::{Priority, Queue};
 use millrace_jobs::{Noop, Sleep};
 
 use crate::Bench;
-use crate::child::{Probe, now_us};
+use crate::child::{Probe, now_us, read_latencies};
 use crate::procs::WorkerProc;
 use crate::scenarios::fill_lane;
-use crate::stats::{Better, Figures, latency_histogram, quantile_ms};
+use crate::stats::{Better, Figures, quantile_ms};
 
 /// How long each `low` job sleeps, ms.
 const LOW_SLEEP_MS: u64 = 10;
@@ -255,15 +254,7 @@ async fn pickup(b: &Bench, plan: Plan, weights: Option<&str>) -> anyhow::Result<
     }
     b.probe.drop_queue(q.keys()).await?;
 
-    let text = std::fs::read_to_string(&out)
-        .with_context(|| format!("the child worker wrote no {}", out.display()))?;
-    let _ = std::fs::remove_file(&out);
-    let mut hist = latency_histogram()?;
-    let mut seen = 0u64;
-    for l in text.lines() {
-        hist.saturating_record(l.trim().parse::<u64>()?.max(1));
-        seen += 1;
-    }
+    let (hist, seen) = read_latencies(&out)?;
     if seen != plan.high {
         b.fail(format!(
             "priority: the worker recorded {seen} of {} high jobs",
