@@ -7,7 +7,8 @@
 //!   a file on exit;
 //! - [`FailOnce`] fails its first attempt and succeeds on the second, with
 //!   the backoff its payload asks for (zero by default), to drive the retry
-//!   and promote scripts.
+//!   and promote scripts;
+//! - `millrace_jobs::Sleep`, the priority scenario's backlog.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -78,9 +79,30 @@ pub struct ChildArgs {
     /// Jobs at once.
     #[arg(long)]
     concurrency: usize,
+    /// Weighted lane order (`high,default,low`, e.g. `6,3,1`); strict
+    /// priority without it.
+    #[arg(long)]
+    lane_weights: Option<millrace_worker::LaneWeights>,
     /// Where to write the probe latencies (µs, one a line) on exit.
     #[arg(long)]
     latencies: Option<PathBuf>,
+}
+
+/// Reads (and removes) the latencies a child worker wrote to `path` on
+/// exit: a µs histogram and how many there were.
+pub fn read_latencies(
+    path: &std::path::Path,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("the child worker wrote no {}", path.display()))?;
+    let _ = std::fs::remove_file(path);
+    let mut hist = crate::stats::latency_histogram()?;
+    let mut seen = 0u64;
+    for l in text.lines() {
+        hist.saturating_record(l.trim().parse::<u64>()?.max(1));
+        seen += 1;
+    }
+    Ok((hist, seen))
 }
 
 /// Microseconds since the Unix epoch.
@@ -103,6 +125,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     config.prefix = args.prefix;
     config.queues = vec![args.queue];
     config.concurrency = args.concurrency;
+    config.lane_weights = args.lane_weights;
     let seen: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
     let record = seen.clone();
     let worker = Worker::builder(config)
@@ -118,6 +141,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         })
+        .register(millrace_jobs::sleep) // the priority scenario's low jobs
         .register(|job: FailOnce, ctx: JobContext| async move {
             if ctx.attempt >= 2 {
                 Ok(())

@@ -67,7 +67,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint, history, metrics, outbox.
+    /// process, e2e, latency, retry, footprint, history, metrics, outbox,
+    /// priority.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -205,6 +206,22 @@ impl Bench {
             // Several workers run at once: each takes a free metrics port.
             "--metrics-port".into(),
             "0".into(),
+        ]);
+        args
+    }
+
+    /// Arguments of this program's `child-worker` for `queue` at
+    /// `concurrency`.
+    pub fn child_args(&self, queue: &Queue, concurrency: usize) -> Vec<String> {
+        let mut args = vec!["child-worker".to_owned()];
+        args.extend(self.redis_args("--url"));
+        args.extend([
+            "--prefix".into(),
+            self.prefix.clone(),
+            "--queue".into(),
+            queue.name().to_owned(),
+            "--concurrency".into(),
+            concurrency.to_string(),
         ]);
         args
     }
@@ -398,6 +415,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if wants("outbox") {
         scenarios::outbox::run(&b, &mut figs, args.database_url.as_deref()).await?;
         report::section(&figs, "outbox");
+    }
+    if wants("priority") {
+        scenarios::priority::run(&b, &mut figs).await?;
+        report::section(&figs, "priority");
     }
     report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use millrace_core::Keys;
+use millrace_core::{Keys, Priority};
 use redis::aio::MultiplexedConnection;
 
 /// A plain connection for measurements, apart from the ones under test.
@@ -28,11 +28,11 @@ pub struct Counters {
 /// What a queue holds after a run; all zero when the run cleaned up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Residue {
-    /// Entries in the ready stream.
+    /// Entries in the ready streams (every lane's).
     pub stream: u64,
-    /// Entries in the group's pending list.
+    /// Entries in the group's pending lists.
     pub pending: u64,
-    /// Members of the delayed set.
+    /// Members of the delayed sets.
     pub delayed: u64,
     /// Envelopes in the jobs hash.
     pub jobs: u64,
@@ -166,25 +166,49 @@ impl Probe {
         })
     }
 
-    /// What a queue still holds.
+    /// What a queue still holds, over all its lanes.
     pub async fn residue(&self, keys: &Keys, group: &str) -> anyhow::Result<Residue> {
         let mut conn = self.conn();
-        type Counts = (u64, u64, u64, u64, u64);
-        let (stream, delayed, jobs, dead, tries): Counts = redis::pipe()
-            .cmd("XLEN")
-            .arg(&keys.stream)
-            .cmd("ZCARD")
-            .arg(&keys.delayed)
+        let (jobs, dead): (u64, u64) = redis::pipe()
             .cmd("HLEN")
             .arg(&keys.jobs)
             .cmd("XLEN")
             .arg(&keys.dead)
-            .cmd("HLEN")
-            .arg(&keys.tries)
+            .query_async(&mut conn)
+            .await?;
+        let mut r = Residue {
+            jobs,
+            dead,
+            ..Residue::default()
+        };
+        for lane in Priority::ALL {
+            let lk = keys.for_lane(lane);
+            let (stream, pending) = self.stream_counts(&lk.stream, group).await?;
+            let (delayed, tries): (u64, u64) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(&lk.delayed)
+                .cmd("HLEN")
+                .arg(&lk.tries)
+                .query_async(&mut conn)
+                .await?;
+            r.stream += stream;
+            r.pending += pending;
+            r.delayed += delayed;
+            r.tries += tries;
+        }
+        Ok(r)
+    }
+
+    /// A stream's length and its group's pending count (0 and 0 when
+    /// either is missing).
+    pub async fn stream_counts(&self, stream: &str, group: &str) -> anyhow::Result<(u64, u64)> {
+        let mut conn = self.conn();
+        let len: u64 = redis::cmd("XLEN")
+            .arg(stream)
             .query_async(&mut conn)
             .await?;
         let pending: redis::Value = redis::cmd("XPENDING")
-            .arg(&keys.stream)
+            .arg(stream)
             .arg(group)
             .query_async(&mut conn)
             .await
@@ -196,14 +220,7 @@ impl Probe {
             },
             _ => 0,
         };
-        Ok(Residue {
-            stream,
-            pending,
-            delayed,
-            jobs,
-            dead,
-            tries,
-        })
+        Ok((len, pending))
     }
 
     /// Waits until `check` holds for the queue's counters, polling every
@@ -232,19 +249,22 @@ impl Probe {
         }
     }
 
-    /// Deletes every key of a queue and its registry entry.
+    /// Deletes every key of a queue (every lane's) and its registry entry.
     pub async fn drop_queue(&self, keys: &Keys) -> anyhow::Result<()> {
-        redis::pipe()
-            .cmd("DEL")
-            .arg(&keys.stream)
-            .arg(&keys.delayed)
-            .arg(&keys.jobs)
+        let mut del = redis::cmd("DEL");
+        del.arg(&keys.jobs)
             .arg(&keys.dead)
             .arg(&keys.workers)
             .arg(&keys.paused)
             .arg(&keys.stats)
-            .arg(&keys.tries)
             .arg(&keys.history)
+            .arg(&keys.lanes);
+        for lane in Priority::ALL {
+            let lk = keys.for_lane(lane);
+            del.arg(lk.stream).arg(lk.delayed).arg(lk.tries);
+        }
+        redis::pipe()
+            .add_command(del)
             .ignore()
             .cmd("SREM")
             .arg(&keys.registry)

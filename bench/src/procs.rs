@@ -138,6 +138,15 @@ pub fn log_path() -> std::path::PathBuf {
         .join("workers.log")
 }
 
+/// The benchmark's scratch directory (beside the worker logs), created if
+/// missing.
+pub fn scratch_dir() -> anyhow::Result<std::path::PathBuf> {
+    let log = log_path();
+    let dir = log.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_path_buf())
+}
+
 fn log_file() -> anyhow::Result<std::fs::File> {
     let path = log_path();
     if let Some(dir) = path.parent() {

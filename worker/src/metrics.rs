@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::Unit;
 #[cfg(feature = "http")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use millrace_core::Priority;
 
 /// Attempts started, by queue and job.
 pub const JOBS_STARTED: &str = "millrace_jobs_started_total";
@@ -65,6 +66,12 @@ pub const QUEUE_OLDEST_READY_AGE: &str = "millrace_queue_oldest_ready_age_second
 /// Sampled: ready + pending + delayed jobs already due, by queue — the work
 /// there is to do now; the autoscaling signal.
 pub const QUEUE_BACKLOG: &str = "millrace_queue_backlog";
+/// Sampled: entries in one lane's ready stream not yet delivered, by queue
+/// and lane (`high`, `default`, `low`; lanes in use only).
+pub const LANE_READY: &str = "millrace_lane_ready";
+/// Sampled: how long the oldest ready entry of one lane has waited, in
+/// seconds (0 when none), by queue and lane.
+pub const LANE_OLDEST_READY_AGE: &str = "millrace_lane_oldest_ready_age_seconds";
 /// Unix time (seconds) of the last successful sample of a queue, by queue.
 pub const QUEUE_SAMPLED_AT: &str = "millrace_queue_sampled_timestamp_seconds";
 
@@ -215,6 +222,16 @@ pub fn describe() {
         Unit::Count,
         "Ready + pending + due delayed jobs: the autoscaling signal."
     );
+    describe_gauge!(
+        LANE_READY,
+        Unit::Count,
+        "Entries ready in one lane of the queue, not yet delivered."
+    );
+    describe_gauge!(
+        LANE_OLDEST_READY_AGE,
+        Unit::Seconds,
+        "Age of the oldest ready entry of one lane (0 when none)."
+    );
     describe_gauge!(CONCURRENCY, Unit::Count, "Job slots of this worker.");
     describe_gauge!(
         BUILD_INFO,
@@ -261,8 +278,20 @@ pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) 
     }
 }
 
-/// One sample of a queue's state in Redis.
+/// One sample of one lane of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct LaneSample {
+    pub lane: Priority,
+    pub ready: u64,
+    pub pending: u64,
+    pub delayed: u64,
+    pub delayed_due: u64,
+    pub oldest_ready_age_ms: u64,
+}
+
+/// One sample of a queue's state in Redis: the sums over its lanes, and
+/// each lane's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct QueueSample {
     pub ready: u64,
     pub pending: u64,
@@ -274,9 +303,39 @@ pub(crate) struct QueueSample {
     pub sampled_at_ms: u64,
     /// Whether the queue's consumer group exists (not a gauge: readiness).
     pub group_present: bool,
+    /// Each lane in use, in serving order.
+    pub lanes: Vec<LaneSample>,
 }
 
 impl QueueSample {
+    /// A queue's sample from its lanes': counts summed, the oldest ready
+    /// age the largest.
+    pub fn from_lanes(
+        lanes: Vec<LaneSample>,
+        dead: u64,
+        consumers: u64,
+        sampled_at_ms: u64,
+        group_present: bool,
+    ) -> Self {
+        let sum = |f: fn(&LaneSample) -> u64| lanes.iter().map(f).sum::<u64>();
+        Self {
+            ready: sum(|l| l.ready),
+            pending: sum(|l| l.pending),
+            delayed: sum(|l| l.delayed),
+            delayed_due: sum(|l| l.delayed_due),
+            dead,
+            consumers,
+            oldest_ready_age_ms: lanes
+                .iter()
+                .map(|l| l.oldest_ready_age_ms)
+                .max()
+                .unwrap_or(0),
+            sampled_at_ms,
+            group_present,
+            lanes,
+        }
+    }
+
     /// Ready + pending + delayed jobs already due.
     pub fn backlog(&self) -> u64 {
         self.ready + self.pending + self.delayed_due
@@ -297,6 +356,13 @@ impl QueueSample {
         );
         set(QUEUE_BACKLOG, self.backlog() as f64);
         set(QUEUE_SAMPLED_AT, self.sampled_at_ms as f64 / 1000.0);
+        for l in &self.lanes {
+            let lane = l.lane.as_str();
+            metrics::gauge!(LANE_READY, "queue" => queue.to_owned(), "lane" => lane)
+                .set(l.ready as f64);
+            metrics::gauge!(LANE_OLDEST_READY_AGE, "queue" => queue.to_owned(), "lane" => lane)
+                .set(l.oldest_ready_age_ms as f64 / 1000.0);
+        }
     }
 }
 
@@ -497,6 +563,7 @@ mod tests {
                 oldest_ready_age_ms: 1500,
                 sampled_at_ms: 1_700_000_000_000,
                 group_present: true,
+                lanes: Vec::new(),
             }
             .record("billing");
         });
@@ -514,6 +581,55 @@ mod tests {
             assert!(text.contains(&line), "{line}\n{text}");
         }
         assert!(text.contains("# HELP millrace_queue_backlog "));
+    }
+
+    #[test]
+    fn lanes_sum_into_the_queue_and_keep_their_own_gauges() {
+        let lane = |lane, ready, pending, delayed_due, age| LaneSample {
+            lane,
+            ready,
+            pending,
+            delayed: delayed_due + 1,
+            delayed_due,
+            oldest_ready_age_ms: age,
+        };
+        let s = QueueSample::from_lanes(
+            vec![
+                lane(Priority::High, 2, 1, 0, 250),
+                lane(Priority::Default, 0, 3, 1, 0),
+                lane(Priority::Low, 40, 0, 2, 9000),
+            ],
+            5,
+            1,
+            1_700_000_000_000,
+            true,
+        );
+        assert_eq!(
+            (s.ready, s.pending, s.delayed, s.delayed_due),
+            (42, 4, 6, 3)
+        );
+        assert_eq!(s.oldest_ready_age_ms, 9000);
+        assert_eq!(s.backlog(), 49);
+        let text = render(|| s.record("billing"));
+        for (name, value) in [
+            (QUEUE_READY, "42"),
+            (QUEUE_BACKLOG, "49"),
+            (QUEUE_OLDEST_READY_AGE, "9"),
+        ] {
+            let line = format!("{name}{{queue=\"billing\"}} {value}");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        for (name, lane, value) in [
+            (LANE_READY, "high", "2"),
+            (LANE_READY, "default", "0"),
+            (LANE_READY, "low", "40"),
+            (LANE_OLDEST_READY_AGE, "high", "0.25"),
+            (LANE_OLDEST_READY_AGE, "low", "9"),
+        ] {
+            let line = format!("{name}{{queue=\"billing\",lane=\"{lane}\"}} {value}");
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        assert!(text.contains("# HELP millrace_lane_ready "));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! most [`MAX_SAMPLED`]) plus the worker's own: a queue that has jobs but
 //! no worker then shows `millrace_queue_consumers 0` beside its backlog,
 //! which is what the "no consumers" alert needs. Per queue, three round
-//! trips: the server's `TIME` and whether the stream exists; `XINFO
-//! GROUPS` (the group's pending count and last-delivered id) with `XLEN`,
-//! the delayed set's size and due count, the dead-letter stream's length
-//! and the live consumers; then the first entry after the last-delivered
-//! id, whose id is the time it became ready. All of it works on Redis 7.0:
-//! no `lag` (unknown on a stream with deleted entries, and ours deletes
-//! every acked entry).
+//! trips, whatever its number of lanes: the server's `TIME`, the lanes in
+//! use and which lane streams exist; per lane `XINFO GROUPS` (the group's
+//! pending count and last-delivered id) with `XLEN` and the delayed set's
+//! size and due count, then the queue's dead-letter length and live
+//! consumers; then, per lane with ready entries, the first entry after the
+//! last-delivered id, whose id is the time it became ready. The queue's
+//! gauges sum its lanes; `millrace_lane_*` keep each lane's. All of it
+//! works on Redis 7.0: no `lag` (unknown on a stream with deleted entries,
+//! and ours deletes every acked entry).
 //!
 //! Every worker samples, so with N replicas a queue's gauges appear N
 //! times (one per `instance`): aggregate with `max by (queue)`, never
@@ -23,13 +25,15 @@ use std::time::Duration;
 
 use millrace_core::Conn;
 use millrace_core::keys::registry_key;
-use millrace_core::{Keys, Queue};
+use millrace_core::lane::lanes_from_names;
+use millrace_core::{Keys, Priority, Queue};
+use redis::Value;
 use redis::streams::StreamInfoGroupsReply;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::health::{Health, Progress};
-use crate::metrics::{self, QueueSample};
+use crate::metrics::{self, LaneSample, QueueSample};
 
 /// A consumer counts as live when its heartbeat (written every second) is
 /// at most this old.
@@ -110,88 +114,126 @@ async fn others(own: &[Queue], prefix: &str, conn: &mut Conn) -> Vec<Queue> {
         .collect()
 }
 
-/// One sample of `q`. A missing stream samples as empty and a missing
-/// group as "nothing delivered", both with `group_present` false.
+/// One sample of `q`, over every lane it uses (see `millrace_core::lane`):
+/// the queue's gauges are the sums over its lanes (the oldest ready age
+/// the largest), and each lane keeps its own ready count and oldest age.
+/// A missing stream samples as empty and a missing group as "nothing
+/// delivered"; `group_present` is the default lane's (the one every worker
+/// declares at start).
 pub(crate) async fn sample(q: &Queue, conn: &mut Conn) -> redis::RedisResult<QueueSample> {
     let k = q.keys();
-    let ((secs, micros), exists): ((u64, u64), bool) = redis::pipe()
-        .cmd("TIME")
-        .cmd("EXISTS")
-        .arg(&k.stream)
-        .query_async(conn)
-        .await?;
+    // Round trip 1: the server's time, the lanes in use, which streams exist.
+    let mut p = redis::pipe();
+    p.cmd("TIME").cmd("SMEMBERS").arg(&k.lanes);
+    for lane in Priority::ALL {
+        p.cmd("EXISTS").arg(k.for_lane(lane).stream);
+    }
+    let ((secs, micros), names, high, default, low): ((u64, u64), Vec<String>, bool, bool, bool) =
+        p.query_async(conn).await?;
+    let exists = [high, default, low];
     let now_ms = secs * 1000 + micros / 1000;
     let live_since = now_ms.saturating_sub(LIVE_WITHIN.as_millis() as u64);
-    // XINFO GROUPS fails on a missing key: ask only when the stream exists.
-    let (groups, (len, delayed, delayed_due, dead, consumers)): (
-        Option<StreamInfoGroupsReply>,
-        (u64, u64, u64, u64, u64),
-    ) = if exists {
-        let mut p = redis::pipe();
-        p.cmd("XINFO").arg("GROUPS").arg(&k.stream);
-        add_counts(&mut p, k, now_ms, live_since);
-        let (groups, len, delayed, due, dead, consumers) = p.query_async(conn).await?;
-        (Some(groups), (len, delayed, due, dead, consumers))
-    } else {
-        let mut p = redis::pipe();
-        add_counts(&mut p, k, now_ms, live_since);
-        (None, p.query_async(conn).await?)
-    };
-    let group = groups
-        .as_ref()
-        .and_then(|g| g.groups.iter().find(|g| g.name == q.group()));
-    // Acked entries are deleted, so the stream holds exactly the ready and
-    // the pending entries (saturating: an entry deleted while pending stays
-    // in the PEL). Without a group nothing was delivered: all is ready.
-    let pending = group.map_or(0, |g| g.pending as u64);
-    let ready = len.saturating_sub(pending);
-    let after = group.map_or_else(|| "-".to_owned(), |g| format!("({}", g.last_delivered_id));
-    let oldest_ready_age_ms = if ready == 0 {
-        0
-    } else {
-        let first: Vec<(String, redis::Value)> = redis::cmd("XRANGE")
-            .arg(&k.stream)
-            .arg(after)
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(conn)
-            .await?;
-        first
-            .first()
-            .and_then(|(id, _)| entry_ms(id))
-            .map_or(0, |ms| now_ms.saturating_sub(ms))
-    };
-    Ok(QueueSample {
-        ready,
-        pending,
-        delayed,
-        delayed_due,
-        dead,
-        consumers,
-        oldest_ready_age_ms,
-        sampled_at_ms: now_ms,
-        group_present: group.is_some(),
-    })
-}
+    let lanes: Vec<(Keys, bool)> = lanes_from_names(&names)
+        .into_iter()
+        .map(|lane| (k.for_lane(lane), exists[lane.rank()]))
+        .collect();
 
-/// Appends the five counts of a sample to `p`: stream length, delayed,
-/// delayed and due, dead, live consumers.
-fn add_counts(p: &mut redis::Pipeline, k: &Keys, now_ms: u64, live_since: u64) {
+    // Round trip 2: per lane, the group (XINFO GROUPS fails on a missing
+    // key: asked only when the stream exists) and the counts; then the
+    // queue's dead-letter length and live consumers.
+    let mut p = redis::pipe();
+    for (lk, exists) in &lanes {
+        if *exists {
+            p.cmd("XINFO").arg("GROUPS").arg(&lk.stream);
+        }
+        p.cmd("XLEN")
+            .arg(&lk.stream)
+            .cmd("ZCARD")
+            .arg(&lk.delayed)
+            .cmd("ZCOUNT")
+            .arg(&lk.delayed)
+            .arg("-inf")
+            .arg(now_ms);
+    }
     p.cmd("XLEN")
-        .arg(&k.stream)
-        .cmd("ZCARD")
-        .arg(&k.delayed)
-        .cmd("ZCOUNT")
-        .arg(&k.delayed)
-        .arg("-inf")
-        .arg(now_ms)
-        .cmd("XLEN")
         .arg(&k.dead)
         .cmd("ZCOUNT")
         .arg(&k.workers)
         .arg(live_since)
         .arg("+inf");
+    let mut replies = p.query_async::<Vec<Value>>(conn).await?.into_iter();
+    let mut next = || replies.next().unwrap_or(Value::Nil);
+    let mut samples = Vec::with_capacity(lanes.len());
+    let mut afters = Vec::with_capacity(lanes.len());
+    let mut group_present = false;
+    for (lk, exists) in &lanes {
+        let groups: Option<StreamInfoGroupsReply> = if *exists {
+            Some(redis::from_redis_value(next())?)
+        } else {
+            None
+        };
+        let (len, delayed, delayed_due): (u64, u64, u64) = (
+            redis::from_redis_value(next())?,
+            redis::from_redis_value(next())?,
+            redis::from_redis_value(next())?,
+        );
+        let group = groups
+            .as_ref()
+            .and_then(|g| g.groups.iter().find(|g| g.name == q.group()));
+        if lk.lane == Priority::Default {
+            group_present = group.is_some();
+        }
+        // Acked entries are deleted, so a lane's stream holds exactly its
+        // ready and pending entries (saturating: an entry deleted while
+        // pending stays in the PEL). Without a group nothing was
+        // delivered: all is ready.
+        let pending = group.map_or(0, |g| g.pending as u64);
+        afters.push(group.map_or_else(|| "-".to_owned(), |g| format!("({}", g.last_delivered_id)));
+        samples.push(LaneSample {
+            lane: lk.lane,
+            ready: len.saturating_sub(pending),
+            pending,
+            delayed,
+            delayed_due,
+            oldest_ready_age_ms: 0,
+        });
+    }
+    let dead: u64 = redis::from_redis_value(next())?;
+    let consumers: u64 = redis::from_redis_value(next())?;
+
+    // Round trip 3 (only when something is ready): the first entry after
+    // each lane's last-delivered id, whose id is when it became ready.
+    let waiting: Vec<usize> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.ready > 0)
+        .map(|(i, _)| i)
+        .collect();
+    if !waiting.is_empty() {
+        let mut p = redis::pipe();
+        for &i in &waiting {
+            p.cmd("XRANGE")
+                .arg(&lanes[i].0.stream)
+                .arg(&afters[i])
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let firsts: Vec<Vec<(String, Value)>> = p.query_async(conn).await?;
+        for (&i, first) in waiting.iter().zip(firsts) {
+            samples[i].oldest_ready_age_ms = first
+                .first()
+                .and_then(|(id, _)| entry_ms(id))
+                .map_or(0, |ms| now_ms.saturating_sub(ms));
+        }
+    }
+    Ok(QueueSample::from_lanes(
+        samples,
+        dead,
+        consumers,
+        now_ms,
+        group_present,
+    ))
 }
 
 /// The milliseconds part of a stream entry id (`<ms>-<seq>`).

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use millrace::EnqueueOptions;
 
 use crate::Bench;
-use crate::child::{Probe, now_us};
+use crate::child::{Probe, now_us, read_latencies};
 use crate::probe::Counters;
 use crate::procs::WorkerProc;
-use crate::stats::{Better, Figures, latency_histogram, quantile_ms};
+use crate::stats::{Better, Figures, quantile_ms};
 
 /// Runs 1,000 and 10,000 jobs/s, `b.runs` times each, with a child worker
 /// at `concurrency`.
@@ -54,20 +54,10 @@ async fn one(
     concurrency: usize,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let q = b.queue("latency")?;
-    let dir = tempfile_dir()?;
+    let dir = crate::procs::scratch_dir()?;
     let out = dir.join(format!("{}.txt", q.name()));
-    let mut args = vec!["child-worker".to_owned()];
-    args.extend(b.redis_args("--url"));
-    args.extend([
-        "--prefix".into(),
-        b.prefix.clone(),
-        "--queue".into(),
-        q.name().to_owned(),
-        "--concurrency".into(),
-        concurrency.to_string(),
-        "--latencies".into(),
-        out.display().to_string(),
-    ]);
+    let mut args = b.child_args(&q, concurrency);
+    args.extend(["--latencies".into(), out.display().to_string()]);
     let worker = WorkerProc::start(&b.self_exe, &args, &b.worker_log)?;
     b.wait_workers(&q, 1).await?;
     let client = Arc::new(b.client().await?);
@@ -125,26 +115,11 @@ async fn one(
     b.check_and_drop(&q, expected, &format!("latency at {rate}/s"))
         .await?;
 
-    let text = std::fs::read_to_string(&out)?;
-    let _ = std::fs::remove_file(&out);
-    let mut hist = latency_histogram()?;
-    let mut seen = 0u64;
-    for l in text.lines() {
-        hist.saturating_record(l.trim().parse::<u64>()?.max(1));
-        seen += 1;
-    }
+    let (hist, seen) = read_latencies(&out)?;
     if seen != total {
         b.fail(format!(
             "latency at {rate}/s: the worker recorded {seen} of {total} jobs"
         ));
     }
     Ok(hist)
-}
-
-/// The benchmark's scratch directory (beside the worker logs).
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let log = crate::procs::log_path();
-    let dir = log.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    Ok(dir.to_path_buf())
 }

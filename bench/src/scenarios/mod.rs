@@ -7,11 +7,12 @@ pub mod footprint;
 pub mod history;
 pub mod latency;
 pub mod outbox;
+pub mod priority;
 pub mod process;
 pub mod retry;
 
 use millrace::EnqueueOptions;
-use millrace_core::Queue;
+use millrace_core::{Priority, Queue};
 use millrace_jobs::Noop;
 
 use crate::Bench;
@@ -33,6 +34,20 @@ pub async fn fill<J>(b: &Bench, queue: &Queue, job: J, n: u64) -> anyhow::Result
 where
     J: millrace_core::Job + Clone + Sync,
 {
+    fill_lane(b, queue, Priority::Default, job, n).await
+}
+
+/// [`fill`] into lane `lane` of `queue`.
+pub async fn fill_lane<J>(
+    b: &Bench,
+    queue: &Queue,
+    lane: Priority,
+    job: J,
+    n: u64,
+) -> anyhow::Result<()>
+where
+    J: millrace_core::Job + Clone + Sync,
+{
     let client = std::sync::Arc::new(b.client().await?);
     let (fill_tasks, batch_n) = (FILL_TASKS, BATCH);
     let batch: std::sync::Arc<Vec<J>> = std::sync::Arc::new(vec![job; batch_n]);
@@ -41,7 +56,7 @@ where
         let share = n / fill_tasks + u64::from(t < n % fill_tasks);
         let client = client.clone();
         let batch = batch.clone();
-        let opts = EnqueueOptions::new().queue(queue.name());
+        let opts = EnqueueOptions::new().queue(queue.name()).priority(lane);
         tasks.spawn(async move {
             let mut left = share as usize;
             while left > 0 {

@@ -45,16 +45,7 @@ async fn run_backoff(
         let calls0 = b.probe.command_calls().await?;
         let usec0 = b.probe.command_usec().await?;
         let cpu0 = b.probe.cpu_seconds().await?;
-        let mut args = vec!["child-worker".to_owned()];
-        args.extend(b.redis_args("--url"));
-        args.extend([
-            "--prefix".into(),
-            b.prefix.clone(),
-            "--queue".into(),
-            q.name().to_owned(),
-            "--concurrency".into(),
-            concurrency.to_string(),
-        ]);
+        let args = b.child_args(&q, concurrency);
         // Every first attempt logs a warning by design: keep errors only.
         let worker = WorkerProc::start(&b.self_exe, &args, "error")?;
         let limit = Duration::from_secs(if b.quick { 60 } else { 300 });

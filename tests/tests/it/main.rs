@@ -11,6 +11,7 @@ mod failures;
 mod flow;
 mod history;
 mod lanes;
+mod lanes_metrics;
 mod lanes_ops;
 mod library;
 mod metrics;

@@ -40,7 +40,7 @@ pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
 
 /// The value of the sample `name{labels...}` whose labels include every
 /// pair in `want` (the sum, when several match).
-fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, v)) = line.rsplit_once(' ') else {
@@ -60,7 +60,7 @@ fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     found
 }
 
-fn start_worker(url: &str, port: u16, extra: &[&str]) -> Child {
+pub(crate) fn start_worker(url: &str, port: u16, extra: &[&str]) -> Child {
     Command::new(worker_bin())
         .env("MILLRACE_REDIS_URL", url)
         // Never relay (or touch) a database outbox from a test.
@@ -86,7 +86,7 @@ fn start_worker(url: &str, port: u16, extra: &[&str]) -> Child {
 }
 
 /// Kills the worker on drop, so a failing test leaves no process behind.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for Killed {
     }
 }
 
-fn wait_ready(port: u16) {
+pub(crate) fn wait_ready(port: u16) {
     wait_for("/readyz to answer 200", WAIT, || {
         http_get(port, "/readyz").filter(|(s, _)| *s == 200)
     })
@@ -103,7 +103,7 @@ fn wait_ready(port: u16) {
 }
 
 /// Waits until /metrics satisfies `check`, returning the text.
-fn scrape_until(port: u16, what: &str, check: impl Fn(&str) -> bool) -> String {
+pub(crate) fn scrape_until(port: u16, what: &str, check: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
     let res = wait_for(what, WAIT, || {
         let (_, body) = http_get(port, "/metrics")?;
