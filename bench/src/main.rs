@@ -17,6 +17,7 @@
 
 mod ceiling;
 mod child;
+mod cluster_probe;
 mod metrics_cost;
 mod probe;
 mod procs;
@@ -67,7 +68,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
-    /// process, e2e, latency, retry, footprint, history, metrics, outbox.
+    /// process, e2e, latency, retry, footprint, history, metrics, outbox,
+    /// partitions, connections (these two on a local Redis Cluster).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -398,6 +400,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if wants("outbox") {
         scenarios::outbox::run(&b, &mut figs, args.database_url.as_deref()).await?;
         report::section(&figs, "outbox");
+    }
+    if wants("partitions") {
+        scenarios::partitions::run(&b, &mut figs, chosen).await?;
+        report::section(&figs, "partitions");
+    }
+    if wants("connections") {
+        scenarios::connections::run(&b, &mut figs).await?;
+        report::section(&figs, "connections");
     }
     report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {
