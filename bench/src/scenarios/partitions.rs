@@ -19,8 +19,11 @@ use crate::scenarios::process::{commands_text, drain};
 use crate::scenarios::{fill_with, noop};
 use crate::stats::{Better, Figures};
 
-/// Partition counts measured (0 stands for the queue unpartitioned).
-const LAYOUTS: [u32; 3] = [0, 6, 8];
+/// Layouts measured: a partition count (0: the queue unpartitioned), and
+/// whether the queue's name is picked for an even spread of its
+/// partitions over the masters (else the name is [`QUEUE`], whose
+/// partitions land where their hash slots say).
+const LAYOUTS: [(u32, bool); 5] = [(0, false), (6, false), (8, false), (6, true), (8, true)];
 /// The queue's name: the same in every run (the cluster is flushed in
 /// between), so each run has the same partition-to-master layout.
 const QUEUE: &str = "partitioned";
@@ -97,11 +100,12 @@ async fn drain_cluster(
     b: &Bench,
     cluster: &RedisCluster,
     cp: &ClusterProbe,
+    name: &str,
     parts: u32,
     concurrency: usize,
     n: u64,
 ) -> anyhow::Result<ClusterDrain> {
-    let q = Queue::with_prefix(&b.prefix, QUEUE)?;
+    let q = Queue::with_prefix(&b.prefix, name)?;
     let mut queues = vec![q.clone()];
     if parts > 1 {
         let mut conn = cluster.endpoint().command_connection().await?;
@@ -154,7 +158,8 @@ async fn drain_cluster(
         total += got.processed;
         if let Some(m) = masters.iter_mut().find(|m| m.addr == node.addr) {
             m.jobs += got.processed;
-            m.partitions.push(p.queue.name().to_owned());
+            m.partitions
+                .push(format!("{} {}", p.queue.name(), got.processed));
         }
     }
     if total != n {
@@ -264,6 +269,17 @@ fn record(figs: &mut Figures, name: &str, d: &ClusterDrain) {
         None,
         busiest * 100.0,
     );
+    // The rate at which the busiest master would fill one core, at the
+    // CPU per job it spent here: the cluster's bound once each master has
+    // a core of its own (here the six servers and the worker share two).
+    let busiest_s = d.masters.iter().map(|m| m.cpu_s).fold(0.0, f64::max);
+    figs.add(
+        &format!("{name}_master_bound"),
+        "jobs/s",
+        Better::Higher,
+        None,
+        n as f64 / busiest_s.max(1e-6),
+    );
     figs.add(
         &format!("{name}_max_share"),
         "% jobs",
@@ -305,6 +321,21 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
             None,
             d.cpu_us,
         );
+        figs.add(
+            "partitions_single_server_worker_cpu",
+            "us/job",
+            Better::Lower,
+            None,
+            d.worker_cpu_us,
+        );
+        // As for a master: the rate at which this server fills one core.
+        figs.add(
+            "partitions_single_server_master_bound",
+            "jobs/s",
+            Better::Higher,
+            None,
+            1e6 / d.cpu_us.max(1e-6),
+        );
     }
     figs.note(
         "partitions_single_server",
@@ -313,14 +344,19 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
     b.progress("partitions: starting a local Redis Cluster (3 masters, 3 replicas)");
     let cluster = tokio::task::block_in_place(RedisCluster::start)?;
     let cp = ClusterProbe::connect(&cluster).await?;
-    for parts in LAYOUTS {
-        let name = if parts == 0 {
-            "partitions_cluster_unpartitioned".to_owned()
+    for (parts, even) in LAYOUTS {
+        let name = match (parts, even) {
+            (0, _) => "partitions_cluster_unpartitioned".to_owned(),
+            (_, false) => format!("partitions_cluster_p{parts}"),
+            (_, true) => format!("partitions_cluster_p{parts}_even"),
+        };
+        let queue = if even {
+            even_name(b, &cluster, parts)?
         } else {
-            format!("partitions_cluster_p{parts}")
+            QUEUE.to_owned()
         };
         for run in 0..b.runs {
-            let d = drain_cluster(b, &cluster, &cp, parts, concurrency, n).await?;
+            let d = drain_cluster(b, &cluster, &cp, &queue, parts, concurrency, n).await?;
             b.progress(&format!(
                 "{name}, run {}: {:.0} jobs/s ({:.2} s), {:.2} us Redis CPU/job on the masters, {:.2} on the replicas, {:.2} worker, {}\n{}",
                 run + 1,
@@ -336,8 +372,30 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         }
         figs.note(
             &name,
-            format!("3 masters, {n} jobs, concurrency {concurrency}"),
+            format!("3 masters, queue {queue}, {n} jobs, concurrency {concurrency}"),
         );
     }
     Ok(())
+}
+
+/// The first of `partitioned-even-0`, `-1`, ... whose `parts` partitions
+/// spread over the masters as evenly as they can (the counts per master
+/// differ by one at most).
+fn even_name(b: &Bench, cluster: &RedisCluster, parts: u32) -> anyhow::Result<String> {
+    for k in 0..100 {
+        let name = format!("{QUEUE}-even-{k}");
+        let q = Queue::with_prefix(&b.prefix, &name)?;
+        let queues = (0..parts).map(|i| q.partition(i));
+        let placed = Placed::all(cluster, queues.collect::<Result<_, _>>()?)?;
+        let mut per_node = vec![0u32; cluster.nodes().len()];
+        for p in &placed {
+            per_node[p.node] += 1;
+        }
+        let used: Vec<u32> = per_node.into_iter().filter(|&c| c > 0).collect();
+        let (lo, hi) = (used.iter().min(), used.iter().max());
+        if used.len() == 3 && hi.zip(lo).is_some_and(|(hi, lo)| hi - lo <= 1) {
+            return Ok(name);
+        }
+    }
+    bail!("no queue name spreads {parts} partitions evenly over the masters")
 }
