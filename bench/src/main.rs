@@ -17,6 +17,7 @@
 
 mod ceiling;
 mod child;
+mod cluster_probe;
 mod metrics_cost;
 mod probe;
 mod procs;
@@ -68,7 +69,8 @@ struct Args {
     json: Option<PathBuf>,
     /// Scenarios to run, comma-separated (ceiling always runs): enqueue,
     /// process, e2e, latency, retry, footprint, history, metrics, outbox,
-    /// priority.
+    /// priority, partitions, connections (these two on a local Redis
+    /// Cluster).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Worker concurrencies tried for one worker process; the best is used
@@ -419,6 +421,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if wants("priority") {
         scenarios::priority::run(&b, &mut figs).await?;
         report::section(&figs, "priority");
+    }
+    if wants("partitions") {
+        scenarios::partitions::run(&b, &mut figs, chosen).await?;
+        report::section(&figs, "partitions");
+    }
+    if wants("connections") {
+        scenarios::connections::run(&b, &mut figs).await?;
+        report::section(&figs, "connections");
     }
     report::summary(&figs, !b.quick && !cfg!(debug_assertions));
     if let Some(path) = &args.json {

@@ -1,12 +1,14 @@
 //! The scenarios of issue 5, one module each. Every scenario uses fresh
 //! queues, checks what it left behind and deletes them.
 
+pub mod connections;
 pub mod e2e;
 pub mod enqueue;
 pub mod footprint;
 pub mod history;
 pub mod latency;
 pub mod outbox;
+pub mod partitions;
 pub mod priority;
 pub mod process;
 pub mod retry;
@@ -34,7 +36,7 @@ pub async fn fill<J>(b: &Bench, queue: &Queue, job: J, n: u64) -> anyhow::Result
 where
     J: millrace_core::Job + Clone + Sync,
 {
-    fill_lane(b, queue, Priority::Default, job, n).await
+    fill_with(b.client().await?, queue, Priority::Default, job, n).await
 }
 
 /// [`fill`] into lane `lane` of `queue`.
@@ -48,7 +50,21 @@ pub async fn fill_lane<J>(
 where
     J: millrace_core::Job + Clone + Sync,
 {
-    let client = std::sync::Arc::new(b.client().await?);
+    fill_with(b.client().await?, queue, lane, job, n).await
+}
+
+/// [`fill_lane`] through `client` (a cluster client, say).
+pub async fn fill_with<J>(
+    client: millrace::Client,
+    queue: &Queue,
+    lane: Priority,
+    job: J,
+    n: u64,
+) -> anyhow::Result<()>
+where
+    J: millrace_core::Job + Clone + Sync,
+{
+    let client = std::sync::Arc::new(client);
     let (fill_tasks, batch_n) = (FILL_TASKS, BATCH);
     let batch: std::sync::Arc<Vec<J>> = std::sync::Arc::new(vec![job; batch_n]);
     let mut tasks = tokio::task::JoinSet::new();
