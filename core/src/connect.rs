@@ -31,6 +31,7 @@ mod cluster;
 mod conn;
 mod tls;
 
+pub use cluster::ClusterReaders;
 pub use conn::{Conn, Durability, ReaderConn, Readers};
 pub use tls::{ENV_CA_FILE, ENV_CERT_FILE, ENV_KEY_FILE, TlsConfig};
 

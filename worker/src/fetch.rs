@@ -331,7 +331,7 @@ async fn sweep_lanes(
 
 /// Takes a reader connection from the pool and asks for its client id.
 async fn connect(q: &QueueCtx, pool: &Readers) -> Option<Reader> {
-    let get = tokio::time::timeout(q.cfg.block + READ_MARGIN, pool.get());
+    let get = tokio::time::timeout(q.cfg.block + READ_MARGIN, pool.get(&q.queue.keys().stream));
     let mut conn = match get.await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {

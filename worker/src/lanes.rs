@@ -178,8 +178,11 @@ impl LaneSet {
         slots: Arc<Semaphore>,
         spawner: Arc<Spawner>,
     ) -> Result<Arc<Self>, QueueError> {
-        let mut conn = spawner.conn.clone();
-        let in_use = queue.lanes(&mut conn).await?;
+        let in_use = crate::at_start(queue.name(), "reading the queue's lanes", || {
+            let (queue, mut conn) = (&queue, spawner.conn.clone());
+            async move { queue.lanes(&mut conn).await }
+        })
+        .await?;
         let progress = Arc::new(Progress::new(queue.name()));
         let mut lanes = Vec::with_capacity(in_use.len());
         let mut base = None;

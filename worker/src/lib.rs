@@ -444,12 +444,30 @@ pub(crate) async fn declare_with_retries(
     queue: &Queue,
     conn: &mut millrace_core::Conn,
 ) -> Result<(), QueueError> {
+    at_start(queue.name(), "declaring the queue", || {
+        let mut conn = conn.clone();
+        async move { queue.declare(&mut conn).await }
+    })
+    .await
+}
+
+/// Runs a start-up step, retrying it (up to 10 times, with a growing
+/// pause) while the connection fails; other errors fail at once.
+pub(crate) async fn at_start<T, F, Fut>(
+    queue: &str,
+    what: &str,
+    mut step: F,
+) -> Result<T, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
     let mut tries = 0;
     loop {
-        match queue.declare(conn).await {
+        match step().await {
             Err(e) if e.is_connection() && tries < 10 => {
                 tries += 1;
-                warn!(queue = queue.name(), error = %e, "declaring the queue failed, retrying");
+                warn!(queue, error = %e, "{what} failed, retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(100 * tries)).await;
             }
             other => return other,

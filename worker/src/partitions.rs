@@ -63,8 +63,14 @@ pub(crate) async fn start_group(
         slots,
         sets: Mutex::new(vec![(None, own)]),
     });
-    let registry = registered(spawner).await?;
-    for i in wanted(&group, spawner, &registry).await? {
+    let name = group.base.name().to_owned();
+    let registry =
+        crate::at_start(&name, "reading the queue registry", || registered(spawner)).await?;
+    let found = crate::at_start(&name, "reading the partition count", || {
+        wanted(&group, spawner, &registry)
+    })
+    .await?;
+    for i in found {
         add(&group, i, spawner, fetchers, pool).await?;
     }
     Ok(group)

@@ -4,8 +4,13 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
+use super::conn::at_key;
 use super::{CONNECT_TIMEOUT, Conn, Endpoint, RESPONSE_TIMEOUT, Readers, tls};
 use crate::error::{ConnectError, Redacted};
 
@@ -68,8 +73,97 @@ pub(super) async fn command_connection(endpoint: &Endpoint) -> Result<Conn, Conn
         .map_err(|e| endpoint.error(&e))
 }
 
-/// Blocking readers on a cluster: each its own cluster connection whose
-/// replies may take `response` (BLOCK plus a margin).
+/// Blocking readers on a cluster: each a plain connection to the master
+/// serving its queue, whose replies may take `response` (BLOCK plus a
+/// margin). A cluster connection per reader would open a connection to
+/// every node, replicas included, for each reader.
 pub(super) fn readers(endpoint: &Endpoint, response: Duration) -> Result<Readers, ConnectError> {
-    client(endpoint, response).map(|c| Readers::Cluster(Box::new(c)))
+    let client = client(endpoint, RESPONSE_TIMEOUT)?;
+    Ok(Readers::Cluster(Arc::new(ClusterReaders {
+        client,
+        endpoint: endpoint.clone(),
+        response,
+    })))
+}
+
+/// Where a cluster's blocking readers come from: a short-lived cluster
+/// connection finds the master serving a reader's key (`CLIENT INFO`
+/// routed to it tells its address), then the reader connects to that
+/// master alone. After a failover or a slot move its reads fail (an error,
+/// a dropped connection, a `MOVED`), the worker drops it and asks again,
+/// and the router, which follows the cluster's map, names the new master.
+pub struct ClusterReaders {
+    client: ClusterClient,
+    endpoint: Endpoint,
+    response: Duration,
+}
+
+impl ClusterReaders {
+    /// A plain connection to the master serving `key`.
+    pub(super) async fn get(&self, key: &str) -> RedisResult<MultiplexedConnection> {
+        // A fresh cluster connection each time, dropped once it named the
+        // master: it reads the cluster's current map (a long-lived one may
+        // still point at a master that just died).
+        let mut router = self.client.get_async_connection().await?;
+        let mut info = redis::cmd("CLIENT");
+        info.arg("INFO");
+        let info: String = at_key(&mut router, &info, key).await?;
+        drop(router);
+        let addr = info
+            .split(' ')
+            .find_map(|f| f.strip_prefix("laddr="))
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "CLIENT INFO named no server address (laddr)",
+                ))
+            })?;
+        let seed = self.endpoint.seeds().first().copied().unwrap_or_default();
+        let url = node_url(seed, addr);
+        let node = Endpoint::new(url.as_str())
+            .with_tls(self.endpoint.tls.clone())
+            .client()
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(self.response));
+        node.get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+}
+
+/// `seed` (`redis[s]://[user:pass@]host:port[/db]`) with its host and port
+/// replaced by `addr` (`host:port`): the same scheme, user and TLS.
+fn node_url(seed: &str, addr: &str) -> String {
+    let Some((scheme, rest)) = seed.split_once("://") else {
+        return format!("redis://{addr}");
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let user = match authority.rfind('@') {
+        Some(i) => &authority[..=i],
+        None => "",
+    };
+    format!("{scheme}://{user}{addr}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_url;
+
+    #[test]
+    fn node_urls_keep_scheme_user_and_path() {
+        assert_eq!(
+            node_url("rediss://bob:pw@10.0.0.1:7000/0", "10.0.0.2:7003"),
+            "rediss://bob:pw@10.0.0.2:7003/0"
+        );
+        assert_eq!(
+            node_url("redis://h:1", "127.0.0.1:7001"),
+            "redis://127.0.0.1:7001"
+        );
+        assert_eq!(node_url("nonsense", "h:2"), "redis://h:2");
+    }
 }

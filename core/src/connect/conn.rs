@@ -4,7 +4,6 @@
 //! migrations and failovers by itself).
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
@@ -90,7 +89,7 @@ impl Conn {
 }
 
 /// Runs `cmd` on the master owning `key`'s slot.
-async fn at_key<T: FromRedisValue>(
+pub(super) async fn at_key<T: FromRedisValue>(
     c: &mut ClusterConnection,
     cmd: &Cmd,
     key: &str,
@@ -102,27 +101,29 @@ async fn at_key<T: FromRedisValue>(
 }
 
 /// Where blocking readers come from: a pool of dedicated connections to a
-/// single server, or, on a cluster, a cluster client that opens a new
-/// cluster connection per reader.
+/// single server, or, on a cluster, a plain connection per reader to the
+/// master serving its queue.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Readers {
     /// Dedicated connections to one server.
     Pool(deadpool_redis::Pool),
-    /// One cluster connection per reader (it follows failovers itself).
-    Cluster(Box<ClusterClient>),
+    /// One connection per reader to its queue's master (see
+    /// [`ClusterReaders`](super::ClusterReaders)).
+    Cluster(std::sync::Arc<super::ClusterReaders>),
 }
 
 impl Readers {
-    /// A reader connection: from the pool, or a new cluster connection.
-    pub async fn get(&self) -> RedisResult<ReaderConn> {
+    /// A reader connection for reads of `key` (a queue's stream): from the
+    /// pool, or a new connection to the master serving `key`.
+    pub async fn get(&self, key: &str) -> RedisResult<ReaderConn> {
         match self {
             Self::Pool(pool) => pool
                 .get()
                 .await
                 .map(ReaderConn::Pooled)
                 .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string()))),
-            Self::Cluster(client) => client.get_async_connection().await.map(ReaderConn::Cluster),
+            Self::Cluster(readers) => readers.get(key).await.map(ReaderConn::Node),
         }
     }
 }
@@ -132,19 +133,19 @@ impl Readers {
 pub enum ReaderConn {
     /// From the single server's pool (back to the pool on drop).
     Pooled(deadpool_redis::Connection),
-    /// A cluster connection of its own.
-    Cluster(ClusterConnection),
+    /// A connection of its own to one cluster master.
+    Node(redis::aio::MultiplexedConnection),
 }
 
 impl ReaderConn {
-    /// The server-side client id of this connection on the node serving
-    /// `key` (for `CLIENT UNBLOCK` there).
-    pub async fn client_id(&mut self, key: &str) -> RedisResult<i64> {
+    /// The server-side client id of this connection (for `CLIENT UNBLOCK`
+    /// on the node serving `_key`: a reader talks to that node alone).
+    pub async fn client_id(&mut self, _key: &str) -> RedisResult<i64> {
         let mut cmd = redis::cmd("CLIENT");
         cmd.arg("ID");
         match self {
             Self::Pooled(c) => cmd.query_async(c).await,
-            Self::Cluster(c) => at_key(c, &cmd, key).await,
+            Self::Node(c) => cmd.query_async(c).await,
         }
     }
 
@@ -153,12 +154,12 @@ impl ReaderConn {
     pub fn discard(self) {
         match self {
             Self::Pooled(c) => drop(deadpool_redis::Connection::take(c)),
-            Self::Cluster(c) => drop(c),
+            Self::Node(c) => drop(c),
         }
     }
 }
 
-delegate_connection_like!(ReaderConn: Pooled, Cluster);
+delegate_connection_like!(ReaderConn: Pooled, Node);
 
 /// How many replicas must confirm a write before it counts as made
 /// (`WAIT replicas timeout`): a write confirmed by a replica survives its
