@@ -175,9 +175,39 @@ impl Drop for Workers {
     }
 }
 
+/// The lane views of `queue` in use (`default` and any lane the producer
+/// wrote to).
+async fn lanes_of(conn: &mut Conn, queue: &Queue) -> anyhow::Result<Vec<Queue>> {
+    let names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&queue.keys().lanes)
+        .query_async(conn)
+        .await?;
+    Ok(millrace_core::lane::lanes_from_names(&names)
+        .into_iter()
+        .map(|p| queue.lane(p))
+        .collect())
+}
+
 /// The group's consumer of process `pid` (`host-pid-random`) and how many
-/// entries are pending for it; `None` when it is not in the group.
+/// entries are pending for it in every lane; `None` when it is in no
+/// lane's group.
 pub async fn consumer_of_pid(
+    conn: &mut Conn,
+    queue: &Queue,
+    pid: u32,
+) -> anyhow::Result<Option<(String, u64)>> {
+    let mut found: Option<(String, u64)> = None;
+    for lane in lanes_of(conn, queue).await? {
+        if let Some((name, n)) = consumer_in(conn, &lane, pid).await? {
+            let total = found.as_ref().map_or(0, |f| f.1) + n;
+            found = Some((name, total));
+        }
+    }
+    Ok(found)
+}
+
+/// [`consumer_of_pid`] in one lane's group.
+async fn consumer_in(
     conn: &mut Conn,
     queue: &Queue,
     pid: u32,
@@ -215,31 +245,35 @@ pub async fn heartbeating(conn: &mut Conn, queue: &Queue, pid: u32) -> anyhow::R
     Ok(names.iter().any(|n| n.contains(&marker)))
 }
 
-/// Job ids pending for the consumer of process `pid` (`host-pid-random`).
+/// Job ids pending for the consumer of process `pid` (`host-pid-random`),
+/// in every lane.
 async fn pending_jobs_of_pid(
     conn: &mut Conn,
     queue: &Queue,
     pid: u32,
 ) -> anyhow::Result<Vec<String>> {
-    let stream = &queue.keys().stream;
-    let Some((name, _)) = consumer_of_pid(conn, queue, pid).await? else {
-        return Ok(Vec::new());
-    };
-    let entries = queue.pending_of(conn, &name, 100_000).await?;
-    if entries.is_empty() {
-        // An empty pipeline's reply does not parse: a worker killed with
-        // nothing pending made every lookup fail, and the run stalled 5 s.
-        return Ok(Vec::new());
+    let mut ids = Vec::new();
+    for lane in lanes_of(conn, queue).await? {
+        let Some((name, _)) = consumer_in(conn, &lane, pid).await? else {
+            continue;
+        };
+        let entries = lane.pending_of(conn, &name, 100_000).await?;
+        if entries.is_empty() {
+            // An empty pipeline's reply does not parse: a worker killed with
+            // nothing pending made every lookup fail, and the run stalled 5 s.
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for e in &entries {
+            pipe.cmd("XRANGE").arg(&lane.keys().stream).arg(e).arg(e);
+        }
+        let rows: Vec<Vec<(String, std::collections::HashMap<String, String>)>> =
+            pipe.query_async(conn).await?;
+        ids.extend(
+            rows.into_iter()
+                .flatten()
+                .filter_map(|(_, f)| f.get("id").cloned()),
+        );
     }
-    let mut pipe = redis::pipe();
-    for e in &entries {
-        pipe.cmd("XRANGE").arg(stream).arg(e).arg(e);
-    }
-    let rows: Vec<Vec<(String, std::collections::HashMap<String, String>)>> =
-        pipe.query_async(conn).await?;
-    Ok(rows
-        .into_iter()
-        .flatten()
-        .filter_map(|(_, f)| f.get("id").cloned())
-        .collect())
+    Ok(ids)
 }
