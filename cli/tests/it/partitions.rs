@@ -46,6 +46,17 @@ fn partitions_are_set_shown_paused_and_retired() {
     assert_eq!(parts[1]["ready"], 1, "{v}");
     let table = env.run(&["partitions", Q]).ok();
     assert!(table.stdout.contains(&format!("{Q}#2")), "{table:#?}");
+    // `queues` lists each partition and, after them, the queue's total.
+    let queues = env.run(&["queues"]).ok();
+    let total = queues
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!("{Q} (total)")))
+        .unwrap_or_else(|| panic!("no total row: {queues:#?}"));
+    assert!(
+        total.contains(" 1 "),
+        "the total counts the ready job: {total}"
+    );
 
     // Pause and resume reach every partition.
     let out = env.run(&["pause", Q, "--reason", "deploy"]).ok();
