@@ -301,3 +301,20 @@ pub fn worker_bin() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// The tags of the next `n` probe attempts, in the order they started.
+pub async fn recv_tags(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    n: usize,
+) -> Vec<String> {
+    let mut tags = Vec::with_capacity(n);
+    while tags.len() < n {
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {} of {n} jobs ran: {tags:?}", tags.len()));
+        tags.push(s.tag);
+    }
+    tags
+}

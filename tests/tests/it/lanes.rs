@@ -25,19 +25,6 @@ async fn enqueue_lane(client: &Client, p: Priority, n: usize, sleep_ms: u64) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn recv_tags(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>, n: usize) -> Vec<String> {
-    let mut tags = Vec::with_capacity(n);
-    while tags.len() < n {
-        let s = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("only {} of {n} jobs ran: {tags:?}", tags.len()));
-        tags.push(s.tag);
-    }
-    tags
-}
-
 /// Every lane of `queue` is empty: no entry, nothing pending or delayed.
 async fn lanes_empty(c: &Conn, queue: &str) {
     let k = Keys::new("millrace", queue).unwrap_or_else(|e| panic!("{e}"));

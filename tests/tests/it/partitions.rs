@@ -29,19 +29,6 @@ async fn xlen(c: &mut Conn, queue: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>, n: usize) -> Vec<String> {
-    let mut tags = Vec::with_capacity(n);
-    while tags.len() < n {
-        let s = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("only {} of {n} jobs ran: {tags:?}", tags.len()));
-        tags.push(s.tag);
-    }
-    tags
-}
-
 /// A key that hashes to partition `want` of `n`.
 fn key_for(want: u32, n: u32, stem: &str) -> String {
     (0..10_000)
@@ -75,7 +62,7 @@ async fn round_robin_spreads_jobs_and_a_worker_reads_every_partition() {
     assert_eq!(xlen(&mut c, "default").await, 0);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    let mut tags = recv(&mut rx, 40).await;
+    let mut tags = recv_tags(&mut rx, 40).await;
     tags.sort();
     tags.dedup();
     assert_eq!(tags.len(), 40, "each job ran once");
@@ -113,7 +100,7 @@ async fn jobs_of_one_key_share_a_partition_and_keep_their_order() {
     cfg.concurrency = 1;
     let worker =
         spawn(Worker::builder(cfg).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
-    let tags = recv(&mut rx, 30).await;
+    let tags = recv_tags(&mut rx, 30).await;
     for stem in ["a", "b"] {
         let mine: Vec<&String> = tags.iter().filter(|t| t.starts_with(stem)).collect();
         let mut sorted = mine.clone();
@@ -148,7 +135,7 @@ async fn no_partition_starves_behind_a_busy_one() {
     cfg.concurrency = 4;
     let worker =
         spawn(Worker::builder(cfg).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
-    recv(&mut rx, 10).await;
+    recv_tags(&mut rx, 10).await;
     for i in 0..5 {
         client
             .enqueue_with(
@@ -161,7 +148,7 @@ async fn no_partition_starves_behind_a_busy_one() {
     let mut quiet_seen = 0;
     let mut busy_between = 0;
     while quiet_seen < 5 {
-        let t = recv(&mut rx, 1).await.remove(0);
+        let t = recv_tags(&mut rx, 1).await.remove(0);
         if t.starts_with("quiet") {
             quiet_seen += 1;
         } else {
@@ -197,7 +184,7 @@ async fn a_count_set_while_running_is_picked_up_and_a_lowered_one_strands_nothin
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    recv(&mut rx, 30).await;
+    recv_tags(&mut rx, 30).await;
     worker.shutdown().await;
     // Lowered to 1 with jobs still in the old partitions (no worker ran
     // meanwhile): a worker started afterwards still reads them.
@@ -210,7 +197,7 @@ async fn a_count_set_while_running_is_picked_up_and_a_lowered_one_strands_nothin
     partition(&mut c, 1).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = spawn(probe_worker(&url, tx));
-    recv(&mut rx, 9).await;
+    recv_tags(&mut rx, 9).await;
     for i in 0..3 {
         wait_left(&c, &format!("default#{i}"), Left::default()).await;
     }
