@@ -185,28 +185,23 @@ impl LaneSet {
         .await?;
         let progress = Arc::new(Progress::new(queue.name()));
         let mut lanes = Vec::with_capacity(in_use.len());
-        let mut base = None;
-        for p in in_use {
-            let ctx = spawner
-                .lane(queue.lane(p), slots.clone(), progress.clone())
-                .await?;
-            if p == Priority::Default {
-                base = Some(ctx.clone());
-            }
-            lanes.push(ctx);
+        // The default lane always exists: start it first, then the others.
+        let base = spawner
+            .lane(
+                queue.lane(Priority::Default),
+                slots.clone(),
+                progress.clone(),
+            )
+            .await?;
+        lanes.push(base.clone());
+        for p in in_use.into_iter().filter(|p| *p != Priority::Default) {
+            lanes.push(
+                spawner
+                    .lane(queue.lane(p), slots.clone(), progress.clone())
+                    .await?,
+            );
         }
-        let base = match base {
-            Some(b) => b,
-            // `Queue::lanes` always lists the default lane; be safe anyway.
-            None => {
-                let b = spawner
-                    .lane(queue.lane(Priority::Default), slots, progress)
-                    .await?;
-                lanes.push(b.clone());
-                lanes.sort_by_key(|l| l.queue.priority());
-                b
-            }
-        };
+        lanes.sort_by_key(|l| l.queue.priority());
         Ok(Arc::new(Self {
             base,
             lanes: Mutex::new(lanes),
