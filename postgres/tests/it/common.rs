@@ -140,21 +140,41 @@ impl Env {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Marks of a queue that would be kept for the whole retention (7
-    /// days) rather than the grace after a commit (5 min).
-    pub fn marks_kept(&self, queue: &str) -> usize {
+    /// Outbox row ids of the marks of a queue that would be kept for the
+    /// whole retention (7 days) rather than the grace after a commit (5 min).
+    pub fn marks_kept(&self, queue: &str) -> Vec<i64> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as u64;
         let retention = 7 * 24 * 3600 * 1000u64;
         let grace_end = now - retention + 301_000;
-        redis::cmd("ZCOUNT")
+        let marks: Vec<String> = redis::cmd("ZRANGE")
             .arg(format!("millrace:{{{queue}}}:relayed"))
             .arg(format!("({grace_end}"))
             .arg("+inf")
+            .arg("BYSCORE")
             .query(&mut self.conn())
+            .unwrap_or_else(|e| panic!("{e}"));
+        marks
+            .iter()
+            .map(|m| {
+                m.split(':')
+                    .next()
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or_else(|| panic!("a mark without a row id: {m}"))
+            })
+            .collect()
+    }
+
+    /// Ids of the rows left in the outbox.
+    pub async fn outbox_ids(&self) -> std::collections::HashSet<i64> {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM millrace_outbox")
+            .fetch_all(&self.pool)
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .collect()
     }
 
     /// Marks left in a queue's relayed set.

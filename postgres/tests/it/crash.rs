@@ -102,15 +102,21 @@ async fn a_relay_sigkilled_between_xadd_and_delete_never_duplicates_a_job() {
     let mut committed = Vec::new();
     let mut paused_kills = 0;
     let mut random_kills = 0;
+    // Rows whose delete a randomly killed relay committed: that relay may
+    // have died before it shortened their marks to the grace.
+    let mut gone_in_random_rounds = std::collections::HashSet::new();
     for round in 0..24u64 {
         committed.extend(commit_some(&env, round * 1000, 60).await);
         let log = dir.join(format!("relay-{round}.log"));
         if round % 3 == 2 {
             // Chaos: SIGKILL wherever it happens to be.
+            let before = env.outbox_ids().await;
             let mut child = spawn_relay(&bin, &env, &log, None);
             std::thread::sleep(Duration::from_millis(100 + fastrand::u64(..200)));
             child.kill().unwrap_or_else(|e| panic!("{e}"));
             let _ = child.wait();
+            let after = env.outbox_ids().await;
+            gone_in_random_rounds.extend(before.difference(&after).copied());
             random_kills += 1;
         } else {
             // Exactly between the Redis write and the delete, at batch 0..2.
@@ -157,22 +163,29 @@ async fn a_relay_sigkilled_between_xadd_and_delete_never_duplicates_a_job() {
     let jobs = env.jobs_in("outbox");
     assert_exactly_once(&jobs, &committed);
     // The relay processes run with the default grace: every mark is there
-    // for 5 minutes more, none for the whole retention.
+    // for 5 minutes more. Only a relay killed after its commit and before it
+    // shortened its marks leaves them for the whole retention, and only a
+    // random kill can land there (a paused relay dies before its commit).
     assert_eq!(
         env.marks("outbox"),
         committed.len(),
         "every relayed row's mark waits out its grace"
     );
-    assert_eq!(
-        env.marks_kept("outbox"),
-        0,
-        "marks kept for the whole retention"
+    let kept = env.marks_kept("outbox");
+    let stray: Vec<_> = kept
+        .iter()
+        .filter(|id| !gone_in_random_rounds.contains(id))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "marks kept for the whole retention though their relay lived to forget them: {stray:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "kills between XADD and delete: {paused_kills}, random kills: {random_kills}, committed: {}, jobs: {}, duplicated: 0",
+        "kills between XADD and delete: {paused_kills}, random kills: {random_kills}, committed: {}, jobs: {}, duplicated: 0, marks kept by a kill after commit: {}",
         committed.len(),
-        jobs.len()
+        jobs.len(),
+        kept.len()
     );
 }
 
