@@ -146,14 +146,14 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     let mut job = Envelope::new(JobId::new().0, &a.job, payload);
     // On a partitioned queue, the partition of the key (as the SDK places
     // jobs; without a key, one picked by the job id).
-    let n = queue.partitions(&mut ctx.conn).await?;
-    let partition = (n > 1).then(|| {
+    let layout = queue.layout(&mut ctx.conn).await?;
+    let partition = layout.is_partitioned().then(|| {
         let by = a
             .key
             .as_deref()
             .or(unique.as_ref().map(|u| u.key.as_str()))
             .unwrap_or(&job.id);
-        partition::partition_of(by, n)
+        layout.label(partition::partition_of(by, layout.count()))
     });
     let queue = match partition {
         Some(i) => queue.partition(i)?,

@@ -1,10 +1,13 @@
 //! `millrace partitions <queue> [--set N]`: a queue's partition count and
-//! what each partition holds; `--set` changes the count. Producers use a
-//! new count within 5 s, workers at their next reclaim round. Lowering it
-//! strands nothing: workers keep reading every partition the registry
-//! knows. Jobs of one key keep their order only while the count stays.
+//! what each partition holds; `--set` changes the count (on a Redis
+//! Cluster it also places the partitions evenly over the masters; the same
+//! count again rebalances after a resharding). Producers use a new layout
+//! within 5 s, workers at their next reclaim round. Lowering it strands
+//! nothing: workers keep reading every partition the registry knows. Jobs
+//! of one key keep their order only while the layout stays.
 
 use millrace_core::inspect;
+use millrace_core::partition::layout::partition_slot;
 use serde::Serialize;
 
 use crate::Ctx;
@@ -24,6 +27,11 @@ pub struct Args {
 struct Part {
     partition: u32,
     name: String,
+    /// Its hash slot on a Redis Cluster.
+    slot: u16,
+    /// False for a partition no longer in the layout (still read until
+    /// empty).
+    current: bool,
     ready: u64,
     in_flight: u64,
     delayed: u64,
@@ -41,22 +49,24 @@ struct Out {
 /// Runs `millrace partitions`.
 pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     let queue = ctx.queue(&a.queue).await?;
-    let before = queue.partitions(&mut ctx.conn).await?;
+    let before = queue.layout(&mut ctx.conn).await?;
     if let Some(n) = a.set {
-        queue.set_partitions(&mut ctx.conn, n).await?;
+        let after = queue.set_partitions(&mut ctx.conn, n).await?;
         if !ctx.json {
             println!(
-                "queue {:?}: {before} → {n} partition(s); producers use it within 5 s, workers within a reclaim round",
-                a.queue
+                "queue {:?}: {} → {n} partition(s); producers use it within 5 s, workers within a reclaim round",
+                a.queue,
+                before.count()
             );
-            if before > 1 && n != before {
+            if before.is_partitioned() && after != before {
                 println!(
                     "note: keys now map to other partitions; jobs already queued under a key may run beside newer ones of that key"
                 );
             }
         }
     }
-    let count = queue.partitions(&mut ctx.conn).await?;
+    let layout = queue.layout(&mut ctx.conn).await?;
+    let count = layout.count();
     let mut parts = Vec::new();
     for i in queue.partitions_in_use(&mut ctx.conn).await? {
         let p = queue.partition(i)?;
@@ -64,6 +74,8 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         parts.push(Part {
             partition: i,
             name: s.name.clone(),
+            slot: partition_slot(&a.queue, i),
+            current: layout.is_partitioned() && layout.labels().contains(&i),
             ready: s.ready,
             in_flight: s.in_flight,
             delayed: s.scheduled + s.retrying.unwrap_or(0),
@@ -86,30 +98,27 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("queue {:?}: {count} partition(s)", a.queue);
-    let mut t = output::table(&[
-        "PARTITION",
-        "QUEUE",
-        "READY",
-        "IN FLIGHT",
-        "DELAYED",
-        "DEAD",
-        "CONSUMERS",
-    ]);
+    let cluster = ctx.conn.is_cluster();
+    let mut head = vec!["PARTITION", "QUEUE"];
+    if cluster {
+        head.push("SLOT");
+    }
+    head.extend(["READY", "IN FLIGHT", "DELAYED", "DEAD", "CONSUMERS"]);
+    let mut t = output::table(&head);
     for p in &parts {
-        let retired = if p.partition >= count {
-            " (retired)"
-        } else {
-            ""
-        };
-        t.add_row(vec![
-            format!("{}{retired}", p.partition),
-            p.name.clone(),
+        let retired = if p.current { "" } else { " (retired)" };
+        let mut row = vec![format!("{}{retired}", p.partition), p.name.clone()];
+        if cluster {
+            row.push(p.slot.to_string());
+        }
+        row.extend([
             p.ready.to_string(),
             p.in_flight.to_string(),
             p.delayed.to_string(),
             p.dead.to_string(),
             p.consumers.to_string(),
         ]);
+        t.add_row(row);
     }
     output::print_table(&t);
     Ok(())

@@ -203,7 +203,7 @@ pub struct Client {
     /// Queues already added to the registry by this client and its clones.
     registered: Arc<Mutex<HashSet<String>>>,
     /// Partition counts read from Redis, with when they were read.
-    partitions: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    partitions: Arc<Mutex<HashMap<String, (partition::Layout, Instant)>>>,
     /// The next partition of jobs enqueued without a key.
     round_robin: Arc<AtomicU32>,
 }
@@ -438,11 +438,11 @@ impl Client {
     /// the count this client uses): where one of its jobs may be.
     pub(crate) async fn with_partitions(&self, queue: &str) -> Result<Vec<Queue>, EnqueueError> {
         let base = Queue::with_prefix(&self.prefix, queue)?;
-        let n = self.partition_count(&base).await?;
-        let mut all = Vec::with_capacity(n as usize + 1);
-        if n > 1 {
-            for i in 0..n {
-                all.push(base.partition(i)?);
+        let layout = self.partition_layout(&base).await?;
+        let mut all = Vec::with_capacity(layout.labels().len() + 1);
+        if layout.is_partitioned() {
+            for &label in layout.labels() {
+                all.push(base.partition(label)?);
             }
         }
         all.insert(0, base);
@@ -459,25 +459,29 @@ impl Client {
     ) -> Result<Queue, EnqueueError> {
         let name = options.queue.as_deref().unwrap_or(J::QUEUE);
         let base = Queue::with_prefix(&self.prefix, name)?;
-        let n = self.partition_count(&base).await?;
-        let queue = if n > 1 {
+        let layout = self.partition_layout(&base).await?;
+        let queue = if layout.is_partitioned() {
+            let n = layout.count();
             let i = match options.key.as_deref().or(unique_key) {
                 Some(key) => partition::partition_of(key, n),
                 None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
             };
-            base.partition(i)?
+            base.partition(layout.label(i))?
         } else {
             base
         };
         Ok(queue.lane(options.priority))
     }
 
-    /// The queue's partition count, read from Redis at most every
+    /// The queue's partition layout, read from Redis at most every
     /// [`PARTITIONS_TTL`]. A partition (`orders#3`, named directly) is
     /// never partitioned again.
-    pub(crate) async fn partition_count(&self, queue: &Queue) -> Result<u32, EnqueueError> {
+    pub(crate) async fn partition_layout(
+        &self,
+        queue: &Queue,
+    ) -> Result<partition::Layout, EnqueueError> {
         if partition::split_name(queue.name()).1.is_some() {
-            return Ok(1);
+            return Ok(partition::Layout::single());
         }
         let cached = self
             .partitions
@@ -485,18 +489,18 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(queue.name())
             .filter(|(_, at)| at.elapsed() < PARTITIONS_TTL)
-            .map(|(n, _)| *n);
-        if let Some(n) = cached {
-            return Ok(n);
+            .map(|(l, _)| l.clone());
+        if let Some(l) = cached {
+            return Ok(l);
         }
-        let n = self
-            .with_retries_value(|mut conn| async move { queue.partitions(&mut conn).await })
+        let l = self
+            .with_retries_value(|mut conn| async move { queue.layout(&mut conn).await })
             .await?;
         self.partitions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(queue.name().to_owned(), (n, Instant::now()));
-        Ok(n)
+            .insert(queue.name().to_owned(), (l.clone(), Instant::now()));
+        Ok(l)
     }
 
     fn envelope<J: Job>(

@@ -69,15 +69,15 @@ impl Client {
     /// may be.
     async fn partitions_of(&self, queue: &str) -> Result<Vec<Queue>, ResultError> {
         let base = Queue::with_prefix(&self.prefix, queue)?;
-        let n = if millrace_core::partition::split_name(queue).1.is_some() {
-            1
+        let layout = if millrace_core::partition::split_name(queue).1.is_some() {
+            millrace_core::partition::Layout::single()
         } else {
-            base.partitions(&mut self.conn.clone()).await?
+            base.layout(&mut self.conn.clone()).await?
         };
         let mut all = vec![base.clone()];
-        if n > 1 {
-            for i in 0..n {
-                all.push(base.partition(i)?);
+        if layout.is_partitioned() {
+            for &label in layout.labels() {
+                all.push(base.partition(label)?);
             }
         }
         Ok(all)

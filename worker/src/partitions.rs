@@ -133,17 +133,17 @@ async fn registered(spawner: &Spawner) -> Result<Vec<String>, QueueError> {
         .map_err(QueueError::redis("partitions"))
 }
 
-/// Partitions of `group` to read that are not read yet: `0..N`, and those
-/// in the registry.
+/// Partitions (labels) of `group` to read that are not read yet: those of
+/// its layout, and those in the registry.
 async fn wanted(
     group: &QueueGroup,
     spawner: &Spawner,
     registry: &[String],
 ) -> Result<BTreeSet<u32>, QueueError> {
     let mut conn = spawner.conn.clone();
-    let n = group.base.partitions(&mut conn).await?;
-    let mut want: BTreeSet<u32> = if n > 1 {
-        (0..n).collect()
+    let layout = group.base.layout(&mut conn).await?;
+    let mut want: BTreeSet<u32> = if layout.is_partitioned() {
+        layout.labels().iter().copied().collect()
     } else {
         BTreeSet::new()
     };
@@ -155,7 +155,8 @@ async fn wanted(
     Ok(want)
 }
 
-/// Starts partition `i` of `group`: its lanes and its fetch loop.
+/// Starts the partition labelled `i` of `group`: its lanes and its fetch
+/// loop.
 async fn add(
     group: &QueueGroup,
     i: u32,

@@ -39,7 +39,7 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
         let mut conn = cluster.endpoint().command_connection().await?;
         let client = cluster_client(b, &cluster).await?;
         for q in &queues {
-            q.set_partitions(&mut conn, PARTITIONS).await?;
+            let layout = q.set_partitions(&mut conn, PARTITIONS).await?;
             for i in 0..PARTITIONS {
                 let key = key_of(i);
                 for p in Priority::ALL {
@@ -50,7 +50,7 @@ pub async fn run(b: &Bench, figs: &mut Figures) -> anyhow::Result<()> {
                     client.enqueue_with(&noop(), opts).await?;
                 }
             }
-            let parts = (0..PARTITIONS).map(|i| q.partition(i));
+            let parts = layout.labels().iter().map(|&l| q.partition(l));
             placed.extend(Placed::all(&cluster, parts.collect::<Result<_, _>>()?)?);
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use millrace_core::Queue;
+use millrace_core::partition::Layout;
 use millrace_tests::RedisCluster;
 
 use crate::Bench;
@@ -20,9 +21,10 @@ use crate::scenarios::{fill_with, noop};
 use crate::stats::{Better, Figures};
 
 /// Layouts measured: a partition count (0: the queue unpartitioned), and
-/// whether the queue's name is picked for an even spread of its
-/// partitions over the masters (else the name is [`QUEUE`], whose
-/// partitions land where their hash slots say).
+/// whether the partitions are placed as `millrace partitions --set`
+/// places them on a cluster (spread evenly over the masters), else the
+/// plain labels `0..N` (as on one server), which land where their hash
+/// slots say.
 const LAYOUTS: [(u32, bool); 5] = [(0, false), (6, false), (8, false), (6, true), (8, true)];
 /// The queue's name: the same in every run (the cluster is flushed in
 /// between), so each run has the same partition-to-master layout.
@@ -101,7 +103,7 @@ async fn drain_cluster(
     cluster: &RedisCluster,
     cp: &ClusterProbe,
     name: &str,
-    parts: u32,
+    (parts, spread): (u32, bool),
     concurrency: usize,
     n: u64,
 ) -> anyhow::Result<ClusterDrain> {
@@ -109,9 +111,19 @@ async fn drain_cluster(
     let mut queues = vec![q.clone()];
     if parts > 1 {
         let mut conn = cluster.endpoint().command_connection().await?;
-        q.set_partitions(&mut conn, parts).await?;
-        for i in 0..parts {
-            queues.push(q.partition(i)?);
+        let layout = if spread {
+            q.set_partitions(&mut conn, parts).await?
+        } else {
+            // The plain labels, as one server's layout.
+            redis::cmd("SET")
+                .arg(&q.keys().partitions)
+                .arg(parts)
+                .query_async::<()>(&mut conn)
+                .await?;
+            Layout::plain(parts)
+        };
+        for &label in layout.labels() {
+            queues.push(q.partition(label)?);
         }
     }
     let placed = Placed::all(cluster, queues)?;
@@ -351,19 +363,15 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
     b.progress("partitions: starting a local Redis Cluster (3 masters, 3 replicas)");
     let cluster = tokio::task::block_in_place(RedisCluster::start)?;
     let cp = ClusterProbe::connect(&cluster).await?;
-    for (parts, even) in LAYOUTS {
-        let name = match (parts, even) {
+    for (parts, spread) in LAYOUTS {
+        let name = match (parts, spread) {
             (0, _) => "partitions_cluster_unpartitioned".to_owned(),
             (_, false) => format!("partitions_cluster_p{parts}"),
             (_, true) => format!("partitions_cluster_p{parts}_even"),
         };
-        let queue = if even {
-            even_name(b, &cluster, parts)?
-        } else {
-            QUEUE.to_owned()
-        };
+        let queue = QUEUE;
         for run in 0..b.runs {
-            let d = drain_cluster(b, &cluster, &cp, &queue, parts, concurrency, n).await?;
+            let d = drain_cluster(b, &cluster, &cp, queue, (parts, spread), concurrency, n).await?;
             b.progress(&format!(
                 "{name}, run {}: {:.0} jobs/s ({:.2} s), {:.2} us Redis CPU/job on the masters, {:.2} on the replicas, {:.2} worker, {}\n{}",
                 run + 1,
@@ -379,30 +387,11 @@ pub async fn run(b: &Bench, figs: &mut Figures, concurrency: usize) -> anyhow::R
         }
         figs.note(
             &name,
-            format!("3 masters, queue {queue}, {n} jobs, concurrency {concurrency}"),
+            format!(
+                "3 masters, queue {queue}, {} labels, {n} jobs, concurrency {concurrency}",
+                if spread { "spread" } else { "plain" }
+            ),
         );
     }
     Ok(())
-}
-
-/// The first of `partitioned-even-0`, `-1`, ... whose `parts` partitions
-/// spread over the masters as evenly as they can (the counts per master
-/// differ by one at most).
-fn even_name(b: &Bench, cluster: &RedisCluster, parts: u32) -> anyhow::Result<String> {
-    for k in 0..100 {
-        let name = format!("{QUEUE}-even-{k}");
-        let q = Queue::with_prefix(&b.prefix, &name)?;
-        let queues = (0..parts).map(|i| q.partition(i));
-        let placed = Placed::all(cluster, queues.collect::<Result<_, _>>()?)?;
-        let mut per_node = vec![0u32; cluster.nodes().len()];
-        for p in &placed {
-            per_node[p.node] += 1;
-        }
-        let used: Vec<u32> = per_node.into_iter().filter(|&c| c > 0).collect();
-        let (lo, hi) = (used.iter().min(), used.iter().max());
-        if used.len() == 3 && hi.zip(lo).is_some_and(|(hi, lo)| hi - lo <= 1) {
-            return Ok(name);
-        }
-    }
-    bail!("no queue name spreads {parts} partitions evenly over the masters")
 }

@@ -45,6 +45,7 @@ fn read_everything(env: &Env, users: &[AclUser], user: &str, s: &Seeded) {
         &["delayed", "list", Q],
         &["consumers", Q],
         &["top", "--once"],
+        &["partitions", Q],
     ] {
         run_as(env, users, user, args).ok();
     }
@@ -79,6 +80,7 @@ fn the_inspector_reads_everything_and_fixes_nothing() {
         &["delayed", "run-now", Q, &s.scheduled],
         &["pause", Q],
         &["enqueue", Q, "noop", "{}"],
+        &["partitions", Q, "--set", "2"],
         &["consumers", Q, "--prune", "--dead-after", "1s"],
     ] {
         if args[0] == "consumers" {
@@ -110,6 +112,9 @@ fn the_ops_user_runs_every_command() {
         &["enqueue", Q, "noop", "{}"],
         &["enqueue", Q, "noop", "{}", "--in", "1h"],
         &["enqueue", "billing", "noop", "{}", "--create"],
+        &["partitions", "billing", "--set", "2"],
+        &["partitions", "billing"],
+        &["partitions", "billing", "--set", "1"],
     ] {
         run_as(&env, &users, ops, args).ok();
     }

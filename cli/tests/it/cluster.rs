@@ -46,6 +46,22 @@ fn the_cli_reads_fixes_and_enqueues_on_a_cluster() {
         (&st["dead"], &st["ready"], &st["paused"]),
         (&1.into(), &2.into(), &false.into())
     );
+    // Partitions are placed evenly over the three masters (slots split
+    // 0-5460, 5461-10922, 10923-16383 by `redis-cli --cluster create`),
+    // and the table shows each one's slot.
+    env.run(&["enqueue", "spread", "noop", "{}", "--create"]).ok();
+    env.run(&["partitions", "spread", "--set", "6"]).ok();
+    let v = env.json(&["partitions", "spread"]);
+    let mut per_master = [0; 3];
+    for p in v["partitions"].as_array().cloned().unwrap_or_default() {
+        let slot = p["slot"].as_u64().unwrap_or(u64::MAX);
+        per_master[usize::from(slot > 5460) + usize::from(slot > 10922)] += 1;
+    }
+    assert_eq!(per_master, [2, 2, 2], "{v}");
+    assert!(
+        env.run(&["partitions", "spread"]).ok().stdout.contains("SLOT"),
+        "no SLOT column on a cluster"
+    );
     // A worker process on the cluster runs the ready and replayed jobs.
     let w = Worker::start(&env, &format!("{Q},billing0"), &["--redis-cluster"]);
     w.wait_ran(&s.ready);

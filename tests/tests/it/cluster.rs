@@ -412,40 +412,62 @@ async fn lanes_serve_high_first_on_a_cluster() {
     worker.shutdown().await;
 }
 
-/// A partitioned queue on a cluster: its partitions land on several
-/// masters, the producer spreads jobs over them and one worker reads them
-/// all.
+/// A partitioned queue on a cluster: its 8 partitions are placed 3/3/2
+/// over the masters (the plain labels `0..8` of `default` would be 4/2/2),
+/// the producer spreads jobs over them and one worker reads
+/// them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_queue_spreads_over_masters_and_is_read_whole() {
     let cluster = cluster();
     let url = cluster.url();
     let mut c = cluster_conn(&cluster).await;
-    millrace_core::Queue::new("default")
+    let layout = millrace_core::Queue::new("default")
         .unwrap_or_else(|e| panic!("{e}"))
-        .set_partitions(&mut c, 6)
+        .set_partitions(&mut c, 8)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let masters: HashSet<usize> = (0..6)
-        .filter_map(|i| cluster.master_of(&stream(&format!("default#{i}"))))
-        .collect();
-    assert!(
-        masters.len() >= 2,
-        "6 partitions on one master: {masters:?}"
+    let labels = layout.labels().to_vec();
+    assert_eq!(labels.len(), 8);
+    let mut per_master: std::collections::HashMap<usize, usize> = Default::default();
+    for &l in &labels {
+        let key = stream(&format!("default#{l}"));
+        // The slot the layout was computed with is the server's.
+        let slot: u16 = millrace_core::redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            slot,
+            millrace_core::partition::layout::partition_slot("default", l)
+        );
+        let m = cluster
+            .master_of(&key)
+            .unwrap_or_else(|| panic!("no master serves {key}"));
+        *per_master.entry(m).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_master.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        vec![2, 3, 3],
+        "8 partitions over 3 masters: {labels:?}"
     );
     let client = cluster_client(&cluster).await;
-    for i in 0..60 {
+    for i in 0..80 {
         client
             .enqueue(&probe_job(&format!("p{i}"), 1))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    for i in 0..6 {
+    for &l in &labels {
         let len: u64 = millrace_core::redis::cmd("XLEN")
-            .arg(stream(&format!("default#{i}")))
+            .arg(stream(&format!("default#{l}")))
             .query_async(&mut c)
             .await
             .unwrap_or(0);
-        assert_eq!(len, 10, "partition {i}");
+        assert_eq!(len, 10, "partition {l}");
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut config = fast_config(&url);
@@ -453,12 +475,12 @@ async fn a_partitioned_queue_spreads_over_masters_and_is_read_whole() {
     let worker =
         spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
     let mut seen = HashSet::new();
-    while seen.len() < 60 {
+    while seen.len() < 80 {
         let s = tokio::time::timeout(WAIT, rx.recv())
             .await
             .ok()
             .flatten()
-            .unwrap_or_else(|| panic!("only {} of 60 ran", seen.len()));
+            .unwrap_or_else(|| panic!("only {} of 80 ran", seen.len()));
         seen.insert(s.tag);
     }
     worker.shutdown().await;

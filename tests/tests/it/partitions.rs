@@ -1,4 +1,5 @@
-//! Partitions: a queue spread over `q#0` … `q#N-1`; producers place jobs by
+//! Partitions: a queue spread over `q#0` … `q#N-1` (or the labels of its
+//! stored layout); producers place jobs by
 //! key (one key, one partition, in order) or round-robin; workers read the
 //! queue and every partition on the queue's slots, fairly, pick up a count
 //! set while they run, and keep reading partitions after a count is
@@ -300,5 +301,78 @@ async fn status_cancel_and_wait_find_a_job_in_its_partition() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(st.name(), "succeeded", "{st:?}");
+    worker.shutdown().await;
+}
+
+/// A layout whose labels are not `0..N` (as `set_partitions` picks on a
+/// cluster): producers place by position in it, status finds jobs there,
+/// a worker reads exactly those partitions; a stored value that does not
+/// parse reads as unpartitioned; on one server the count is stored plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spread_layout_is_followed_by_producers_workers_and_status() {
+    let redis = redis();
+    let url = redis.url();
+    let mut c = conn(&url).await;
+    let q = Queue::new("default").unwrap_or_else(|e| panic!("{e}"));
+    let plain = q
+        .set_partitions(&mut c, 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain.labels(), &[0, 1, 2]);
+    let stored: String = millrace_core::redis::cmd("GET")
+        .arg(&q.keys().partitions)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, "3");
+    for bad in ["1,1", "x", "0"] {
+        let _: () = millrace_core::redis::cmd("SET")
+            .arg(&q.keys().partitions)
+            .arg(bad)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(q.partitions(&mut c).await.ok(), Some(1), "{bad}");
+    }
+    let _: () = millrace_core::redis::cmd("SET")
+        .arg(&q.keys().partitions)
+        .arg("5,17,3")
+        .query_async(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Position 1 of 3 is label 17.
+    let key = key_for(1, 3, "k");
+    let id = client
+        .enqueue_with(&probe_job("keyed", 1), EnqueueOptions::new().key(key))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(xlen(&mut c, "default#17").await, 1);
+    for i in 0..9 {
+        client
+            .enqueue(&probe_job(&format!("r{i}"), 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for label in [5, 3] {
+        assert_eq!(xlen(&mut c, &format!("default#{label}")).await, 3);
+    }
+    assert_eq!(xlen(&mut c, "default#17").await, 4);
+    for label in [0, 1, 2] {
+        assert_eq!(xlen(&mut c, &format!("default#{label}")).await, 0);
+    }
+    let st = client
+        .status("default", &id.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st.name(), "queued", "{st:?}");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = spawn(probe_worker(&url, tx));
+    let mut tags = recv_tags(&mut rx, 10).await;
+    tags.sort();
+    tags.dedup();
+    assert_eq!(tags.len(), 10, "each job ran once");
     worker.shutdown().await;
 }
