@@ -49,7 +49,8 @@ fn the_cli_reads_fixes_and_enqueues_on_a_cluster() {
     // Partitions are placed evenly over the three masters (slots split
     // 0-5460, 5461-10922, 10923-16383 by `redis-cli --cluster create`),
     // and the table shows each one's slot.
-    env.run(&["enqueue", "spread", "noop", "{}", "--create"]).ok();
+    env.run(&["enqueue", "spread", "noop", "{}", "--create"])
+        .ok();
     env.run(&["partitions", "spread", "--set", "6"]).ok();
     let v = env.json(&["partitions", "spread"]);
     let mut per_master = [0; 3];
@@ -59,7 +60,10 @@ fn the_cli_reads_fixes_and_enqueues_on_a_cluster() {
     }
     assert_eq!(per_master, [2, 2, 2], "{v}");
     assert!(
-        env.run(&["partitions", "spread"]).ok().stdout.contains("SLOT"),
+        env.run(&["partitions", "spread"])
+            .ok()
+            .stdout
+            .contains("SLOT"),
         "no SLOT column on a cluster"
     );
     // A worker process on the cluster runs the ready and replayed jobs.
