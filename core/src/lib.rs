@@ -42,6 +42,7 @@ pub mod retry;
 #[cfg(feature = "schedule")]
 pub mod schedule;
 pub mod scripts;
+pub mod slot;
 pub mod status;
 pub mod trace;
 pub mod unique;

@@ -3,14 +3,17 @@
 //! `redis-cli --cluster create ... --cluster-replicas 1`, ready once every
 //! node says `cluster_state:ok` and every replica's link is up; killed on
 //! drop. A test can SIGKILL the master serving a key and wait for its
-//! replica to take over.
+//! replica to take over. [`RedisCluster::start_tls`] starts one over TLS
+//! (client, bus and replication links) that announces the hostname
+//! `localhost`, with certificates naming only that host, as managed
+//! clusters announce hostnames their certificates name.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use millrace_core::connect::Endpoint;
 
-use crate::{HarnessError, RedisOptions, RedisServer, free_port};
+use crate::{HarnessError, RedisOptions, RedisServer, TestCerts, TlsMode, free_port};
 
 /// How long a node may be unreachable before the cluster fails it over, in
 /// ms (`cluster-node-timeout`). Short, so a failover test is quick.
@@ -22,34 +25,86 @@ const SETTLE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// The shared certificates' directory of a TLS cluster.
+    _certs: Option<tempfile::TempDir>,
 }
 
 impl RedisCluster {
     /// Starts six nodes on free loopback ports, creates the cluster and
     /// waits until it serves every slot with every replica in sync.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_inner(None)
+    }
+
+    /// As [`start`](Self::start), over TLS in `mode`: every link is TLS,
+    /// the nodes announce the hostname `localhost` (`CLUSTER SLOTS` names
+    /// it, not their IP) and their certificate names only `localhost`.
+    pub fn start_tls(mode: TlsMode) -> Result<Self, HarnessError> {
+        Self::start_inner(Some(mode))
+    }
+
+    fn start_inner(tls: Option<TlsMode>) -> Result<Self, HarnessError> {
+        let certs_dir = match tls {
+            Some(_) => Some(
+                tempfile::Builder::new()
+                    .prefix("millrace-cluster-certs")
+                    .tempdir()?,
+            ),
+            None => None,
+        };
+        let certs = match &certs_dir {
+            Some(d) => Some(TestCerts::in_dir_for(d.path(), &["localhost"])?),
+            None => None,
+        };
         let mut nodes = Vec::with_capacity(6);
         for _ in 0..6 {
             let bus = free_port()?;
-            let options = RedisOptions {
-                args: [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    &NODE_TIMEOUT_MS.to_string(),
-                    "--cluster-port",
-                    &bus.to_string(),
-                    // A replica takes over however long its link was down.
-                    "--cluster-replica-validity-factor",
-                    "0",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-                ..RedisOptions::default()
-            };
+            let mut args: Vec<String> = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                &NODE_TIMEOUT_MS.to_string(),
+                "--cluster-port",
+                &bus.to_string(),
+                // A replica takes over however long its link was down.
+                "--cluster-replica-validity-factor",
+                "0",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let mut options = RedisOptions::default();
+            if let Some(mode) = tls {
+                args.extend(
+                    [
+                        "--tls-cluster",
+                        "yes",
+                        "--tls-replication",
+                        "yes",
+                        "--cluster-announce-hostname",
+                        "localhost",
+                        "--cluster-preferred-endpoint-type",
+                        "hostname",
+                    ]
+                    .map(str::to_owned),
+                );
+                options = options.tls(mode);
+                options.certs.clone_from(&certs);
+                options.host = "localhost".to_owned();
+            }
+            options.args = args;
             nodes.push(RedisServer::start_options(options)?);
         }
         let mut create = Command::new("redis-cli");
+        if let (Some(mode), Some(certs)) = (tls, &certs) {
+            create.arg("--tls").arg("--cacert").arg(certs.ca());
+            if mode == TlsMode::Mutual {
+                create
+                    .arg("--cert")
+                    .arg(certs.client_cert())
+                    .arg("--key")
+                    .arg(certs.client_key());
+            }
+        }
         create.arg("--cluster").arg("create");
         for n in &nodes {
             create.arg(format!("127.0.0.1:{}", n.port()));
@@ -66,7 +121,10 @@ impl RedisCluster {
                 },
                 _ => e.into(),
             })?;
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            _certs: certs_dir,
+        };
         if !out.status.success() {
             return Err(cluster.failed(format!(
                 "redis-cli --cluster create failed: {}{}",
@@ -157,13 +215,19 @@ impl RedisCluster {
             .join(",")
     }
 
-    /// The cluster endpoint: the seed URLs with the cluster flag.
+    /// The cluster endpoint: the seed URLs with the cluster flag (and the
+    /// TLS files of a TLS cluster).
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::new(self.url()).with_cluster(true)
+        let tls = self
+            .nodes
+            .first()
+            .map(RedisServer::tls_config)
+            .unwrap_or_default();
+        Endpoint::new(self.url()).with_cluster(true).with_tls(tls)
     }
 
     /// The nodes, for a caller that keeps them running (each is killed
-    /// when dropped).
+    /// when dropped). Not for a TLS cluster: its certificates go with it.
     pub fn into_nodes(self) -> Vec<RedisServer> {
         self.nodes
     }

@@ -86,6 +86,12 @@ pub struct RedisOptions {
     pub tls: Option<TlsMode>,
     /// Extra `redis-server` arguments, after the harness's own.
     pub args: Vec<String>,
+    /// Certificates shared with other servers (a TLS cluster's nodes must
+    /// trust one CA); by default each TLS server makes its own.
+    pub certs: Option<TestCerts>,
+    /// The host clients name in the server's URL (it listens on
+    /// 127.0.0.1 either way). Defaults to `127.0.0.1`.
+    pub host: String,
 }
 
 impl Default for RedisOptions {
@@ -94,6 +100,8 @@ impl Default for RedisOptions {
             persistence: Persistence::None,
             tls: None,
             args: Vec::new(),
+            certs: None,
+            host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -172,7 +180,10 @@ impl RedisServer {
         match self.options.tls {
             None => cmd.arg("--port").arg(self.port.to_string()),
             Some(mode) => {
-                let certs = TestCerts::in_dir(self.dir.path())?;
+                let certs = match &self.options.certs {
+                    Some(shared) => shared.clone(),
+                    None => TestCerts::in_dir(self.dir.path())?,
+                };
                 let auth = if mode == TlsMode::Mutual { "yes" } else { "no" };
                 cmd.args(["--port", "0", "--tls-port"])
                     .arg(self.port.to_string())
@@ -271,12 +282,16 @@ impl RedisServer {
         } else {
             "redis"
         };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://{}:{}", self.options.host, self.port)
     }
 
-    /// The certificates of a TLS server (made at its first start).
+    /// The certificates of a TLS server (made at its first start, or
+    /// shared with its cluster).
     pub fn certs(&self) -> TestCerts {
-        TestCerts::at(self.dir.path())
+        match &self.options.certs {
+            Some(shared) => shared.clone(),
+            None => TestCerts::at(self.dir.path()),
+        }
     }
 
     /// What a client needs to connect: the CA for a TLS server, and the
@@ -285,7 +300,7 @@ impl RedisServer {
         let Some(mode) = self.options.tls else {
             return TlsConfig::default();
         };
-        let certs = TestCerts::at(self.dir.path());
+        let certs = self.certs();
         let tls = TlsConfig::default().ca_file(certs.ca());
         match mode {
             TlsMode::ServerOnly => tls,

@@ -37,21 +37,28 @@ impl TestCerts {
     /// Writes a fresh CA, server and client certificate (and a second,
     /// unrelated CA) into `dir`, unless they are there already.
     pub fn in_dir(dir: &Path) -> Result<Self, HarnessError> {
+        Self::in_dir_for(dir, &["127.0.0.1", "localhost"])
+    }
+
+    /// As [`in_dir`](Self::in_dir), with a server certificate naming only
+    /// `names` (a cluster announcing hostnames: its certificate names
+    /// hosts, not the IPs the nodes listen on).
+    pub fn in_dir_for(dir: &Path, names: &[&str]) -> Result<Self, HarnessError> {
         let certs = Self::at(dir);
         if !certs.ca().exists() {
-            certs.generate().map_err(|e| {
+            certs.generate(names).map_err(|e| {
                 HarnessError::Io(std::io::Error::other(format!("certificates: {e}")))
             })?;
         }
         Ok(certs)
     }
 
-    fn generate(&self) -> Result<(), Box<dyn std::error::Error>> {
+    fn generate(&self, names: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
         let (ca_pem, ca) = authority("millrace test CA")?;
         std::fs::write(self.ca(), ca_pem)?;
         let (other_pem, _) = authority("an unrelated CA")?;
         std::fs::write(self.other_ca(), other_pem)?;
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let names = names.iter().map(|n| (*n).to_owned()).collect();
         self.leaf(&ca, names, &self.server_cert(), &self.server_key())?;
         let client = vec!["millrace-client".to_owned()];
         self.leaf(&ca, client, &self.client_cert(), &self.client_key())?;

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 
 use super::conn::at_key;
 use super::{CONNECT_TIMEOUT, Conn, Endpoint, RESPONSE_TIMEOUT, Readers, tls};
 use crate::error::{ConnectError, Redacted};
+use crate::slot::SlotMap;
 
 /// How many times the cluster client retries a command (redirects,
 /// reconnects, a failover under way) before it fails.
@@ -87,11 +89,13 @@ pub(super) fn readers(endpoint: &Endpoint, response: Duration) -> Result<Readers
 }
 
 /// Where a cluster's blocking readers come from: a short-lived cluster
-/// connection finds the master serving a reader's key (`CLIENT INFO`
-/// routed to it tells its address), then the reader connects to that
-/// master alone. After a failover or a slot move its reads fail (an error,
-/// a dropped connection, a `MOVED`), the worker drops it and asks again,
-/// and the router, which follows the cluster's map, names the new master.
+/// connection reads the slot map (`CLUSTER SLOTS`, as the cluster client
+/// does) from the master serving a reader's key, and the reader connects
+/// to the endpoint that master announces, alone. The announced endpoint is
+/// what the cluster client itself connects to: a hostname when the
+/// cluster announces hostnames (what a TLS certificate names), else an
+/// IP. After a failover or a slot move the reader's reads fail (an error,
+/// a dropped connection, a `MOVED`), the worker drops it and asks again.
 pub struct ClusterReaders {
     client: ClusterClient,
     endpoint: Endpoint,
@@ -105,22 +109,33 @@ impl ClusterReaders {
         // master: it reads the cluster's current map (a long-lived one may
         // still point at a master that just died).
         let mut router = self.client.get_async_connection().await?;
-        let mut info = redis::cmd("CLIENT");
-        info.arg("INFO");
-        let info: String = at_key(&mut router, &info, key).await?;
-        drop(router);
-        let addr = info
-            .split(' ')
-            .find_map(|f| f.strip_prefix("laddr="))
-            .filter(|a| !a.is_empty())
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let reply: redis::Value = at_key(&mut router, &slots, key).await?;
+        let master = SlotMap::parse(&reply)
+            .and_then(|map| map.master_for_key(key).cloned())
             .ok_or_else(|| {
                 redis::RedisError::from((
                     redis::ErrorKind::Client,
-                    "CLIENT INFO named no server address (laddr)",
+                    "CLUSTER SLOTS names no master for the queue's slot",
                 ))
             })?;
+        let addr = match master.host.as_str() {
+            // No endpoint announced: the node that answered (the master
+            // itself) is meant; it tells its own address.
+            "" => self_address(&mut router, key).await?,
+            "?" => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the cluster announces no endpoint for the queue's master (?)",
+                )));
+            }
+            host if host.contains(':') => format!("[{host}]:{}", master.port),
+            host => format!("{host}:{}", master.port),
+        };
+        drop(router);
         let seed = self.endpoint.seeds().first().copied().unwrap_or_default();
-        let url = node_url(seed, addr);
+        let url = node_url(seed, &addr);
         let node = Endpoint::new(url.as_str())
             .with_tls(self.endpoint.tls.clone())
             .client()
@@ -131,6 +146,25 @@ impl ClusterReaders {
         node.get_multiplexed_async_connection_with_config(&config)
             .await
     }
+}
+
+/// The address (`host:port`) the master serving `key` is reached at, as it
+/// sees it (`CLIENT INFO`'s `laddr`): for a cluster that announces empty
+/// endpoints.
+async fn self_address(router: &mut ClusterConnection, key: &str) -> RedisResult<String> {
+    let mut info = redis::cmd("CLIENT");
+    info.arg("INFO");
+    let info: String = at_key(router, &info, key).await?;
+    info.split(' ')
+        .find_map(|f| f.strip_prefix("laddr="))
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "CLIENT INFO named no server address (laddr)",
+            ))
+        })
 }
 
 /// `seed` (`redis[s]://[user:pass@]host:port[/db]`) with its host and port

@@ -10,13 +10,11 @@
 //! The layout is stored, so producers and workers never need the slot map.
 
 use super::MAX_PARTITIONS;
+use crate::slot::{SlotMap, key_slot};
 
 /// Largest partition label + 1: labels beyond `0..N` exist only to land
 /// partitions on the masters that need one.
 pub const MAX_LABEL: u32 = 65_536;
-
-/// Slots of a Redis Cluster.
-const SLOTS: u16 = 16_384;
 
 /// The partitions of a queue, by label, in placement order. One entry means
 /// the queue is not partitioned.
@@ -95,52 +93,7 @@ impl Layout {
 /// The hash slot of partition `label` of `queue` on a Redis Cluster (the
 /// slot of every key of that partition: its tag is `queue#label`).
 pub fn partition_slot(queue: &str, label: u32) -> u16 {
-    let tag = super::partition_name(queue, label);
-    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
-}
-
-/// The master serving each slot, from `CLUSTER SLOTS`: ranges of slots and
-/// the master (an index into the masters) of each.
-#[derive(Debug, Clone, Default)]
-pub struct SlotMap {
-    ranges: Vec<(u16, u16, usize)>,
-    masters: usize,
-}
-
-impl SlotMap {
-    /// A map from `(first slot, last slot, master id)` ranges; masters are
-    /// numbered in the order of their first range.
-    pub fn new<'a>(ranges: impl IntoIterator<Item = (u16, u16, &'a str)>) -> Self {
-        let mut ids: Vec<&str> = Vec::new();
-        let mut out = Vec::new();
-        for (first, last, id) in ranges {
-            let m = match ids.iter().position(|i| *i == id) {
-                Some(m) => m,
-                None => {
-                    ids.push(id);
-                    ids.len() - 1
-                }
-            };
-            out.push((first, last, m));
-        }
-        Self {
-            ranges: out,
-            masters: ids.len(),
-        }
-    }
-
-    /// How many masters serve slots.
-    pub fn masters(&self) -> usize {
-        self.masters
-    }
-
-    /// The master serving `slot`, if any does.
-    pub fn master_of(&self, slot: u16) -> Option<usize> {
-        self.ranges
-            .iter()
-            .find(|(first, last, _)| (*first..=*last).contains(&slot))
-            .map(|(_, _, m)| *m)
-    }
+    key_slot(&super::partition_name(queue, label))
 }
 
 /// A layout of `n` partitions of `queue` with each master of `map` serving
@@ -198,8 +151,19 @@ mod tests {
 
     /// Three masters with the slots split as `redis-cli --cluster create`
     /// splits them.
+    fn map(ranges: &[(u16, u16, &str)]) -> SlotMap {
+        SlotMap::new(ranges.iter().map(|(first, last, id)| {
+            let master = crate::slot::Master {
+                id: (*id).to_owned(),
+                host: "127.0.0.1".into(),
+                port: 7000,
+            };
+            (*first, *last, master)
+        }))
+    }
+
     fn three() -> SlotMap {
-        SlotMap::new([(0, 5460, "a"), (5461, 10922, "b"), (10923, 16383, "c")])
+        map(&[(0, 5460, "a"), (5461, 10922, "b"), (10923, 16383, "c")])
     }
 
     fn per_master(queue: &str, l: &Layout, map: &SlotMap) -> Vec<usize> {
@@ -210,19 +174,6 @@ mod tests {
             }
         }
         c
-    }
-
-    #[test]
-    fn slots_are_redis_cluster_slots() {
-        // `CLUSTER KEYSLOT` of these on Redis 7.0.
-        assert_eq!(
-            crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
-            0x31c3
-        );
-        assert_eq!(
-            crc16::State::<crc16::XMODEM>::calculate(b"foo") % SLOTS,
-            12182
-        );
     }
 
     #[test]
@@ -299,7 +250,7 @@ mod tests {
 
     #[test]
     fn one_master_or_none_gives_the_plain_layout() {
-        let one = SlotMap::new([(0, 16383, "a")]);
+        let one = map(&[(0, 16383, "a")]);
         assert_eq!(spread("q", 4, &Layout::single(), &one), Layout::plain(4));
         assert_eq!(
             spread("q", 4, &Layout::single(), &SlotMap::default()),
@@ -311,8 +262,8 @@ mod tests {
     fn a_master_without_slots_still_gets_a_count_but_no_label_is_lost() {
         // A map naming a master whose range is empty: every label lands
         // elsewhere, and the layout still has n distinct labels.
-        let map = SlotMap::new([(0, 16383, "a"), (1, 0, "b")]);
-        let l = spread("q", 4, &Layout::single(), &map);
+        let m = map(&[(0, 16383, "a"), (1, 0, "b")]);
+        let l = spread("q", 4, &Layout::single(), &m);
         assert_eq!(l.count(), 4);
     }
 }

@@ -17,7 +17,9 @@
 
 pub mod layout;
 
-pub use layout::{Layout, MAX_LABEL, SlotMap};
+pub use layout::{Layout, MAX_LABEL};
+
+use crate::slot::SlotMap;
 
 use redis::aio::ConnectionLike;
 
@@ -182,37 +184,9 @@ async fn slot_map<C: ConnectionLike + Send>(conn: &mut C) -> Result<Option<SlotM
         }
         Err(e) => return Err(QueueError::redis("partitions")(e)),
     };
-    let bad = || crate::reply::protocol("CLUSTER SLOTS", &format!("{reply:?}"));
-    let redis::Value::Array(ranges) = &reply else {
-        return Err(bad());
-    };
-    let mut parsed: Vec<(u16, u16, String)> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        let redis::Value::Array(r) = r else {
-            return Err(bad());
-        };
-        let (Some(first), Some(last), Some(redis::Value::Array(master))) =
-            (r.first(), r.get(1), r.get(2))
-        else {
-            return Err(bad());
-        };
-        let first: u16 = redis::from_redis_value_ref(first).map_err(|_| bad())?;
-        let last: u16 = redis::from_redis_value_ref(last).map_err(|_| bad())?;
-        // The master: [ip, port, id, ...]; its id, else its address.
-        let id = match (master.first(), master.get(1), master.get(2)) {
-            (_, _, Some(id)) => redis::from_redis_value_ref::<String>(id).map_err(|_| bad())?,
-            (Some(ip), Some(port), None) => format!(
-                "{}:{}",
-                redis::from_redis_value_ref::<String>(ip).map_err(|_| bad())?,
-                redis::from_redis_value_ref::<i64>(port).map_err(|_| bad())?
-            ),
-            _ => return Err(bad()),
-        };
-        parsed.push((first, last, id));
-    }
-    Ok(Some(SlotMap::new(
-        parsed.iter().map(|(f, l, id)| (*f, *l, id.as_str())),
-    )))
+    SlotMap::parse(&reply)
+        .map(Some)
+        .ok_or_else(|| crate::reply::protocol("CLUSTER SLOTS", &format!("{reply:?}")))
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! TLS: the SDK, the worker library and the worker binary over `rediss://`,
-//! a server that requires client certificates, and the one-line errors for
-//! a wrong CA, a plain `redis://` to a TLS port and a missing file.
+//! a server that requires client certificates, a TLS Redis Cluster that
+//! announces hostnames, and the one-line errors for a wrong CA, a plain
+//! `redis://` to a TLS port and a missing file.
 
 use millrace::{Client, EnqueueError, TlsConfig};
 use millrace_jobs::Noop;
-use millrace_tests::{RedisOptions, RedisServer, TlsMode};
+use millrace_tests::{RedisCluster, RedisOptions, RedisServer, TlsMode};
 use millrace_worker::Worker;
 
 use crate::common::*;
@@ -32,6 +33,23 @@ async fn worker_and_client(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (worker, client, rx)
+}
+
+/// The first `n` attempts the probe worker reports: (tag, attempt).
+async fn attempts(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    n: usize,
+) -> Vec<(String, u32)> {
+    let mut attempts = Vec::new();
+    while attempts.len() < n {
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {} attempts ran: {attempts:?}", attempts.len()));
+        attempts.push((s.tag, s.attempt));
+    }
+    attempts
 }
 
 /// The error of a client that cannot connect, as one line.
@@ -64,15 +82,7 @@ async fn jobs_are_enqueued_worked_and_retried_over_tls() {
         .enqueue(&probe_job("retried", 2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut attempts = Vec::new();
-    while attempts.len() < 22 {
-        let s = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("only {} attempts ran", attempts.len()));
-        attempts.push((s.tag, s.attempt));
-    }
+    let attempts = attempts(&mut rx, 22).await;
     assert!(attempts.contains(&("retried".into(), 2)), "{attempts:?}");
     let c = redis
         .endpoint()
@@ -206,4 +216,74 @@ async fn the_worker_binary_takes_the_tls_flags() {
 
 fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap_or_else(|| panic!("{p:?} is not UTF-8"))
+}
+
+/// A Redis Cluster with mutual TLS on every link that announces the
+/// hostname its certificate names (`localhost`), not the IPs its nodes
+/// listen on, as managed clusters do: the producer, a worker (whose
+/// blocking readers connect to each master by the announced name) and a
+/// retry all work, on queues of two masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_announcing_hostnames_runs_jobs() {
+    let cluster = RedisCluster::start_tls(TlsMode::Mutual)
+        .unwrap_or_else(|e| panic!("cannot start the TLS test cluster: {e}"));
+    let url = cluster.url();
+    assert!(url.starts_with("rediss://localhost:"), "{url}");
+    let tls = cluster.nodes()[0].tls_config();
+    // The certificate does not name the IP: a client following the IPs
+    // (as `CLIENT INFO`'s laddr gives them) would be refused.
+    let by_ip = url
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .replace("localhost", "127.0.0.1");
+    let err = refused(&by_ip, tls.clone()).await;
+    assert!(err.contains("certificate"), "{err}");
+
+    let client = Client::builder(&url)
+        .cluster(true)
+        .tls(tls.clone())
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let conn = cluster
+        .endpoint()
+        .command_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let home = cluster.master_of("millrace:{default}:stream");
+    let other = (0..100)
+        .map(|i| format!("q{i}"))
+        .find(|q| cluster.master_of(&format!("millrace:{{{q}}}:stream")) != home)
+        .unwrap_or_else(|| panic!("every queue name hashes to one master"));
+    for i in 0..10 {
+        client
+            .enqueue(&probe_job(&format!("ok{i}"), 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        client
+            .enqueue_with(
+                &probe_job(&format!("there{i}"), 1),
+                millrace::EnqueueOptions::new().queue(other.clone()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    client
+        .enqueue(&probe_job("retried", 2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&url);
+    config.redis_cluster = true;
+    config.tls = tls;
+    config.queues = vec!["default".into(), other.clone()];
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let attempts = attempts(&mut rx, 22).await;
+    assert!(attempts.contains(&("retried".into(), 2)), "{attempts:?}");
+    assert!(attempts.contains(&("there9".into(), 1)), "{attempts:?}");
+    wait_left(&conn, "default", Left::default()).await;
+    wait_left(&conn, &other, Left::default()).await;
+    worker.shutdown().await;
 }
