@@ -215,3 +215,112 @@ async fn the_worker_does_everything_without_a_denied_command() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(denied.is_empty(), "the producer was denied {denied:?}");
 }
+
+/// What the README adds to every user on a Redis Cluster.
+const CLUSTER_RULES: [&str; 3] = ["+cluster|slots", "+asking", "+ping"];
+
+/// The README's users on a Redis Cluster, each with the cluster rules the
+/// README names, created on every node (ACL is per node): the ops user
+/// partitions a queue (placing partitions from the slot map), a producer
+/// enqueues by key, later and in a lane, and a worker runs, retries and
+/// promotes them across masters: no command denied on any node but the
+/// worker's `CONFIG GET` (as on one server: it only checks settings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roles_work_on_a_cluster_with_the_cluster_rules() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_default();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        readme.contains(&format!("`{}`", CLUSTER_RULES.join(" "))),
+        "the README no longer names the cluster rules {CLUSTER_RULES:?}"
+    );
+    let cluster = crate::cluster::cluster();
+    let users: Vec<AclUser> = readme_acl_users()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|mut u| {
+            u.words.extend(CLUSTER_RULES.map(str::to_owned));
+            u
+        })
+        .collect();
+    for n in cluster.nodes() {
+        n.create_users(&users)
+            .unwrap_or_else(|e| panic!("the README's ACL lines fail on a node: {e}"));
+    }
+    let seeds = |name: &str| {
+        let u = user(&users, name);
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| n.url_as(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ops = millrace_core::connect::Endpoint::new(seeds("millrace-ops"))
+        .with_cluster(true)
+        .command_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let layout = Queue::new("default")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .set_partitions(&mut ops.clone(), 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(layout.count(), 3);
+    let producer = Client::builder(&seeds("millrace-producer"))
+        .cluster(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..6 {
+        producer
+            .enqueue_with(
+                &probe_job(&format!("k{i}"), 1),
+                EnqueueOptions::new().key(format!("customer-{i}")),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    producer
+        .enqueue(&probe_job("retried", 2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    producer
+        .enqueue_in(&probe_job("delayed", 1), Duration::from_millis(300))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    producer
+        .enqueue_with(
+            &probe_job("high", 1),
+            EnqueueOptions::new().priority(millrace::Priority::High),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = fast_config(&seeds("millrace-worker"));
+    config.redis_cluster = true;
+    let worker =
+        spawn(Worker::builder(config).register(move |job: Probe, ctx| probe(job, ctx, tx.clone())));
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let s = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("only {seen:?} ran"));
+        seen.push((s.tag, s.attempt));
+    }
+    assert!(seen.contains(&("retried".to_owned(), 2)), "{seen:?}");
+    assert!(seen.contains(&("delayed".to_owned(), 1)), "{seen:?}");
+    worker.shutdown().await;
+    let mut denied = std::collections::BTreeSet::new();
+    for n in cluster.nodes() {
+        for u in ["millrace-ops", "millrace-producer", "millrace-worker"] {
+            for d in n.acl_denials(u).unwrap_or_else(|e| panic!("{e}")) {
+                denied.insert(format!("{u}: {d}"));
+            }
+        }
+    }
+    denied.remove("millrace-worker: command config|get");
+    assert!(denied.is_empty(), "denied on the cluster: {denied:?}");
+}
