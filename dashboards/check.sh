@@ -125,6 +125,9 @@ fi
 database_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
 echo "--- postgres :$pg_port ($pgdir)"
 
+# billing is partitioned in two, so the per-partition panels have series.
+redis-cli -p "$redis_port" SET 'millrace:{billing}:partitions' 2 >/dev/null
+
 RUST_LOG=warn "$worker_bin" --redis-url "redis://127.0.0.1:$redis_port" \
   --queues default,billing --concurrency 4 --block 500ms --lease 3s \
   --sample-every 1s --metrics-addr 127.0.0.1 --metrics-port "$metrics_port" \
@@ -133,9 +136,10 @@ RUST_LOG=warn "$worker_bin" --redis-url "redis://127.0.0.1:$redis_port" \
 pids+=($!)
 wait_for "the worker's /readyz" 20 curl -fsS "http://127.0.0.1:$metrics_port/readyz"
 
-# Load throughout the check: 30 jobs per queue per 0.5 s, a bit more than
-# 4 slots per queue can run, so backlog and oldest-job age are non-zero.
-REDIS_PORT=$redis_port QUEUES=default,billing PER_ROUND=30 INTERVAL=0.5 \
+# Load throughout the check: 30 jobs per queue (and per partition of
+# billing) per 0.5 s, a bit more than 4 slots per queue can run, so
+# backlog and oldest-job age are non-zero.
+REDIS_PORT=$redis_port QUEUES=default,billing,billing#0,billing#1 PER_ROUND=30 INTERVAL=0.5 \
   sh dashboards/load.sh >"$tmp/load.log" 2>&1 &
 pids+=($!)
 
@@ -177,6 +181,8 @@ wait_for "scraped dead letters" 60 \
 wait_for "scraped job durations" 60 \
   has_series 'rate(millrace_job_duration_seconds_count[30s]) > 0'
 wait_for "a scraped backlog" 60 has_series 'millrace_queue_backlog > 0'
+wait_for "scraped partitions" 60 \
+  has_series 'rate(millrace_jobs_finished_total{partition!=""}[30s]) > 0'
 wait_for "scraped outbox relays" 60 \
   has_series 'rate(millrace_outbox_relay_lag_seconds_count[30s]) > 0'
 wait_for "a 10 s history" 30 has_series 'count_over_time(up{job="millrace-worker"}[30s]) >= 10'

@@ -1,8 +1,9 @@
 //! Metric names and the calls that record them, through the `metrics`
 //! facade. `install_prometheus` (feature `http`) installs the Prometheus exporter (the
 //! binary does, and tests may); [`crate::http`] serves it. Labels are
-//! bounded: queue, job name (registered names only), outcome and Redis
-//! operation — never ids or error text.
+//! bounded: queue (and partition, for a partitioned queue's), job name
+//! (registered names only), outcome and Redis operation — never ids or
+//! error text.
 //!
 //! Every name here is listed with its labels in the README
 //! ("Observability"), and `dashboards/check-metrics.sh` fails when a
@@ -10,10 +11,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::Unit;
+use metrics::{Label, Unit};
 #[cfg(feature = "http")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use millrace_core::Priority;
+use millrace_core::partition::split_name;
 
 /// Attempts started, by queue and job.
 pub const JOBS_STARTED: &str = "millrace_jobs_started_total";
@@ -244,6 +246,27 @@ pub fn describe() {
     );
 }
 
+/// The labels naming `queue`: a partition (`orders#3`) is labelled as its
+/// queue plus a `partition` label (`queue="orders", partition="3"`), so a
+/// sum by queue takes in every partition and a partitioned queue is one
+/// queue with a per-partition breakdown.
+fn queue_labels(queue: &str) -> Vec<Label> {
+    match split_name(queue) {
+        (base, Some(i)) => vec![
+            Label::new("queue", base.to_owned()),
+            Label::new("partition", i.to_string()),
+        ],
+        _ => vec![Label::new("queue", queue.to_owned())],
+    }
+}
+
+/// [`queue_labels`] and `extra`.
+fn with_labels<const N: usize>(queue: &str, extra: [(&'static str, String); N]) -> Vec<Label> {
+    let mut labels = queue_labels(queue);
+    labels.extend(extra.into_iter().map(|(k, v)| Label::new(k, v)));
+    labels
+}
+
 /// Creates every bounded series at zero (each queue × registered job ×
 /// outcome, and the per-queue counters), so rates and alerts see a zero
 /// before the first event rather than no series at all. Adds 0, never
@@ -251,16 +274,22 @@ pub fn describe() {
 pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for queue in queues {
-        metrics::gauge!(CONCURRENCY, "queue" => queue.clone()).set(concurrency as f64);
+        metrics::gauge!(CONCURRENCY, queue_labels(queue)).set(concurrency as f64);
         for &job in jobs {
-            metrics::counter!(JOBS_STARTED, "queue" => queue.clone(), "job" => job.to_owned())
+            metrics::counter!(JOBS_STARTED, with_labels(queue, [("job", job.to_owned())]))
                 .increment(0);
             for outcome in OUTCOMES {
-                metrics::counter!(JOBS_FINISHED, "queue" => queue.clone(), "job" => job.to_owned(), "outcome" => outcome)
-                    .increment(0);
+                metrics::counter!(
+                    JOBS_FINISHED,
+                    with_labels(
+                        queue,
+                        [("job", job.to_owned()), ("outcome", outcome.to_owned())]
+                    )
+                )
+                .increment(0);
             }
         }
-        metrics::gauge!(IN_FLIGHT, "queue" => queue.clone()).increment(0.0);
+        metrics::gauge!(IN_FLIGHT, queue_labels(queue)).increment(0.0);
         for name in [
             RECLAIMED,
             MAX_DELIVERIES_DEAD,
@@ -270,10 +299,11 @@ pub(crate) fn init_series(queues: &[String], jobs: &[&str], concurrency: usize) 
             JOBS_DEFERRED,
             FETCH_STALLS,
         ] {
-            metrics::counter!(name, "queue" => queue.clone()).increment(0);
+            metrics::counter!(name, queue_labels(queue)).increment(0);
         }
         for op in REDIS_OPS {
-            metrics::counter!(REDIS_ERRORS, "queue" => queue.clone(), "op" => op).increment(0);
+            metrics::counter!(REDIS_ERRORS, with_labels(queue, [("op", op.to_owned())]))
+                .increment(0);
         }
     }
 }
@@ -343,7 +373,7 @@ impl QueueSample {
 
     pub fn record(&self, queue: &str) {
         let set = |name: &'static str, v: f64| {
-            metrics::gauge!(name, "queue" => queue.to_owned()).set(v);
+            metrics::gauge!(name, queue_labels(queue)).set(v);
         };
         set(QUEUE_READY, self.ready as f64);
         set(QUEUE_PENDING, self.pending as f64);
@@ -358,10 +388,13 @@ impl QueueSample {
         set(QUEUE_SAMPLED_AT, self.sampled_at_ms as f64 / 1000.0);
         for l in &self.lanes {
             let lane = l.lane.as_str();
-            metrics::gauge!(LANE_READY, "queue" => queue.to_owned(), "lane" => lane)
+            metrics::gauge!(LANE_READY, with_labels(queue, [("lane", lane.to_owned())]))
                 .set(l.ready as f64);
-            metrics::gauge!(LANE_OLDEST_READY_AGE, "queue" => queue.to_owned(), "lane" => lane)
-                .set(l.oldest_ready_age_ms as f64 / 1000.0);
+            metrics::gauge!(
+                LANE_OLDEST_READY_AGE,
+                with_labels(queue, [("lane", lane.to_owned())])
+            )
+            .set(l.oldest_ready_age_ms as f64 / 1000.0);
         }
     }
 }
@@ -396,19 +429,23 @@ pub(crate) enum Outcome {
 
 impl JobMetrics {
     pub fn new(queue: &str, job: &str) -> Self {
-        let q = || queue.to_owned();
-        let j = || job.to_owned();
-        let finished = |outcome: &'static str| metrics::counter!(JOBS_FINISHED, "queue" => q(), "job" => j(), "outcome" => outcome);
+        let j = || ("job", job.to_owned());
+        let finished = |outcome: &'static str| {
+            metrics::counter!(
+                JOBS_FINISHED,
+                with_labels(queue, [j(), ("outcome", outcome.to_owned())])
+            )
+        };
         Self {
-            started: metrics::counter!(JOBS_STARTED, "queue" => q(), "job" => j()),
+            started: metrics::counter!(JOBS_STARTED, with_labels(queue, [j()])),
             success: finished("success"),
             retry: finished("retry"),
             dead: finished("dead"),
             lost_lease: finished("lost_lease"),
             cancelled: finished("cancelled"),
-            duration: metrics::histogram!(JOB_DURATION, "queue" => q(), "job" => j()),
-            pickup: metrics::histogram!(PICKUP_LATENCY, "queue" => q()),
-            in_flight: metrics::gauge!(IN_FLIGHT, "queue" => q()),
+            duration: metrics::histogram!(JOB_DURATION, with_labels(queue, [j()])),
+            pickup: metrics::histogram!(PICKUP_LATENCY, queue_labels(queue)),
+            in_flight: metrics::gauge!(IN_FLIGHT, queue_labels(queue)),
         }
     }
 
@@ -474,37 +511,37 @@ impl QueueMetrics {
 }
 
 pub(crate) fn lease_lost(queue: &str) {
-    metrics::counter!(LEASES_LOST, "queue" => queue.to_owned()).increment(1);
+    metrics::counter!(LEASES_LOST, queue_labels(queue)).increment(1);
 }
 
 pub(crate) fn renewed(queue: &str, n: u64) {
-    metrics::counter!(LEASE_RENEWALS, "queue" => queue.to_owned()).increment(n);
+    metrics::counter!(LEASE_RENEWALS, queue_labels(queue)).increment(n);
 }
 
 pub(crate) fn reclaimed(queue: &str, claimed: u64, dead: u64) {
-    metrics::counter!(RECLAIMED, "queue" => queue.to_owned()).increment(claimed);
-    metrics::counter!(MAX_DELIVERIES_DEAD, "queue" => queue.to_owned()).increment(dead);
+    metrics::counter!(RECLAIMED, queue_labels(queue)).increment(claimed);
+    metrics::counter!(MAX_DELIVERIES_DEAD, queue_labels(queue)).increment(dead);
 }
 
 pub(crate) fn promoted(queue: &str, n: u64) {
-    metrics::counter!(PROMOTED, "queue" => queue.to_owned()).increment(n);
+    metrics::counter!(PROMOTED, queue_labels(queue)).increment(n);
 }
 
 pub(crate) fn deferred(queue: &str) {
-    metrics::counter!(JOBS_DEFERRED, "queue" => queue.to_owned()).increment(1);
+    metrics::counter!(JOBS_DEFERRED, queue_labels(queue)).increment(1);
 }
 
 pub(crate) fn fetch_stalled(queue: &str) {
-    metrics::counter!(FETCH_STALLS, "queue" => queue.to_owned()).increment(1);
+    metrics::counter!(FETCH_STALLS, queue_labels(queue)).increment(1);
 }
 
 /// Sets the fetch-progress gauge of `queue`.
 pub(crate) fn fetch_progress(queue: &str, unix_seconds: f64) {
-    metrics::gauge!(FETCH_LAST_PROGRESS, "queue" => queue.to_owned()).set(unix_seconds);
+    metrics::gauge!(FETCH_LAST_PROGRESS, queue_labels(queue)).set(unix_seconds);
 }
 
 pub(crate) fn redis_error(queue: &str, op: &'static str) {
-    metrics::counter!(REDIS_ERRORS, "queue" => queue.to_owned(), "op" => op).increment(1);
+    metrics::counter!(REDIS_ERRORS, with_labels(queue, [("op", op.to_owned())])).increment(1);
 }
 
 #[cfg(test)]
@@ -548,6 +585,34 @@ mod tests {
             "millrace_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
+    }
+
+    #[test]
+    fn a_partition_is_labelled_as_its_queue_and_partition() {
+        let text = render(|| {
+            JobMetrics::new("orders#3", "charge").finished(Outcome::Success);
+            redis_error("orders#3", "ack");
+            QueueSample {
+                ready: 5,
+                ..QueueSample::default()
+            }
+            .record("orders#3");
+            QueueSample {
+                ready: 2,
+                ..QueueSample::default()
+            }
+            .record("orders");
+        });
+        for line in [
+            "millrace_jobs_finished_total{queue=\"orders\",partition=\"3\",job=\"charge\",outcome=\"success\"} 1",
+            "millrace_redis_errors_total{queue=\"orders\",partition=\"3\",op=\"ack\"} 1",
+            "millrace_queue_ready{queue=\"orders\",partition=\"3\"} 5",
+            "millrace_queue_ready{queue=\"orders\"} 2",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        // A name that only looks like one stays a queue of its own.
+        assert_eq!(queue_labels("a#03").len(), 1);
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! and ours deletes every acked entry).
 //!
 //! Every worker samples, so with N replicas a queue's gauges appear N
-//! times (one per `instance`): aggregate with `max by (queue)`, never
-//! `sum`.
+//! times (one per `instance`): aggregate with `max by (queue, partition)`,
+//! never `sum` (a partition's gauges carry a `partition` label).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
