@@ -119,8 +119,10 @@ struct Args {
     /// Run on a local Redis Cluster (three masters, three replicas, no
     /// persistence): instead of a Redis restart, the master serving the
     /// queue is SIGKILLed at half the jobs, its replica takes over, and the
-    /// dead node rejoins as a replica.
-    #[arg(long, conflicts_with_all = ["tls", "net_drops", "redis_kill"])]
+    /// dead node rejoins as a replica. With --tls, every link of the
+    /// cluster is mutual TLS and the nodes announce the hostname their
+    /// certificate names.
+    #[arg(long, conflicts_with_all = ["net_drops", "redis_kill"])]
     cluster: bool,
     /// Replicas that must confirm each enqueued batch (WAIT) before the
     /// producer counts it; an unconfirmed batch is sent again. 0 waits for
@@ -182,7 +184,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut options = RedisOptions::default();
     options.persistence = persistence;
     options.tls = args.tls.then_some(TlsMode::Mutual);
-    let mut redis = if args.cluster {
+    let mut redis = if args.cluster && args.tls {
+        Redis::Cluster(Box::new(RedisCluster::start_tls(TlsMode::Mutual)?))
+    } else if args.cluster {
         Redis::Cluster(Box::new(RedisCluster::start()?))
     } else {
         Redis::Single(RedisServer::start_options(options)?)
@@ -192,7 +196,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let dir = tempfile_dir()?;
     println!(
         "{} at {url} ({}); {} jobs of {job_ms} ms {}, {} workers (logs in {})",
-        if args.cluster {
+        if args.cluster && args.tls {
+            "Redis Cluster (3 masters, 3 replicas, mutual TLS on every link)"
+        } else if args.cluster {
             "Redis Cluster (3 masters, 3 replicas)"
         } else {
             "redis-server"
