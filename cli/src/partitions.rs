@@ -8,6 +8,7 @@
 
 use millrace_core::inspect;
 use millrace_core::partition::layout::partition_slot;
+use millrace_core::slot::read_slot_map;
 use serde::Serialize;
 
 use crate::Ctx;
@@ -29,6 +30,10 @@ struct Part {
     name: String,
     /// Its hash slot on a Redis Cluster.
     slot: u16,
+    /// The master serving it on a Redis Cluster (`host:port`, as the
+    /// cluster announces it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
     /// False for a partition no longer in the layout (still read until
     /// empty).
     current: bool,
@@ -67,6 +72,11 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     }
     let layout = queue.layout(&mut ctx.conn).await?;
     let count = layout.count();
+    let map = if ctx.conn.is_cluster() {
+        read_slot_map(&mut ctx.conn).await?
+    } else {
+        None
+    };
     let mut parts = Vec::new();
     for i in queue.partitions_in_use(&mut ctx.conn).await? {
         let p = queue.partition(i)?;
@@ -75,6 +85,10 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             partition: i,
             name: s.name.clone(),
             slot: partition_slot(&a.queue, i),
+            node: map
+                .as_ref()
+                .and_then(|m| m.master_for_key(p.name()))
+                .map(|m| format!("{}:{}", m.host, m.port)),
             current: layout.is_partitioned() && layout.labels().contains(&i),
             ready: s.ready,
             in_flight: s.in_flight,
@@ -101,7 +115,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     let cluster = ctx.conn.is_cluster();
     let mut head = vec!["PARTITION", "QUEUE"];
     if cluster {
-        head.push("SLOT");
+        head.extend(["SLOT", "NODE"]);
     }
     head.extend(["READY", "IN FLIGHT", "DELAYED", "DEAD", "CONSUMERS"]);
     let mut t = output::table(&head);
@@ -110,6 +124,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         let mut row = vec![format!("{}{retired}", p.partition), p.name.clone()];
         if cluster {
             row.push(p.slot.to_string());
+            row.push(p.node.clone().unwrap_or_else(|| "?".to_owned()));
         }
         row.extend([
             p.ready.to_string(),

@@ -2,6 +2,10 @@
 //! its hash tag, as Redis and redis-rs compute it) and which master serves
 //! a slot (`CLUSTER SLOTS`, with the endpoint each master announces).
 
+use redis::aio::ConnectionLike;
+
+use crate::error::QueueError;
+
 /// Slots of a Redis Cluster.
 pub const SLOTS: u16 = 16_384;
 
@@ -111,10 +115,37 @@ impl SlotMap {
             .map(|(_, _, m)| *m)
     }
 
+    /// The master numbered `m` (see [`master_of`](Self::master_of)).
+    pub fn master(&self, m: usize) -> Option<&Master> {
+        self.masters.get(m)
+    }
+
     /// The master serving `key`'s slot.
     pub fn master_for_key(&self, key: &str) -> Option<&Master> {
         self.masters.get(self.master_of(key_slot(key))?)
     }
+}
+
+/// The cluster's slot map (`CLUSTER SLOTS` on `conn`), or `None` on a
+/// server that is not a cluster (or for a user who may not ask, which a
+/// cluster client could not be).
+pub async fn read_slot_map<C: ConnectionLike + Send>(
+    conn: &mut C,
+) -> Result<Option<SlotMap>, QueueError> {
+    let reply: redis::Value = match redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await {
+        Ok(v) => v,
+        // Not a cluster; or a user without `+cluster|slots`, which a
+        // cluster client could not have connected as: one server.
+        Err(e)
+            if e.to_string().contains("cluster support disabled") || e.code() == Some("NOPERM") =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(QueueError::redis("cluster slots")(e)),
+    };
+    SlotMap::parse(&reply)
+        .map(Some)
+        .ok_or_else(|| crate::reply::protocol("CLUSTER SLOTS", &format!("{reply:?}")))
 }
 
 #[cfg(test)]

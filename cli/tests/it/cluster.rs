@@ -54,17 +54,30 @@ fn the_cli_reads_fixes_and_enqueues_on_a_cluster() {
     env.run(&["partitions", "spread", "--set", "6"]).ok();
     let v = env.json(&["partitions", "spread"]);
     let mut per_master = [0; 3];
+    let mut per_node = std::collections::HashMap::new();
     for p in v["partitions"].as_array().cloned().unwrap_or_default() {
         let slot = p["slot"].as_u64().unwrap_or(u64::MAX);
         per_master[usize::from(slot > 5460) + usize::from(slot > 10922)] += 1;
+        *per_node
+            .entry(p["node"].as_str().unwrap_or("none").to_owned())
+            .or_insert(0) += 1;
     }
     assert_eq!(per_master, [2, 2, 2], "{v}");
+    assert_eq!(per_node.len(), 3, "{v}");
+    assert!(per_node.values().all(|n| *n == 2), "{v}");
     assert!(
         env.run(&["partitions", "spread"])
             .ok()
             .stdout
             .contains("SLOT"),
         "no SLOT column on a cluster"
+    );
+    assert!(
+        env.run(&["partitions", "spread"])
+            .ok()
+            .stdout
+            .contains("127.0.0.1:"),
+        "no NODE column on a cluster"
     );
     // A worker process on the cluster runs the ready and replayed jobs.
     let w = Worker::start(&env, &format!("{Q},billing0"), &["--redis-cluster"]);

@@ -19,7 +19,7 @@ pub mod layout;
 
 pub use layout::{Layout, MAX_LABEL};
 
-use crate::slot::SlotMap;
+use crate::slot::read_slot_map;
 
 use redis::aio::ConnectionLike;
 
@@ -116,7 +116,7 @@ impl Queue {
                 split_name(self.name()).0
             ))));
         }
-        let layout = match slot_map(conn).await? {
+        let layout = match read_slot_map(conn).await? {
             Some(map) => layout::spread(self.name(), n, &self.layout(conn).await?, &map),
             None => Layout::plain(n),
         };
@@ -168,25 +168,6 @@ impl Queue {
                 .with_history(self.history()),
         )
     }
-}
-
-/// The cluster's slot map (`CLUSTER SLOTS`), or `None` on a server that is
-/// not a cluster.
-async fn slot_map<C: ConnectionLike + Send>(conn: &mut C) -> Result<Option<SlotMap>, QueueError> {
-    let reply: redis::Value = match redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await {
-        Ok(v) => v,
-        // Not a cluster; or a user without `+cluster|slots`, which a
-        // cluster client could not have connected as: one server.
-        Err(e)
-            if e.to_string().contains("cluster support disabled") || e.code() == Some("NOPERM") =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(QueueError::redis("partitions")(e)),
-    };
-    SlotMap::parse(&reply)
-        .map(Some)
-        .ok_or_else(|| crate::reply::protocol("CLUSTER SLOTS", &format!("{reply:?}")))
 }
 
 #[cfg(test)]
