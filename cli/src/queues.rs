@@ -3,7 +3,6 @@
 use comfy_table::Color;
 use millrace_core::Queue;
 use millrace_core::inspect::{self, LaneStats, QueueStats};
-use millrace_core::partition::split_name;
 use serde::Serialize;
 
 use crate::Ctx;
@@ -119,28 +118,23 @@ fn lane_row(queue: &str, l: &LaneStats) -> Vec<comfy_table::Cell> {
 
 /// The total row of a partitioned queue (the queue itself and every
 /// partition listed): `<queue> (total)`, the counts summed, the worst lag
-/// and oldest age.
+/// and oldest age ([`QueueStats::total`]).
 fn total_row(base: &str, members: &[&QueueStats]) -> Vec<comfy_table::Cell> {
-    let sum = |f: fn(&QueueStats) -> u64| members.iter().map(|m| f(m)).sum::<u64>();
-    let retrying = members
-        .iter()
-        .try_fold(0u64, |acc, m| m.retrying.map(|r| acc + r));
-    let lag = members.iter().filter_map(|m| m.lag_ms).max();
-    let oldest = members.iter().filter_map(|m| m.oldest_ms).max();
+    let t = QueueStats::total(base, members);
     let dash = || comfy_table::Cell::new("-");
     vec![
-        comfy_table::Cell::new(format!("{base} (total)")),
-        comfy_table::Cell::new(sum(|m| m.ready)),
-        comfy_table::Cell::new(sum(|m| m.in_flight)),
-        comfy_table::Cell::new(sum(|m| m.scheduled)),
-        comfy_table::Cell::new(retrying.map_or_else(|| "?".into(), |n| n.to_string())),
-        comfy_table::Cell::new(sum(|m| m.dead)),
+        comfy_table::Cell::new(&t.name),
+        comfy_table::Cell::new(t.ready),
+        comfy_table::Cell::new(t.in_flight),
+        comfy_table::Cell::new(t.scheduled),
+        comfy_table::Cell::new(t.retrying.map_or_else(|| "?".into(), |n| n.to_string())),
+        comfy_table::Cell::new(t.dead),
         dash(),
-        comfy_table::Cell::new(output::opt_ms(lag)),
-        comfy_table::Cell::new(output::opt_ms(oldest)),
+        comfy_table::Cell::new(output::opt_ms(t.lag_ms)),
+        comfy_table::Cell::new(output::opt_ms(t.oldest_ms)),
         dash(),
-        comfy_table::Cell::new(sum(|m| m.processed)),
-        comfy_table::Cell::new(sum(|m| m.retried + m.dead_lettered)),
+        comfy_table::Cell::new(t.processed),
+        comfy_table::Cell::new(t.retried + t.dead_lettered),
     ]
 }
 
@@ -206,17 +200,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             }
         }
         // After the last partition of a partitioned queue: its total.
-        let (base, part) = split_name(&s.name);
-        let partition_of_base = |name: &str| {
-            let (b, p) = split_name(name);
-            b == base && p.is_some()
-        };
-        let next_is_sibling = stats.get(i + 1).is_some_and(|n| partition_of_base(&n.name));
-        if part.is_some() && !next_is_sibling {
-            let members: Vec<&QueueStats> = stats
-                .iter()
-                .filter(|m| m.name == base || partition_of_base(&m.name))
-                .collect();
+        if let Some((base, members)) = inspect::partition_group_ending_at(&stats, i) {
             t.add_row(total_row(base, &members));
         }
     }

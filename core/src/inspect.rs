@@ -43,7 +43,7 @@ pub use find::{Location, find};
 pub use page::{DeadPage, compare_entry_ids, dead_page, ready_page};
 pub use pending::{PendingEntry, PendingFilter, pending, pending_count, pending_page};
 pub use ready::{READY_SCAN_LIMIT, ReadyPage, ready};
-pub use stats::{LaneStats, QueueStats, RETRYING_SCAN_LIMIT, stats};
+pub use stats::{LaneStats, QueueStats, RETRYING_SCAN_LIMIT, partition_group_ending_at, stats};
 
 /// Entries fetched per round trip when scanning a stream or a hash.
 pub const PAGE: usize = 500;

@@ -74,7 +74,12 @@ async fn table(app: &App) -> PageResult<Markup> {
                 th.n { "Processed" } th.n { "Failed" } th.n { "Processed/s" } th.n { "Failed/s" } th { "Throughput" }
             } }
             tbody {
-                @for (s, r) in rows.iter().zip(&rates) { (row(s, r, now)) }
+                @for (i, (s, r)) in rows.iter().zip(&rates).enumerate() {
+                    (row(s, r, now))
+                    @if let Some((base, members)) = inspect::partition_group_ending_at(&rows, i) {
+                        (total_row(&QueueStats::total(base, &members)))
+                    }
+                }
             }
         }
     })
@@ -104,6 +109,31 @@ fn row(s: &QueueStats, r: &Rates, now: u64) -> Markup {
             td.n data-col="processed_rate" { (r.processed.map_or_else(|| "–".to_owned(), fmt::rate)) }
             td.n data-col="failed_rate" { (r.failed.map_or_else(|| "–".to_owned(), fmt::rate)) }
             td { (layout::sparkline(&r.series)) }
+        }
+    }
+}
+
+/// The total row of a partitioned queue, after its last partition: the
+/// counts of the queue and its partitions together (no links: each
+/// partition's row has its own).
+fn total_row(t: &QueueStats) -> Markup {
+    html! {
+        tr.total data-queue=(t.name) {
+            td { (t.name) }
+            td.n data-col="ready" { (t.ready) }
+            td.n data-col="in_flight" { (t.in_flight) }
+            td.n data-col="scheduled" { (t.scheduled) }
+            td.n data-col="retrying" {
+                (t.retrying.map_or_else(|| "?".to_owned(), |n| n.to_string()))
+            }
+            td.n.bad[t.dead > 0] data-col="dead" { (t.dead) }
+            td.n data-col="consumers" { "–" }
+            td.n data-col="lag" { (fmt::opt_age(t.lag_ms)) }
+            td.n data-col="oldest" { (fmt::opt_age(t.oldest_ms)) }
+            td data-col="paused" { @if t.paused { "yes" } @else { "–" } }
+            td.n data-col="processed" { (t.processed) }
+            td.n data-col="failed" { (t.retried + t.dead_lettered) }
+            td.n { "–" } td.n { "–" } td {}
         }
     }
 }

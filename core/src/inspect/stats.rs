@@ -57,6 +57,56 @@ pub struct QueueStats {
     pub lanes: Vec<LaneStats>,
 }
 
+/// When `all[i]` is the last partition of a partitioned queue in `all`
+/// (listed in registry order, so a queue's partitions are together):
+/// that queue's name and its members in `all`, the queue itself and its
+/// partitions, for a total row after them.
+pub fn partition_group_ending_at(all: &[QueueStats], i: usize) -> Option<(&str, Vec<&QueueStats>)> {
+    let (base, part) = crate::partition::split_name(&all.get(i)?.name);
+    part?;
+    let of_base = |name: &str| {
+        let (b, p) = crate::partition::split_name(name);
+        b == base && p.is_some()
+    };
+    if all.get(i + 1).is_some_and(|n| of_base(&n.name)) {
+        return None;
+    }
+    let members = all
+        .iter()
+        .filter(|m| m.name == base || of_base(&m.name))
+        .collect();
+    Some((base, members))
+}
+
+impl QueueStats {
+    /// The total of a partitioned queue over `members` (the queue itself
+    /// and its partitions), named `<base> (total)`: counts summed, the
+    /// worst lag and oldest age, the most consumers, paused only when
+    /// every member is; retrying unknown when any member's is.
+    pub fn total(base: &str, members: &[&QueueStats]) -> QueueStats {
+        let sum = |f: fn(&QueueStats) -> u64| members.iter().map(|m| f(m)).sum::<u64>();
+        QueueStats {
+            name: format!("{base} (total)"),
+            ready: sum(|m| m.ready),
+            in_flight: sum(|m| m.in_flight),
+            scheduled: sum(|m| m.scheduled),
+            retrying: members
+                .iter()
+                .try_fold(0u64, |acc, m| m.retrying.map(|r| acc + r)),
+            dead: sum(|m| m.dead),
+            consumers: members.iter().map(|m| m.consumers).max().unwrap_or(0),
+            lag_ms: members.iter().filter_map(|m| m.lag_ms).max(),
+            oldest_ms: members.iter().filter_map(|m| m.oldest_ms).max(),
+            paused: !members.is_empty() && members.iter().all(|m| m.paused),
+            pause: None,
+            processed: sum(|m| m.processed),
+            retried: sum(|m| m.retried),
+            dead_lettered: sum(|m| m.dead_lettered),
+            lanes: Vec::new(),
+        }
+    }
+}
+
 /// One lane's share of a queue's counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -239,5 +289,61 @@ async fn count_retrying<C: ConnectionLike + Send>(
             return Ok(n);
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_total_sums_counts_and_keeps_the_worst_ages() {
+        let a = QueueStats {
+            name: "orders#0".into(),
+            ready: 3,
+            dead: 1,
+            consumers: 2,
+            retrying: Some(1),
+            lag_ms: Some(10),
+            paused: true,
+            processed: 5,
+            ..QueueStats::default()
+        };
+        let b = QueueStats {
+            name: "orders#1".into(),
+            ready: 4,
+            consumers: 3,
+            retrying: Some(2),
+            oldest_ms: Some(70),
+            lag_ms: Some(40),
+            processed: 6,
+            ..QueueStats::default()
+        };
+        let t = QueueStats::total("orders", &[&a, &b]);
+        assert_eq!(t.name, "orders (total)");
+        assert_eq!((t.ready, t.dead, t.processed), (7, 1, 11));
+        assert_eq!((t.consumers, t.retrying), (3, Some(3)));
+        assert_eq!((t.lag_ms, t.oldest_ms), (Some(40), Some(70)));
+        assert!(!t.paused);
+        let unknown = QueueStats {
+            retrying: None,
+            ..b.clone()
+        };
+        assert_eq!(QueueStats::total("orders", &[&a, &unknown]).retrying, None);
+    }
+
+    #[test]
+    fn a_group_ends_at_its_last_partition() {
+        let all: Vec<QueueStats> = ["emails", "orders", "orders#0", "orders#1", "zeta"]
+            .iter()
+            .map(|n| QueueStats {
+                name: (*n).into(),
+                ..QueueStats::default()
+            })
+            .collect();
+        let ends: Vec<_> = (0..all.len())
+            .filter_map(|i| partition_group_ending_at(&all, i).map(|(b, m)| (i, b, m.len())))
+            .collect();
+        assert_eq!(ends, vec![(3, "orders", 3)]);
     }
 }

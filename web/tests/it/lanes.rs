@@ -1,6 +1,7 @@
 //! A queue with lanes on the dashboard: the queue page breaks its counts
 //! down by lane, a job page names a job's lane, and requeue acts in the
-//! lane the job page says.
+//! lane the job page says. A partitioned queue gets a total row on the
+//! overview.
 
 use std::time::Duration;
 
@@ -125,4 +126,42 @@ fn requeue_from_a_job_page_acts_in_the_jobs_lane() {
     assert!(to.contains("requeued+entry"), "{to}");
     let len: u64 = env.redis(&["XLEN", "millrace:{orders}:high:stream"]);
     assert_eq!(len, 1, "the copy is in the high lane");
+}
+
+#[test]
+fn the_overview_totals_a_partitioned_queue_after_its_partitions() {
+    let env = Env::new();
+    seed(&env, Q);
+    env.with(async |conn| {
+        let q = Queue::new("orders").unwrap_or_else(|e| panic!("{e}"));
+        let layout = q
+            .set_partitions(conn, 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        q.declare(conn).await.unwrap_or_else(|e| panic!("{e}"));
+        q.enqueue(conn, &[job("noop", "{}")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (n, &label) in layout.labels().iter().enumerate() {
+            let p = q.partition(label).unwrap_or_else(|e| panic!("{e}"));
+            p.declare(conn).await.unwrap_or_else(|e| panic!("{e}"));
+            let jobs: Vec<_> = (0..=n).map(|_| job("noop", "{}")).collect();
+            p.enqueue(conn, &jobs)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
+    let web = Dashboard::start(&env, Dashboard::config(&env));
+    let page = web.get("/").ok();
+    assert_eq!(cell(&page, "orders#1", "ready"), "2");
+    assert_eq!(cell(&page, "orders (total)", "ready"), "4", "{page}");
+    let at = |name: &str| {
+        page.find(&format!("data-queue=\"{name}\""))
+            .unwrap_or_else(|| panic!("no row {name}"))
+    };
+    assert!(at("orders") < at("orders#1") && at("orders#1") < at("orders (total)"));
+    assert!(
+        !page.contains(&format!("data-queue=\"{Q} (total)\"")),
+        "an unpartitioned queue has no total"
+    );
 }
