@@ -202,8 +202,8 @@ pub struct Client {
     durability: Option<Durability>,
     /// Queues already added to the registry by this client and its clones.
     registered: Arc<Mutex<HashSet<String>>>,
-    /// Partition counts read from Redis, with when they were read.
-    partitions: Arc<Mutex<HashMap<String, (partition::Layout, Instant)>>>,
+    /// Partition layouts read from Redis, with when they were read.
+    partitions: Arc<Mutex<HashMap<String, CachedLayout>>>,
     /// The next partition of jobs enqueued without a key.
     round_robin: Arc<AtomicU32>,
 }
@@ -479,9 +479,9 @@ impl Client {
     pub(crate) async fn partition_layout(
         &self,
         queue: &Queue,
-    ) -> Result<partition::Layout, EnqueueError> {
+    ) -> Result<Arc<partition::Layout>, EnqueueError> {
         if partition::split_name(queue.name()).1.is_some() {
-            return Ok(partition::Layout::single());
+            return Ok(Arc::new(partition::Layout::single()));
         }
         let cached = self
             .partitions
@@ -489,17 +489,18 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(queue.name())
             .filter(|(_, at)| at.elapsed() < PARTITIONS_TTL)
-            .map(|(l, _)| l.clone());
+            .map(|(l, _)| Arc::clone(l));
         if let Some(l) = cached {
             return Ok(l);
         }
-        let l = self
-            .with_retries_value(|mut conn| async move { queue.layout(&mut conn).await })
-            .await?;
+        let l = Arc::new(
+            self.with_retries_value(|mut conn| async move { queue.layout(&mut conn).await })
+                .await?,
+        );
         self.partitions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(queue.name().to_owned(), (l.clone(), Instant::now()));
+            .insert(queue.name().to_owned(), (Arc::clone(&l), Instant::now()));
         Ok(l)
     }
 
@@ -615,6 +616,9 @@ fn registered_as(queue: &Queue) -> String {
 
 /// How long a client trusts a partition count it read.
 pub const PARTITIONS_TTL: Duration = Duration::from_secs(5);
+
+/// A queue's partition layout as read from Redis, and when it was read.
+type CachedLayout = (Arc<partition::Layout>, Instant);
 
 fn unique_of<J: Job>(job: &J, options: &EnqueueOptions) -> Result<Option<Unique>, EnqueueError> {
     let unique = options.unique.clone().or_else(|| job.unique());
