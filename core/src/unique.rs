@@ -167,7 +167,7 @@ impl Enqueued {
 }
 
 /// A unique lock to release when its job succeeds (passed to
-/// [`Queue::ack_releasing`](crate::Queue::ack_releasing)).
+/// [`Queue::ack_finished`](crate::Queue::ack_finished) in an `Acked`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UniqueLock {

@@ -45,7 +45,7 @@ pub struct RelayConfig {
     pub mark_retention: Duration,
     /// How long the mark of a relayed row is kept after its delete has
     /// committed: longer than a batch can be in flight
-    /// ([`BATCH_TIMEOUT`]), so a relay that lost its rows' locks (Postgres
+    /// (`BATCH_TIMEOUT`), so a relay that lost its rows' locks (Postgres
     /// ended its session) while its Redis call was on its way still finds
     /// the mark. Zero removes marks at once (tests). Defaults to 5 min.
     pub mark_grace: Duration,

@@ -5,7 +5,7 @@
 //! [`enqueue_many`](Client::enqueue_many) (one round trip per batch),
 //! [`enqueue_in`](Client::enqueue_in) / [`enqueue_at`](Client::enqueue_at)
 //! and [`EnqueueOptions`] (queue, attempts, job id, trace context).
-//! With feature `postgres`, [`outbox`](crate::outbox) enqueues inside a
+//! With feature `postgres`, [`outbox`] enqueues inside a
 //! Postgres transaction (sqlx): the job exists if and only if the
 //! transaction commits.
 //!
@@ -36,7 +36,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `tls` | no | `rediss://` URLs through rustls (the `ring` provider, the system's trust store), and [`ClientBuilder::tls`] files: a private CA, a client certificate for mutual TLS |
-//! | `postgres` | no | [`outbox`](crate::outbox): enqueue inside a Postgres transaction (sqlx), through `millrace-postgres` |
+//! | `postgres` | no | [`outbox`]: enqueue inside a Postgres transaction (sqlx), through `millrace-postgres` |
 //! | `otel` | no | with no [`EnqueueOptions::trace`](EnqueueOptions::trace()), the envelope carries the current `tracing` span's OpenTelemetry context (`tracing-opentelemetry`) as its W3C traceparent |
 
 mod client;

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! [`Runner::run`] parses the flags and `MILLRACE_*` variables (every
-//! [`WorkerConfig`] setting, `--help` lists them), starts logging
+//! [`WorkerConfig`](crate::WorkerConfig) setting, `--help` lists them), starts logging
 //! (`--log-format text|json`, level by `RUST_LOG`), catches SIGTERM and
 //! SIGINT from its first moment (the first shuts down gracefully, a second
 //! exits at once with 130), builds the worker from the flags' configuration
