@@ -87,6 +87,15 @@ struct Loops {
     stall_after: Duration,
 }
 
+impl Loops {
+    /// Adds a loop's progress unless it is watched already.
+    fn add(&mut self, progress: Arc<Progress>) {
+        if !self.progress.iter().any(|p| Arc::ptr_eq(p, &progress)) {
+            self.progress.push(progress);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// When Redis last answered every check with all groups present.
@@ -127,11 +136,19 @@ impl Health {
 
     /// Watches the progress of fetch loops: readiness fails, naming the
     /// queue, when one made no progress for longer than `stall_after`.
+    /// Loops already watched (see [`watch_more`](Self::watch_more)) stay.
     pub fn watch(&self, progress: Vec<Arc<Progress>>, stall_after: Duration) {
-        self.state().loops = Loops {
-            progress,
-            stall_after,
-        };
+        let mut s = self.state();
+        for p in progress {
+            s.loops.add(p);
+        }
+        s.loops.stall_after = stall_after;
+    }
+
+    /// Watches one more fetch loop, started after the worker (a partition
+    /// a reclaim round found).
+    pub fn watch_more(&self, progress: Arc<Progress>) {
+        self.state().loops.add(progress);
     }
 
     /// Marks the worker as shutting down: no longer ready, for good.
@@ -214,6 +231,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(h.readiness(), Ok(()), "waiting for slots is progress");
         assert_eq!(p.stalled_for(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_loop_watched_later_counts_too() {
+        let h = Health::new(Duration::from_secs(60));
+        h.checked(None);
+        h.watch(
+            vec![Arc::new(Progress::new("orders"))],
+            Duration::from_millis(20),
+        );
+        let late = Arc::new(Progress::new("orders#3"));
+        h.watch_more(late.clone());
+        h.watch_more(late.clone());
+        std::thread::sleep(Duration::from_millis(40));
+        let err = h.readiness().unwrap_err();
+        assert!(err.starts_with("queue orders"), "{err}");
+        assert_eq!(h.state().loops.progress.len(), 2);
+        late.beat();
+        assert!(late.stalled_for() < Duration::from_millis(20));
     }
 
     #[test]

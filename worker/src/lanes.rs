@@ -117,6 +117,8 @@ pub(crate) struct Spawner {
     pub ackers: TaskTracker,
     /// Lease, promote and upkeep tasks: stopped with the fetch loops.
     pub background: TaskTracker,
+    /// Readiness: fetch loops started later (partitions) are watched too.
+    pub health: crate::health::Health,
 }
 
 impl Spawner {

@@ -359,6 +359,7 @@ impl Worker {
             jobs_done: jobs_done.clone(),
             ackers: TaskTracker::new(),
             background: TaskTracker::new(),
+            health: self.health.clone(),
         });
         let background = &spawner.background;
         // Schedules first: a failure there leaves no fetch loop started.

@@ -172,6 +172,7 @@ async fn add(
         s.share_slots();
     }
     drop(sets);
+    spawner.health.watch_more(set.base.progress.clone());
     fetchers.spawn(fetch::fetch_loop(set, pool.clone()));
     info!(
         queue = group.base.name(),

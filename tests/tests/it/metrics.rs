@@ -302,9 +302,13 @@ async fn the_oldest_ready_job_age_grows_while_every_slot_is_busy() {
     let port = millrace_tests::free_tcp_port().unwrap_or_else(|e| panic!("{e}"));
     let _worker = Killed(start_worker(&url, port, &["--concurrency", "1"]));
     let text = tokio::task::spawn_blocking(move || {
+        // The jobs may be older than 1 s before the worker starts (its
+        // binary built on first use): wait too for a sample taken after
+        // the long job was claimed.
         scrape_until(port, "an oldest ready age of 1 s or more", |t| {
             let default = [("queue", "default")];
             value(t, "millrace_queue_oldest_ready_age_seconds", &default).is_some_and(|v| v >= 1.0)
+                && value(t, "millrace_queue_pending", &default) == Some(1.0)
                 && value(
                     t,
                     "millrace_queue_oldest_ready_age_seconds",
