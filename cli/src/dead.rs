@@ -14,6 +14,7 @@ use millrace_core::inspect::{self, DeadFilter, DeadScan, RawEntry};
 use serde::Serialize;
 
 use crate::output::{self, Confirm, Decision};
+use crate::partitions::{self, Held};
 use crate::{Ctx, show};
 
 /// `millrace dead ...`
@@ -224,7 +225,7 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
             "no dead jobs match in queue {:?} ({total} dead in all)",
             a.queue
         );
-        return Ok(());
+        return partitions::hint(ctx, &queue, Held::Dead).await;
     }
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
     output::print_table(&table(&rows, now, a.wide));
@@ -241,7 +242,7 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
     if (rows.len() as u64) < total {
         println!("({} shown of {total} dead)", rows.len());
     }
-    Ok(())
+    partitions::hint(ctx, &queue, Held::Dead).await
 }
 
 /// Dead entries of one job: by entry id, or every entry with that job id.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::Ctx;
 use crate::dead::say;
 use crate::output::{self, Confirm, Decision, cell};
+use crate::partitions::{self, Held};
 
 /// `millrace delayed ...`
 #[derive(Debug, clap::Subcommand)]
@@ -188,7 +189,7 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
             "no delayed jobs match in queue {:?} ({total} delayed in all)",
             a.queue
         );
-        return Ok(());
+        return partitions::hint(ctx, &queue, Held::Delayed).await;
     }
     let now = inspect::server_now_ms(&mut ctx.conn).await?;
     let lanes = ctx.has_lanes(&queue).await?;
@@ -196,7 +197,7 @@ async fn list(ctx: &mut Ctx, a: ListArgs) -> anyhow::Result<()> {
     if (rows.len() as u64) < total {
         println!("({} shown of {total} delayed)", rows.len());
     }
-    Ok(())
+    partitions::hint(ctx, &queue, Held::Delayed).await
 }
 
 #[derive(Debug, Serialize)]

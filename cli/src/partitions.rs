@@ -6,9 +6,9 @@
 //! nothing: workers keep reading every partition the registry knows. Jobs
 //! of one key keep their order only while the layout stays.
 
-use millrace_core::inspect;
 use millrace_core::partition::layout::partition_slot;
 use millrace_core::slot::read_slot_map;
+use millrace_core::{Queue, inspect};
 use serde::Serialize;
 
 use crate::Ctx;
@@ -136,5 +136,78 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
         t.add_row(row);
     }
     output::print_table(&t);
+    Ok(())
+}
+
+/// What a listing command lists, for [`hint`].
+#[derive(Debug, Clone, Copy)]
+pub enum Held {
+    /// Dead-letter entries (`dead list`).
+    Dead,
+    /// Delivered, unacknowledged entries (`pending`).
+    Pending,
+    /// Scheduled jobs and retries (`delayed list`).
+    Delayed,
+}
+
+impl Held {
+    fn noun(self, n: u64) -> &'static str {
+        match (self, n == 1) {
+            (Self::Dead, true) => "dead job",
+            (Self::Dead, false) => "dead jobs",
+            (Self::Pending, true) => "pending entry",
+            (Self::Pending, false) => "pending entries",
+            (Self::Delayed, true) => "delayed job",
+            (Self::Delayed, false) => "delayed jobs",
+        }
+    }
+
+    fn command(self) -> &'static str {
+        match self {
+            Self::Dead => "dead list",
+            Self::Pending => "pending",
+            Self::Delayed => "delayed list",
+        }
+    }
+}
+
+/// After a listing of a partitioned queue's own entries: one line naming
+/// the partitions that hold more (a listing reads one partition, and a
+/// partitioned queue's jobs are in its partitions), with the command that
+/// lists the first. Nothing for a queue without partitions, or when they
+/// hold none.
+pub async fn hint(ctx: &mut Ctx, queue: &Queue, what: Held) -> anyhow::Result<()> {
+    if ctx.json {
+        return Ok(());
+    }
+    let mut held = Vec::new();
+    for label in queue.partitions_in_use(&mut ctx.conn).await? {
+        let p = queue.partition(label)?;
+        let n = match what {
+            Held::Dead => inspect::dead_count(&mut ctx.conn, &p).await?,
+            Held::Pending => inspect::pending_count(&mut ctx.conn, &p).await?,
+            Held::Delayed => inspect::delayed_count(&mut ctx.conn, &p).await?,
+        };
+        if n > 0 {
+            held.push((p.name().to_owned(), n));
+        }
+    }
+    let Some((first, _)) = held.first() else {
+        return Ok(());
+    };
+    let total: u64 = held.iter().map(|(_, n)| n).sum();
+    let each: Vec<String> = held
+        .iter()
+        .take(8)
+        .map(|(name, n)| format!("{name}: {n}"))
+        .collect();
+    let more = if held.len() > 8 { ", …" } else { "" };
+    println!(
+        "queue {:?} is partitioned: its partitions hold {total} {} ({}{more}); `millrace {} {first}` lists them",
+        queue.name(),
+        what.noun(total),
+        each.join(", "),
+        what.command(),
+    );
     Ok(())
 }

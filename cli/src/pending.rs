@@ -8,6 +8,7 @@ use millrace_core::inspect::{self, PendingEntry, PendingFilter};
 use serde::Serialize;
 
 use crate::output::{self, cell};
+use crate::partitions::{self, Held};
 use crate::{Ctx, duration};
 
 /// Flags of `millrace pending`.
@@ -76,7 +77,7 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
             "no pending entries match in queue {:?} ({} pending in all)",
             a.queue, total
         );
-        return Ok(());
+        return partitions::hint(ctx, &queue, Held::Pending).await;
     }
     let lanes = ctx.has_lanes(&queue).await?;
     let mut headers = vec!["ENTRY"];
@@ -105,5 +106,5 @@ pub async fn run(ctx: &mut Ctx, a: Args) -> anyhow::Result<()> {
     if (rows.len() as u64) < total {
         println!("({} shown of {} pending)", rows.len(), total);
     }
-    Ok(())
+    partitions::hint(ctx, &queue, Held::Pending).await
 }

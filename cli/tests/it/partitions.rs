@@ -137,3 +137,86 @@ fn enqueue_places_a_job_in_its_keys_partition() {
         "{out:#?}"
     );
 }
+
+/// `dead list`, `pending` and `delayed list` of a partitioned queue name
+/// the partitions that hold what the queue's own listing does not.
+#[test]
+fn listings_of_a_partitioned_queue_name_the_partitions_that_hold_more() {
+    let env = Env::new();
+    declared(&env);
+    env.run(&["partitions", Q, "--set", "2"]).ok();
+    let before = env.run(&["dead", "list", Q]).ok();
+    assert!(
+        !before.stdout.contains("is partitioned"),
+        "nothing held, no hint: {before:#?}"
+    );
+    env.setup(async |c| {
+        let q = Queue::new(Q).unwrap_or_else(|e| panic!("{e}"));
+        let (p0, p1) = (
+            q.partition(0).unwrap_or_else(|e| panic!("{e}")),
+            q.partition(1).unwrap_or_else(|e| panic!("{e}")),
+        );
+        for p in [&p0, &p1] {
+            p.declare(c).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let job = |id: &str| millrace_core::Envelope::new(id.into(), "noop", "{}".into());
+        // Partition 1: one job held by a consumer, two dead letters.
+        p1.enqueue(c, &[job("held")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        p1.read(
+            c,
+            "ghost",
+            1,
+            std::time::Duration::from_millis(10),
+            &millrace_core::ReadFrom::New,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..2 {
+            let _: String = redis::cmd("XADD")
+                .arg(&p1.keys().dead)
+                .arg("*")
+                .arg("id")
+                .arg(format!("dead{i}"))
+                .arg("name")
+                .arg("noop")
+                .arg("payload")
+                .arg("{}")
+                .query_async(c)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Partition 0: one job scheduled for later.
+        p0.schedule(
+            c,
+            &job("later"),
+            millrace_core::When::In(std::time::Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    });
+    for (args, line) in [
+        (
+            &["dead", "list", Q][..],
+            format!(
+                "its partitions hold 2 dead jobs ({Q}#1: 2); `millrace dead list {Q}#1` lists them"
+            ),
+        ),
+        (
+            &["pending", Q],
+            format!("its partitions hold 1 pending entry ({Q}#1: 1)"),
+        ),
+        (
+            &["delayed", "list", Q],
+            format!("its partitions hold 1 delayed job ({Q}#0: 1)"),
+        ),
+    ] {
+        let out = env.run(args).ok();
+        assert!(out.stdout.contains(&line), "{args:?}: {out:#?}");
+    }
+    // The partition itself lists its own, and names no partitions.
+    let own = env.run(&["dead", "list", &format!("{Q}#1")]).ok();
+    assert!(own.stdout.contains("dead0"), "{own:#?}");
+    assert!(!own.stdout.contains("is partitioned"), "{own:#?}");
+}
