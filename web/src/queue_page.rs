@@ -5,6 +5,7 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
+use millrace_core::QueueError;
 use millrace_core::inspect::{self, DeadFilter, PendingFilter, QueueStats};
 use serde::Deserialize;
 
@@ -103,6 +104,11 @@ async fn shell(
     let mut conn = app.conn();
     let s = inspect::stats(&mut conn, &queue).await?;
     let now = inspect::server_now_ms(&mut conn).await?;
+    let mut parts = Vec::new();
+    for label in queue.partitions_in_use(&mut conn).await? {
+        let p = queue.partition(label).map_err(QueueError::from)?;
+        parts.push(inspect::stats(&mut conn, &p).await?);
+    }
     let tabs = [
         (Tab::Ready, "", format!("Ready ({})", s.ready)),
         (
@@ -125,6 +131,7 @@ async fn shell(
             p.crumbs { a href="/" { "Queues" } " / " (name) }
             h1 { "Queue " code { (name) } }
             div data-poll=(queue_url(name, "counts")) { (counts(&s, now)) }
+            (partitions(&parts))
             (pause_form(app, name, &s))
             nav.tabs {
                 @for (t, rest, label) in &tabs {
@@ -192,6 +199,35 @@ fn counts(s: &QueueStats, now: u64) -> Markup {
                         tr data-lane=(l.lane.as_str()) {
                             td { a href=(ready_of(l.lane)) { (l.lane) } } td { (l.ready) } td { (l.in_flight) } td { (l.delayed) } td { (fmt::opt_age(l.lag_ms)) }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A partitioned queue's partitions, each with its counts and a link to
+/// its own page (a partition is a queue: its jobs are listed there);
+/// nothing for a queue without partitions.
+fn partitions(parts: &[QueueStats]) -> Markup {
+    if parts.is_empty() {
+        return html! {};
+    }
+    html! {
+        h2 { "Partitions" }
+        table.partitions {
+            thead { tr {
+                th { "Partition" } th.n { "Ready" } th.n { "In flight" } th.n { "Delayed" } th.n { "Dead" } th.n { "Consumers" }
+            } }
+            tbody {
+                @for p in parts {
+                    tr data-partition=(p.name) {
+                        td { a href=(queue_url(&p.name, "")) { (p.name) } }
+                        td.n { (p.ready) }
+                        td.n { (p.in_flight) }
+                        td.n { (p.scheduled + p.retrying.unwrap_or(0)) }
+                        td.n.bad[p.dead > 0] { a href=(queue_url(&p.name, "dead")) { (p.dead) } }
+                        td.n { (p.consumers) }
                     }
                 }
             }

@@ -164,4 +164,22 @@ fn the_overview_totals_a_partitioned_queue_after_its_partitions() {
         !page.contains(&format!("data-queue=\"{Q} (total)\"")),
         "an unpartitioned queue has no total"
     );
+    // The queue's page lists its partitions, each linked to its own page.
+    let queue_page = web.get("/queues/orders").ok();
+    let row = queue_page
+        .split("data-partition=\"orders#1\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no partition row: {queue_page}"));
+    assert!(row.contains("href=\"/queues/orders%231\""), "{row}");
+    let ready = row
+        .split("<td class=\"n\">")
+        .nth(1)
+        .and_then(|c| c.split('<').next());
+    assert_eq!(ready, Some("2"), "{row}");
+    let plain = web.get(&format!("/queues/{Q}")).ok();
+    assert!(
+        !plain.contains("data-partition="),
+        "no partitions, no table"
+    );
 }
