@@ -64,8 +64,8 @@ pub struct Keys {
     /// Set of the queue's lanes other than `default` that producers have
     /// written to (`high`, `low`): what workers read.
     pub lanes: String,
-    /// String: the queue's partition count (see `partition.rs`); absent
-    /// means 1.
+    /// String: the queue's partition layout, `N` or `l0,l1,…` (see
+    /// `partition/layout.rs`); absent means unpartitioned.
     pub partitions: String,
     /// The lane these keys are of: [`stream`](Self::stream),
     /// [`delayed`](Self::delayed), [`tries`](Self::tries) and

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use millrace_core::connect::Endpoint;
+use millrace_core::slot::{SlotMap, key_slot};
 
 use crate::{HarnessError, RedisOptions, RedisServer, TestCerts, TlsMode, free_port};
 
@@ -240,9 +241,7 @@ impl RedisCluster {
     /// The index (in [`nodes`](Self::nodes)) of the running master
     /// serving `key`'s slot.
     pub fn master_of(&self, key: &str) -> Option<usize> {
-        let slot: i64 = self
-            .running()
-            .find_map(|n| query(n, &["CLUSTER", "KEYSLOT", key]))?;
+        let slot = key_slot(key);
         self.nodes
             .iter()
             .position(|n| n.child_running() && serves(n, slot))
@@ -271,34 +270,24 @@ impl RedisCluster {
     }
 }
 
-/// True when node `n` serves `slot` itself (no MOVED for it).
-fn serves(n: &RedisServer, slot: i64) -> bool {
+/// True when node `n` serves `slot` itself (no MOVED for it), by its own
+/// slot map.
+fn serves(n: &RedisServer, slot: u16) -> bool {
     let Ok(mut conn) = n.connection() else {
         return false;
     };
-    let shards: redis::RedisResult<Vec<Vec<redis::Value>>> =
-        redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn);
     let Ok(my_id) = redis::cmd("CLUSTER").arg("MYID").query::<String>(&mut conn) else {
         return false;
     };
-    let Ok(shards) = shards else { return false };
-    shards.iter().any(|range| {
-        let int = |v: Option<&redis::Value>| match v {
-            Some(redis::Value::Int(i)) => Some(*i),
-            _ => None,
-        };
-        let (Some(lo), Some(hi)) = (int(range.first()), int(range.get(1))) else {
-            return false;
-        };
-        let master_id = match range.get(2) {
-            Some(redis::Value::Array(m)) => match m.get(2) {
-                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                _ => String::new(),
-            },
-            _ => String::new(),
-        };
-        (lo..=hi).contains(&slot) && master_id == my_id
-    })
+    let Ok(reply) = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query::<redis::Value>(&mut conn)
+    else {
+        return false;
+    };
+    SlotMap::parse(&reply)
+        .and_then(|map| map.master(map.master_of(slot)?).map(|m| m.id == my_id))
+        .unwrap_or(false)
 }
 
 fn query<T: redis::FromRedisValue>(n: &RedisServer, args: &[&str]) -> Option<T> {

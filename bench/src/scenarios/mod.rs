@@ -36,7 +36,7 @@ pub async fn fill<J>(b: &Bench, queue: &Queue, job: J, n: u64) -> anyhow::Result
 where
     J: millrace_core::Job + Clone + Sync,
 {
-    fill_with(b.client().await?, queue, Priority::Default, job, n).await
+    fill_lane(b, queue, Priority::Default, job, n).await
 }
 
 /// [`fill`] into lane `lane` of `queue`.

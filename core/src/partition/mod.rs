@@ -73,15 +73,6 @@ pub fn validate_partitions(n: u32) -> Result<(), ConfigError> {
 }
 
 impl Queue {
-    /// The queue's partition count (1 when it was never partitioned; a
-    /// stored value that does not parse reads as 1).
-    pub async fn partitions<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-    ) -> Result<u32, QueueError> {
-        Ok(self.layout(conn).await?.count())
-    }
-
     /// The queue's partition layout ([`Layout::single`] when it was never
     /// partitioned, or when the stored value does not parse).
     pub async fn layout<C: ConnectionLike + Send>(
